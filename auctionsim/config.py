@@ -1,0 +1,357 @@
+"""Market and advertiser-population configuration: frozen dataclasses validated on construction.
+
+A market is described by three objects:
+
+* :class:`MarketConfig`: the auction house (ticks, impressions, slots, mechanism, reserve, seed,
+  candidate retrieval) and its :class:`TrafficConfig` (how impressions and their pValues are
+  generated; the defaults follow AuctionNet's generative recipe).
+* :class:`Population`: the advertisers (stable integer ids, budgets, CPA targets, categories).
+
+Money (budgets, bids, prices, CPA targets) is in one abstract currency unit throughout; a pValue
+is a conversion probability per impression; a "value" is ``pValue x CPA target`` (currency).
+Presets that reproduce AuctionNet and large populations live in :mod:`auctionsim.presets`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from auctionsim.errors import ConfigError, describe
+
+__all__ = ["Mechanism", "TrafficConfig", "MarketConfig", "Population"]
+
+_MAX_SEED = 2**63 - 1
+
+
+class Mechanism(str, enum.Enum):
+    """Auction mechanism run on every impression.
+
+    * ``GSP``: generalised second price; slot ``k`` pays the ``(k+1)``-th highest bid, floored at
+      the reserve price.
+    * ``FPA``: first price; every winner pays its own bid.
+    * ``VCG``: Vickrey-Clarke-Groves for position auctions; slot ``k`` pays the externality it
+      imposes on the bidders below it, in expectation over slot exposure.
+
+    In all three, payment is charged only when the slot is exposed (seen by the user).
+    """
+
+    GSP = "gsp"
+    FPA = "fpa"
+    VCG = "vcg"
+
+    @property
+    def code(self) -> int:
+        """Integer code passed to the jitted kernels."""
+        return _MECHANISM_CODES[self]
+
+
+_MECHANISM_CODES = {Mechanism.GSP: 0, Mechanism.FPA: 1, Mechanism.VCG: 2}
+
+
+def _check_int(name: str, value: object, low: int | None = None, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{name} must be an integer, got {describe(value)}")
+    value = int(value)
+    if low is not None and value < low:
+        raise ConfigError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ConfigError(f"{name} must be <= {high}, got {value}")
+    return value
+
+
+def _check_float(
+    name: str,
+    value: object,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"{name} must be a number, got {describe(value)}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, got {value}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise ConfigError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and value > high:
+        raise ConfigError(f"{name} must be <= {high}, got {value}")
+    return value
+
+
+def _check_range(name: str, value: object, low: float = 0.0) -> tuple[float, float]:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ConfigError(f"{name} must be a (low, high) pair, got {describe(value)}")
+    first = _check_float(f"{name}[0]", value[0], low=low)
+    second = _check_float(f"{name}[1]", value[1], low=low)
+    if second < first:
+        raise ConfigError(f"{name} must have low <= high, got {describe(value)}")
+    return (first, second)
+
+
+@dataclass(frozen=True)
+class TrafficConfig:
+    """How impressions and their pValues are generated (AuctionNet's recipe by default).
+
+    Traffic volume: impressions are split over ticks by ``tick_shares`` (a daily curve; ``None``
+    uses AuctionNet's, resampled to the market's number of ticks), each share multiplied per
+    episode by ``U(volume_noise_range)`` held over windows of ``volume_noise_window`` ticks, then
+    renormalised.
+
+    pValue of impression ``j`` (in tick ``t``) for advertiser ``i`` of category ``c``:
+    ``Normal(mean[i, t], std[i, t])`` clipped to [0, 1] where
+    ``mean[i, t] = pvalue_base_mean x curve_c(t) x U(category_noise_range)[c, window]
+    x U(advertiser_noise_range)[i, window]``, ``curve_c(t) = 1 + category_curve_amplitude x
+    sin(2 pi t / T + 2 pi c / C)`` and ``std[i, t] = ratio_i x Normal(1, std_ratio_tick_std)
+    x mean[i, t]`` with ``ratio_i ~ Normal(std_ratio_mean, std_ratio_std)``.
+
+    Uncertainty: ``sigma = pValue x r`` with ``r ~ |Normal(m_i, m_i / 2)|`` capped at
+    ``sigma_ratio_cap``, ``m_i ~ |Normal(sigma_ratio_mean, sigma_ratio_std)|``. The realised
+    conversion probability is ``Normal(pValue, sigma)`` truncated to [0, 1]; a conversion is a
+    Bernoulli draw of it and only happens when the ad is exposed.
+    """
+
+    tick_shares: tuple[float, ...] | None = None
+    volume_noise_range: tuple[float, float] = (0.6, 1.4)
+    volume_noise_window: int = 4
+    pvalue_base_mean: float = 0.0005
+    category_curve_amplitude: float = 0.5
+    category_noise_range: tuple[float, float] = (0.3, 1.7)
+    category_noise_window: int = 8
+    advertiser_noise_range: tuple[float, float] = (0.5, 1.5)
+    advertiser_noise_window: int = 8
+    std_ratio_mean: float = 0.5
+    std_ratio_std: float = 0.1
+    std_ratio_tick_std: float = 0.2
+    sigma_ratio_mean: float = 0.15
+    sigma_ratio_std: float = 0.06
+    sigma_ratio_cap: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.tick_shares is not None:
+            shares = tuple(self.tick_shares)
+            if len(shares) == 0:
+                raise ConfigError("tick_shares must not be empty")
+            for index, share in enumerate(shares):
+                _check_float(f"tick_shares[{index}]", share, low=0.0)
+            if sum(shares) <= 0:
+                raise ConfigError(f"tick_shares must have a positive sum, got {describe(shares)}")
+            object.__setattr__(self, "tick_shares", tuple(float(s) for s in shares))
+        for name in ("volume_noise_range", "category_noise_range", "advertiser_noise_range"):
+            object.__setattr__(self, name, _check_range(name, getattr(self, name)))
+        if self.volume_noise_range[0] <= 0:
+            raise ConfigError(f"volume_noise_range must be positive, got {self.volume_noise_range}")
+        for name in ("volume_noise_window", "category_noise_window", "advertiser_noise_window"):
+            _check_int(name, getattr(self, name), low=1)
+        _check_float("pvalue_base_mean", self.pvalue_base_mean, low=0.0, high=1.0, low_open=True)
+        _check_float("category_curve_amplitude", self.category_curve_amplitude, low=0.0, high=1.0)
+        _check_float("std_ratio_mean", self.std_ratio_mean, low=0.0)
+        _check_float("std_ratio_std", self.std_ratio_std, low=0.0)
+        _check_float("std_ratio_tick_std", self.std_ratio_tick_std, low=0.0)
+        _check_float("sigma_ratio_mean", self.sigma_ratio_mean, low=0.0)
+        _check_float("sigma_ratio_std", self.sigma_ratio_std, low=0.0)
+        _check_float("sigma_ratio_cap", self.sigma_ratio_cap, low=0.0)
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """The auction house.
+
+    Attributes:
+        n_ticks: decision ticks per episode (AuctionNet: 48, one every 30 minutes of a day).
+        impressions_per_episode: impression opportunities per episode, split over ticks by the
+            traffic curve.
+        slot_exposure: probability that each ad slot is seen, best slot first; non-increasing in
+            (0, 1]. Exposure is continuous: slot ``k`` is seen only if slot ``k-1`` is (one uniform
+            per impression, slot ``k`` seen iff ``u < slot_exposure[k]``).
+        mechanism: ``"gsp"``, ``"fpa"`` or ``"vcg"`` (see :class:`Mechanism`).
+        reserve_price: minimum bid to take part and minimum price of any slot (currency).
+        min_budget_to_bid: an advertiser stops bidding once its remaining budget falls below
+            this (currency; AuctionNet: 0.1).
+        seed: default seed of the first ``reset`` when none is given.
+        candidates_per_impression: ``None`` (every advertiser bids on every impression, as in
+            AuctionNet) or ``K``: each impression is contested by ``K`` advertisers retrieved
+            from the population, so cost grows with impressions x K instead of impressions x N.
+        candidate_own_category_share: with ``K`` set, the expected share of the ``K`` candidates
+            retrieved from the impression's own category; the rest come from the other
+            categories in proportion to their size.
+        traffic: the traffic generator's parameters.
+    """
+
+    n_ticks: int = 48
+    impressions_per_episode: int = 500_000
+    slot_exposure: tuple[float, ...] = (1.0, 0.8, 0.6)
+    mechanism: Mechanism | str = Mechanism.GSP
+    reserve_price: float = 0.01
+    min_budget_to_bid: float = 0.1
+    seed: int = 0
+    candidates_per_impression: int | None = None
+    candidate_own_category_share: float = 0.5
+    traffic: TrafficConfig = field(default_factory=TrafficConfig)
+
+    def __post_init__(self) -> None:
+        _check_int("n_ticks", self.n_ticks, low=1)
+        _check_int("impressions_per_episode", self.impressions_per_episode, low=1)
+        slots = self.slot_exposure
+        if not isinstance(slots, (tuple, list)) or len(slots) == 0:
+            raise ConfigError(f"slot_exposure must be a non-empty sequence, got {describe(slots)}")
+        slots = tuple(
+            _check_float(f"slot_exposure[{k}]", p, low=0.0, high=1.0, low_open=True)
+            for k, p in enumerate(slots)
+        )
+        for k in range(1, len(slots)):
+            if slots[k] > slots[k - 1]:
+                raise ConfigError(
+                    f"slot_exposure must be non-increasing, got slot_exposure[{k}]={slots[k]} > "
+                    f"slot_exposure[{k - 1}]={slots[k - 1]}"
+                )
+        object.__setattr__(self, "slot_exposure", slots)
+        try:
+            mechanism = Mechanism(self.mechanism)
+        except ValueError:
+            valid = ", ".join(m.value for m in Mechanism)
+            raise ConfigError(
+                f"mechanism must be one of {valid}, got {describe(self.mechanism)}"
+            ) from None
+        object.__setattr__(self, "mechanism", mechanism)
+        _check_float("reserve_price", self.reserve_price, low=0.0)
+        _check_float("min_budget_to_bid", self.min_budget_to_bid, low=0.0)
+        _check_int("seed", self.seed, low=0, high=_MAX_SEED)
+        if self.candidates_per_impression is not None:
+            _check_int("candidates_per_impression", self.candidates_per_impression, low=1)
+        _check_float(
+            "candidate_own_category_share", self.candidate_own_category_share, low=0.0, high=1.0
+        )
+        if not isinstance(self.traffic, TrafficConfig):
+            raise ConfigError(f"traffic must be a TrafficConfig, got {describe(self.traffic)}")
+        if self.traffic.tick_shares is not None and len(self.traffic.tick_shares) != self.n_ticks:
+            raise ConfigError(
+                f"traffic.tick_shares has {len(self.traffic.tick_shares)} entries but n_ticks is "
+                f"{self.n_ticks}"
+            )
+
+    @property
+    def n_slots(self) -> int:
+        """Number of ad slots per impression."""
+        return len(self.slot_exposure)
+
+
+def _as_1d(name: str, values: object, dtype: type, length: int | None) -> np.ndarray:
+    try:
+        array = np.array(values, dtype=np.float64 if dtype is float else object)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a 1-D array of numbers, got {describe(values)}") from None
+    if array.ndim != 1:
+        raise ConfigError(f"{name} must be 1-D, got shape {array.shape}")
+    if length is not None and array.shape[0] != length:
+        raise ConfigError(f"{name} must have length {length} (one per advertiser), got {array.shape[0]}")
+    if dtype is int:
+        result = np.empty(array.shape[0], dtype=np.int64)
+        for index, item in enumerate(array):
+            if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
+                if isinstance(item, (float, np.floating)) and float(item).is_integer():
+                    item = int(item)
+                else:
+                    raise ConfigError(f"{name}[{index}] must be an integer, got {describe(item)}")
+            result[index] = int(item)
+        return result
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class Population:
+    """The advertisers of a market, one entry per advertiser, in array order.
+
+    Attributes:
+        ids: stable non-negative integer ids, unique. Randomness is keyed by id, so a permuted
+            population produces exactly permuted outcomes.
+        budgets: budget per episode (currency), > 0.
+        cpa_targets: target cost per conversion (currency), > 0; the value of a conversion.
+        categories: product category per advertiser, integers in ``[0, n_categories)``.
+        n_categories: number of categories (default: ``max(categories) + 1``).
+    """
+
+    ids: np.ndarray
+    budgets: np.ndarray
+    cpa_targets: np.ndarray
+    categories: np.ndarray
+    n_categories: int | None = None
+    _sorted_order: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        ids = _as_1d("ids", self.ids, int, None)
+        size = ids.shape[0]
+        if size == 0:
+            raise ConfigError("a population needs at least one advertiser, got ids=[]")
+        if (ids < 0).any():
+            index = int(np.argmax(ids < 0))
+            raise ConfigError(f"ids must be >= 0, got ids[{index}]={ids[index]}")
+        unique, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            raise ConfigError(f"ids must be unique, got duplicate id {int(unique[counts > 1][0])}")
+        budgets = _as_1d("budgets", self.budgets, float, size)
+        cpa_targets = _as_1d("cpa_targets", self.cpa_targets, float, size)
+        for name, array in (("budgets", budgets), ("cpa_targets", cpa_targets)):
+            bad = ~np.isfinite(array) | (array <= 0)
+            if bad.any():
+                index = int(np.argmax(bad))
+                raise ConfigError(f"{name} must be finite and > 0, got {name}[{index}]={array[index]}")
+        categories = _as_1d("categories", self.categories, int, size)
+        if (categories < 0).any():
+            index = int(np.argmax(categories < 0))
+            raise ConfigError(f"categories must be >= 0, got categories[{index}]={categories[index]}")
+        n_categories = int(categories.max()) + 1 if self.n_categories is None else self.n_categories
+        n_categories = _check_int("n_categories", n_categories, low=1)
+        if int(categories.max()) >= n_categories:
+            raise ConfigError(
+                f"categories must be < n_categories={n_categories}, got {int(categories.max())}"
+            )
+        for name, array in (
+            ("ids", ids),
+            ("budgets", budgets),
+            ("cpa_targets", cpa_targets),
+            ("categories", categories),
+        ):
+            array.setflags(write=False)
+            object.__setattr__(self, name, array)
+        object.__setattr__(self, "n_categories", n_categories)
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def size(self) -> int:
+        """Number of advertisers."""
+        return len(self)
+
+    def permuted(self, order: Sequence[int] | np.ndarray) -> "Population":
+        """The same advertisers in another array order: entry ``k`` is advertiser ``order[k]``."""
+        order = np.asarray(order)
+        if sorted(order.tolist()) != list(range(len(self))):
+            raise ConfigError(f"order must be a permutation of 0..{len(self) - 1}, got {describe(order)}")
+        return Population(
+            ids=self.ids[order],
+            budgets=self.budgets[order],
+            cpa_targets=self.cpa_targets[order],
+            categories=self.categories[order],
+            n_categories=self.n_categories,
+        )
+
+    def positions_of(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Array positions of the given advertiser ids; raises ``ConfigError`` on an unknown id."""
+        try:
+            query = np.asarray(ids, dtype=np.int64).reshape(-1)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"advertiser ids must be integers, got {describe(ids)}") from None
+        order = np.argsort(self.ids, kind="stable") if self._sorted_order is None else self._sorted_order
+        object.__setattr__(self, "_sorted_order", order)
+        sorted_ids = self.ids[order]
+        found = np.minimum(np.searchsorted(sorted_ids, query), len(self) - 1)
+        unknown = sorted_ids[found] != query
+        if unknown.any():
+            raise ConfigError(f"unknown advertiser id {int(query[np.argmax(unknown)])}")
+        return order[found].astype(np.int64)

@@ -1,0 +1,34 @@
+"""Exceptions raised by auctionsim.
+
+Every validation error names the offending field and value, and is raised before any state
+changes. The classes subclass the built-in ``ValueError``/``TypeError`` so callers that do not know
+about auctionsim can still catch them the usual way.
+"""
+
+from __future__ import annotations
+
+
+class AuctionSimError(Exception):
+    """Root of every error raised deliberately by auctionsim."""
+
+
+class ConfigError(AuctionSimError, ValueError):
+    """A configuration field holds an invalid value."""
+
+
+class ActionError(AuctionSimError, ValueError):
+    """Bids or bid multipliers passed to a market or environment are invalid."""
+
+
+class ActionTypeError(AuctionSimError, TypeError):
+    """Bids or bid multipliers have the wrong type (not numeric, not array-like)."""
+
+
+class EpisodeOverError(AuctionSimError, RuntimeError):
+    """``step`` was called on a market whose episode has ended; call ``reset`` first."""
+
+
+def describe(value: object, limit: int = 80) -> str:
+    """Short ``repr`` of a value for error messages (long arrays are abbreviated)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,489 @@
+"""The tick kernel: run every impression of one tick through the auction, in arrival order.
+
+Array in, array out; all state lives in the arrays the caller passes (``budget_left`` is updated
+in place, per-advertiser outputs are overwritten, market outputs accumulated into zeros). :class:`auctionsim.market.Market` owns the
+arrays and validates everything before calling in.
+
+Per impression ``j`` (global index in the episode):
+
+1. Contest: every advertiser, or (with ``n_candidates = K > 0``) the ``K`` retrieved by
+   :func:`auctionsim.traffic.retrieve_candidates`.
+2. Values and bids: ``pValue_ij`` is drawn (or read from explicit traffic); the bid is
+   ``bid_scale_i x pValue_ij`` with ``bid_scale_i = multiplier_i x cpa_target_i``, or the
+   advertiser's explicit per-impression bid. An advertiser whose remaining budget is ``<= 0`` or
+   below the budget floor (the larger of the reserve and the market's minimum budget to bid)
+   does not bid.
+3. Allocation and prices by the mechanism (:mod:`auctionsim.mechanisms`). Hard budget cap: if a
+   winner's price exceeds its remaining budget, it is removed from this impression and the auction
+   is re-run, so spend never exceeds budget.
+4. Exposure: slots ``0..seen-1`` are seen (one uniform per impression, continuity rule). Exposed
+   winners pay their price, gain value ``pValue x cpa_target`` and convert at random.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from auctionsim import _jit  # noqa: F401  (package-wide Numba cache stamps)
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from auctionsim.mechanisms import exposed_slots, rank_bids, shortlist_bids, slot_prices
+from auctionsim.traffic import (
+    KEY_CONVERSION,
+    KEY_CONVERSION_RATE,
+    KEY_PVALUE,
+    KEY_SIGMA,
+    KEY_TIE_BREAK,
+    impression_conversion,
+    impression_pvalue,
+    impression_sigma,
+    retrieve_candidates,
+)
+
+# Rows of the per-advertiser parameter array ``params``, float64 ``(N_PARAMS, N)``.
+PARAM_BID_SCALE = 0  # multiplier x CPA target: bid per unit of pValue (currency)
+PARAM_CPA_TARGET = 1  # value of a conversion (currency)
+PARAM_PVALUE_MEAN = 2  # this tick's pValue mean
+PARAM_PVALUE_STD = 3  # this tick's pValue standard deviation
+PARAM_SIGMA_RATIO = 4  # mean of sigma / pValue
+N_PARAMS = 5
+
+# Rows of the per-advertiser output array, float64 ``(N_OUTPUTS, N)``: the tick's totals.
+OUT_OPPORTUNITIES = 0  # impressions the advertiser was a candidate for
+OUT_BID_SUM = 1  # sum of its bids on them (currency)
+OUT_PVALUE_SUM = 2  # sum of its pValues on them
+OUT_LEAST_WINNING_COST_SUM = 3  # sum over them of the impression's least winning cost (currency)
+OUT_WINS = 4  # slots allocated
+OUT_EXPOSURES = 5  # allocated slots that were seen
+OUT_CONVERSIONS = 6  # realised conversions
+OUT_SPEND = 7  # money paid (currency)
+OUT_VALUE_WON = 8  # sum of pValue x CPA target over exposures (currency)
+N_OUTPUTS = 9
+
+# Entries of the market-level output array, float64 ``(N_MARKET,)``.
+MARKET_IMPRESSIONS = 0
+MARKET_SOLD = 1  # impressions with at least one slot allocated
+MARKET_LEAST_WINNING_COST_SUM = 2
+MARKET_LEAST_WINNING_COST_SQUARE_SUM = 3
+MARKET_LEAST_WINNING_COST_MIN = 4
+MARKET_LEAST_WINNING_COST_MAX = 5
+MARKET_TOP_BID_SUM = 6  # sum of the highest bid taking part (0 when none)
+MARKET_REVENUE = 7
+MARKET_EXPOSED_SLOTS = 8
+MARKET_CONVERSIONS = 9
+MARKET_BUDGET_EXCLUSIONS = 10  # winners removed because they could not pay
+N_MARKET = 11
+
+# Bids shortlisted beyond the S + 1 ranked, so that removing a winner who cannot pay usually
+# re-ranks only the shortlist.
+_SPARE_RANKS = 2
+
+
+@numba.njit(cache=True, inline="always")
+def _can_bid(budget_left, budget_floor):
+    """Whether an advertiser still bids: its remaining budget is positive and at least the floor
+    (the larger of the reserve price, below which it could pay no price, and the market's
+    minimum budget to bid)."""
+    return budget_left > 0.0 and budget_left >= budget_floor
+
+
+@intrinsic
+def _prefetch_row(typingctx, table, row):
+    """Ask the CPU to start loading ``table[row, 0]``'s cache line (LLVM ``prefetch``; no effect
+    on results). Used to load the next impression's candidates while this one is auctioned."""
+    signature = types.void(table, row)
+
+    def codegen(context, builder, signature, args):
+        table_type = signature.args[0]
+        array = context.make_array(table_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(
+            context, builder, table_type, array, [args[1], context.get_constant(types.intp, 0)], wraparound=False
+        )
+        byte_pointer = builder.bitcast(pointer, ir.IntType(8).as_pointer())
+        int32 = ir.IntType(32)
+        function_type = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), int32, int32, int32])
+        function = cgutils.get_or_insert_function(builder.module, function_type, "llvm.prefetch.p0")
+        # read, keep in all cache levels, data cache
+        builder.call(function, [byte_pointer, ir.Constant(int32, 0), ir.Constant(int32, 3), ir.Constant(int32, 1)])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@numba.njit(cache=True, inline="always")
+def _multiplier_bids(impression, n_bidders, keys, mean, std, scale, pvalues, bids):
+    """Draw each bidder's pValue and bid ``scale x pValue`` (contiguous per-bidder arrays)."""
+    for bidder in range(n_bidders):
+        pvalue = impression_pvalue(keys[bidder], mean[bidder], std[bidder], impression)
+        pvalues[bidder] = pvalue
+        bids[bidder] = scale[bidder] * pvalue
+
+
+# The kernel keeps each advertiser's data in one row of a float64 table (integers and keys stored
+# as uint64 bits), three cache lines wide: what every bidder needs, what a winner needs, and what
+# a winner accumulates. With K candidates the rows are in retrieval (category member) order, so a
+# candidate costs one cache line (prefetched an impression ahead) rather than a dozen scattered
+# reads across ``(N,)`` arrays.
+COL_PVALUE_MEAN = 0
+COL_PVALUE_STD = 1
+COL_SCALE = 2  # effective bid per unit of pValue; -1 once the advertiser no longer bids
+COL_PVALUE_KEY = 3  # bits
+COL_POSITION = 4  # bits: the advertiser's array position
+COL_PVALUE_SUM = 5
+COL_OPPORTUNITIES = 6
+COL_LEAST_WINNING_COST_SUM = 7
+COL_BUDGET_LEFT = 8
+COL_CPA_TARGET = 9
+COL_SIGMA_RATIO = 10
+COL_SIGMA_KEY = 11  # bits
+COL_RATE_KEY = 12  # bits
+COL_CONVERSION_KEY = 13  # bits
+COL_WINS = 16
+COL_EXPOSURES = 17
+COL_CONVERSIONS = 18
+COL_SPEND = 19
+COL_VALUE_WON = 20
+COL_EXPLICIT_BID_SUM = 21
+TABLE_WIDTH = 24
+
+
+@numba.njit(cache=True)
+def _build_table(order, params, keys, budget_left, budget_floor):
+    """The ``(N, TABLE_WIDTH)`` advertiser table with row ``r`` holding advertiser ``order[r]``."""
+    n_advertisers = order.shape[0]
+    table = np.zeros((n_advertisers, TABLE_WIDTH))
+    bits = table.view(np.uint64)
+    for row in range(n_advertisers):
+        position = order[row]
+        table[row, COL_PVALUE_MEAN] = params[PARAM_PVALUE_MEAN, position]
+        table[row, COL_PVALUE_STD] = params[PARAM_PVALUE_STD, position]
+        can_bid = _can_bid(budget_left[position], budget_floor)
+        table[row, COL_SCALE] = params[PARAM_BID_SCALE, position] if can_bid else -1.0
+        bits[row, COL_PVALUE_KEY] = keys[KEY_PVALUE, position]
+        bits[row, COL_POSITION] = np.uint64(position)
+        table[row, COL_BUDGET_LEFT] = budget_left[position]
+        table[row, COL_CPA_TARGET] = params[PARAM_CPA_TARGET, position]
+        table[row, COL_SIGMA_RATIO] = params[PARAM_SIGMA_RATIO, position]
+        bits[row, COL_SIGMA_KEY] = keys[KEY_SIGMA, position]
+        bits[row, COL_RATE_KEY] = keys[KEY_CONVERSION_RATE, position]
+        bits[row, COL_CONVERSION_KEY] = keys[KEY_CONVERSION, position]
+    return table
+
+
+@numba.njit(cache=True)
+def _write_back(order, table, bid_columns, params, budget_left, out_advertisers, n_impressions, full_contest, market_lwc_sum):
+    """Copy the tick's per-advertiser results from the table to the caller's arrays."""
+    for row in range(order.shape[0]):
+        position = order[row]
+        budget_left[position] = table[row, COL_BUDGET_LEFT]
+        if full_contest:
+            # Every advertiser saw every impression: its sums equal the market's.
+            out_advertisers[OUT_OPPORTUNITIES, position] = n_impressions
+            out_advertisers[OUT_LEAST_WINNING_COST_SUM, position] = market_lwc_sum
+        else:
+            out_advertisers[OUT_OPPORTUNITIES, position] = table[row, COL_OPPORTUNITIES]
+            out_advertisers[OUT_LEAST_WINNING_COST_SUM, position] = table[row, COL_LEAST_WINNING_COST_SUM]
+        pvalue_sum = table[row, COL_PVALUE_SUM]
+        out_advertisers[OUT_PVALUE_SUM, position] = pvalue_sum
+        # Multiplier bidders bid scale x pValue on every opportunity (notionally once out of budget).
+        if bid_columns[position] >= 0:
+            out_advertisers[OUT_BID_SUM, position] = table[row, COL_EXPLICIT_BID_SUM]
+        else:
+            out_advertisers[OUT_BID_SUM, position] = params[PARAM_BID_SCALE, position] * pvalue_sum
+        out_advertisers[OUT_WINS, position] = table[row, COL_WINS]
+        out_advertisers[OUT_EXPOSURES, position] = table[row, COL_EXPOSURES]
+        out_advertisers[OUT_CONVERSIONS, position] = table[row, COL_CONVERSIONS]
+        out_advertisers[OUT_SPEND, position] = table[row, COL_SPEND]
+        out_advertisers[OUT_VALUE_WON, position] = table[row, COL_VALUE_WON]
+
+
+@numba.njit(cache=True)
+def run_tick(
+    first_impression,
+    n_impressions,
+    mechanism,
+    slot_exposure,
+    reserve,
+    budget_floor,
+    exposure_key,
+    n_candidates,
+    own_category_share,
+    candidates_key,
+    retrieval,
+    params,
+    keys,
+    sigma_ratio_cap,
+    explicit_pvalues,
+    explicit_sigmas,
+    bid_columns,
+    explicit_bids,
+    budget_left,
+    out_advertisers,
+    out_market,
+    log_winners,
+    log_prices,
+    log_exposed,
+    log_converted,
+    log_least_winning_cost,
+    log_top_bid,
+):
+    """Run impressions ``first_impression .. first_impression + n_impressions - 1``.
+
+    Args:
+        first_impression, n_impressions: the tick's impressions (global indices).
+        mechanism: ``MECHANISM_*`` code; slot_exposure: ``(S,)``; reserve: reserve price.
+        budget_floor: advertisers with less budget left than this do not bid.
+        exposure_key: platform key of the exposure stream.
+        n_candidates: ``0`` for a full contest, else ``K``; own_category_share, candidates_key
+            and ``retrieval`` (:attr:`auctionsim.traffic.EpisodeTraffic.retrieval`) describe the
+            candidate retrieval.
+        params: ``(N_PARAMS, N)`` per-advertiser parameters for this tick.
+        keys: ``(5, N)`` uint64 per-advertiser stream keys.
+        sigma_ratio_cap: cap of sigma / pValue.
+        explicit_pvalues, explicit_sigmas: ``(n_impressions, N)`` this tick's user-supplied
+            pValues and sigmas, or ``(0, 0)`` arrays to draw them.
+        bid_columns: ``(N,)`` column of ``explicit_bids`` per advertiser, ``-1`` for multiplier bids.
+        explicit_bids: ``(n_impressions, n_explicit)`` per-impression bids (currency).
+        budget_left: ``(N,)`` remaining budgets, updated in place.
+        out_advertisers: ``(N_OUTPUTS, N)`` outputs (overwritten); out_market: ``(N_MARKET,)``
+            zeroed accumulators.
+        log_*: per-impression log (``(n_impressions, S)`` winners as array positions or -1,
+            prices, exposed, converted; ``(n_impressions,)`` least winning cost and top bid), or
+            arrays with 0 rows to skip logging.
+    """
+    n_advertisers = params.shape[1]
+    n_slots = slot_exposure.shape[0]
+    full_contest = n_candidates == 0
+    n_bidders = n_advertisers if full_contest else n_candidates
+    order = np.arange(n_advertisers) if full_contest else retrieval[0]
+    table = _build_table(order, params, keys, budget_left, budget_floor)
+    bits = table.view(np.uint64)
+    tie_keys = np.empty(n_advertisers, dtype=np.uint64)  # by table row
+    for row in range(n_advertisers):
+        tie_keys[row] = keys[KEY_TIE_BREAK, order[row]]
+
+    # Per-bidder working arrays. In a full contest bidder b is table row b and array position b,
+    # and its pValue parameters are copied once per tick; with K candidates they are gathered
+    # from the candidates' rows at every impression.
+    rows = np.arange(n_bidders)
+    next_rows = np.arange(n_bidders)
+    positions = np.arange(n_bidders)
+    bidder_keys = np.empty(n_bidders, dtype=np.uint64)
+    bidder_mean = np.empty(n_bidders)
+    bidder_std = np.empty(n_bidders)
+    bidder_scale = np.empty(n_bidders)
+    if full_contest:
+        for row in range(n_advertisers):
+            bidder_keys[row] = bits[row, COL_PVALUE_KEY]
+            bidder_mean[row] = table[row, COL_PVALUE_MEAN]
+            bidder_std[row] = table[row, COL_PVALUE_STD]
+            bidder_scale[row] = table[row, COL_SCALE]
+    else:
+        retrieve_candidates(first_impression, n_candidates, own_category_share, candidates_key, retrieval, next_rows)
+    bids = np.empty(n_bidders)
+    pvalues = np.empty(n_bidders)
+    rank_capacity = n_slots + 1
+    shortlist = np.empty(n_bidders, dtype=np.int64)
+    everyone = np.arange(n_bidders)
+    tops = np.empty(2 * rank_capacity)
+    ranked_index = np.empty(rank_capacity, dtype=np.int64)
+    ranked_bids = np.empty(rank_capacity)
+    prices = np.empty(n_slots)
+    use_explicit_pvalues = explicit_pvalues.shape[0] > 0
+    use_explicit_bids = explicit_bids.shape[1] > 0
+    logging = log_top_bid.shape[0] > 0
+    least_winning_cost_min = np.inf
+    least_winning_cost_max = -np.inf
+
+    for local in range(n_impressions):
+        impression = first_impression + local
+
+        if not full_contest:
+            rows, next_rows = next_rows, rows
+            if local + 1 < n_impressions:
+                retrieve_candidates(impression + 1, n_candidates, own_category_share, candidates_key, retrieval, next_rows)
+                for bidder in range(n_bidders):
+                    _prefetch_row(table, next_rows[bidder])
+            for bidder in range(n_bidders):
+                row = rows[bidder]
+                positions[bidder] = np.int64(bits[row, COL_POSITION])
+                bidder_keys[bidder] = bits[row, COL_PVALUE_KEY]
+                bidder_mean[bidder] = table[row, COL_PVALUE_MEAN]
+                bidder_std[bidder] = table[row, COL_PVALUE_STD]
+                bidder_scale[bidder] = table[row, COL_SCALE]
+
+        # Values and bids: multiplier bids are ``scale x pValue``; explicit bids replace them.
+        if use_explicit_pvalues:
+            for bidder in range(n_bidders):
+                pvalues[bidder] = explicit_pvalues[local, positions[bidder]]
+                bids[bidder] = bidder_scale[bidder] * pvalues[bidder]
+        else:
+            _multiplier_bids(impression, n_bidders, bidder_keys, bidder_mean, bidder_std, bidder_scale, pvalues, bids)
+        if full_contest:
+            for bidder in range(n_bidders):
+                table[bidder, COL_PVALUE_SUM] += pvalues[bidder]
+        else:
+            for bidder in range(n_bidders):
+                table[rows[bidder], COL_PVALUE_SUM] += pvalues[bidder]
+                table[rows[bidder], COL_OPPORTUNITIES] += 1.0
+        if use_explicit_bids:
+            for bidder in range(n_bidders):
+                column = bid_columns[positions[bidder]]
+                if column >= 0:
+                    bid = explicit_bids[local, column]
+                    table[rows[bidder], COL_EXPLICIT_BID_SUM] += bid
+                    bids[bidder] = bid if bidder_scale[bidder] >= 0.0 else -1.0
+
+        # Allocate; a winner that cannot pay its price leaves this impression and the auction is
+        # re-run without it: re-ranking the shortlist is exact as long as it still fills every
+        # rank (all bids left out are below those ranked), else everyone is re-ranked.
+        n_shortlist = shortlist_bids(bids, n_bidders, rank_capacity, _SPARE_RANKS, tops, shortlist)
+        n_ranked = rank_bids(
+            bids, shortlist, n_shortlist, rows, tie_keys, reserve, impression, rank_capacity, ranked_index, ranked_bids
+        )
+        while True:
+            n_winners = slot_prices(mechanism, ranked_bids, n_ranked, slot_exposure, reserve, prices)
+            unaffordable = -1
+            for slot in range(n_winners):
+                if prices[slot] > table[rows[ranked_index[slot]], COL_BUDGET_LEFT]:
+                    unaffordable = slot
+                    break
+            if unaffordable < 0:
+                break
+            bids[ranked_index[unaffordable]] = -1.0
+            out_market[MARKET_BUDGET_EXCLUSIONS] += 1.0
+            n_ranked = rank_bids(
+                bids, shortlist, n_shortlist, rows, tie_keys, reserve, impression, rank_capacity, ranked_index, ranked_bids
+            )
+            if n_ranked < rank_capacity and n_shortlist < n_bidders:
+                n_shortlist = n_bidders
+                shortlist[:n_bidders] = everyone
+                n_ranked = rank_bids(
+                    bids, shortlist, n_shortlist, rows, tie_keys, reserve, impression, rank_capacity, ranked_index, ranked_bids
+                )
+
+        # Exposure, payment, value and conversions of the winners.
+        seen = exposed_slots(exposure_key, slot_exposure, impression)
+        least_winning_cost = ranked_bids[n_slots - 1] if n_ranked >= n_slots else reserve
+        for slot in range(n_winners):
+            bidder = ranked_index[slot]
+            row = rows[bidder]
+            table[row, COL_WINS] += 1.0
+            exposed = slot < seen
+            converted = False
+            if exposed:
+                price = prices[slot]
+                pvalue = pvalues[bidder]
+                budget = table[row, COL_BUDGET_LEFT] - price
+                table[row, COL_BUDGET_LEFT] = budget
+                if not _can_bid(budget, budget_floor):
+                    table[row, COL_SCALE] = -1.0
+                    if full_contest:
+                        bidder_scale[bidder] = -1.0
+                table[row, COL_SPEND] += price
+                table[row, COL_EXPOSURES] += 1.0
+                table[row, COL_VALUE_WON] += pvalue * table[row, COL_CPA_TARGET]
+                if use_explicit_pvalues:
+                    sigma = explicit_sigmas[local, positions[bidder]]
+                else:
+                    sigma = impression_sigma(
+                        bits[row, COL_SIGMA_KEY], pvalue, table[row, COL_SIGMA_RATIO], sigma_ratio_cap, impression
+                    )
+                converted = impression_conversion(
+                    bits[row, COL_RATE_KEY], bits[row, COL_CONVERSION_KEY], pvalue, sigma, impression
+                )
+                if converted:
+                    table[row, COL_CONVERSIONS] += 1.0
+                    out_market[MARKET_CONVERSIONS] += 1.0
+                out_market[MARKET_REVENUE] += price
+                out_market[MARKET_EXPOSED_SLOTS] += 1.0
+            if logging:
+                log_winners[local, slot] = positions[bidder]
+                log_prices[local, slot] = prices[slot]
+                log_exposed[local, slot] = exposed
+                log_converted[local, slot] = converted
+        if logging:
+            for slot in range(n_winners, n_slots):
+                log_winners[local, slot] = -1
+                log_prices[local, slot] = 0.0
+                log_exposed[local, slot] = False
+                log_converted[local, slot] = False
+            log_least_winning_cost[local] = least_winning_cost
+            log_top_bid[local] = ranked_bids[0] if n_ranked > 0 else 0.0
+
+        if not full_contest:
+            for bidder in range(n_bidders):
+                table[rows[bidder], COL_LEAST_WINNING_COST_SUM] += least_winning_cost
+        out_market[MARKET_IMPRESSIONS] += 1.0
+        if n_winners > 0:
+            out_market[MARKET_SOLD] += 1.0
+        out_market[MARKET_LEAST_WINNING_COST_SUM] += least_winning_cost
+        out_market[MARKET_LEAST_WINNING_COST_SQUARE_SUM] += least_winning_cost * least_winning_cost
+        least_winning_cost_min = min(least_winning_cost_min, least_winning_cost)
+        least_winning_cost_max = max(least_winning_cost_max, least_winning_cost)
+        if n_ranked > 0:
+            out_market[MARKET_TOP_BID_SUM] += ranked_bids[0]
+
+    _write_back(
+        order, table, bid_columns, params, budget_left, out_advertisers, n_impressions, full_contest,
+        out_market[MARKET_LEAST_WINNING_COST_SUM],
+    )
+    out_market[MARKET_LEAST_WINNING_COST_MIN] = least_winning_cost_min if n_impressions > 0 else 0.0
+    out_market[MARKET_LEAST_WINNING_COST_MAX] = least_winning_cost_max if n_impressions > 0 else 0.0
+
+
+@numba.njit(cache=True)
+def tick_values(
+    first_impression,
+    n_impressions,
+    selected,
+    n_candidates,
+    own_category_share,
+    candidates_key,
+    retrieval,
+    params,
+    keys,
+    sigma_ratio_cap,
+    out_pvalues,
+    out_sigmas,
+    out_candidate,
+):
+    """The pValues and sigmas that the tick kernel will draw, for selected advertisers.
+
+    Lets a bidder see its own column of the upcoming tick's traffic before bidding per
+    impression (AuctionNet's ``bidding(tick, pValues, pValueSigmas)`` interface). Fills
+    ``(n_impressions, len(selected))`` arrays; ``out_candidate`` says whether the advertiser
+    contests the impression (always true in a full contest). Values of non-candidates are still
+    filled in but are never used by the auction.
+    """
+    n_advertisers = params.shape[1]
+    column_of = np.full(n_advertisers, -1, dtype=np.int64)
+    for column in range(selected.shape[0]):
+        column_of[selected[column]] = column
+    members = np.empty(max(n_candidates, 1), dtype=np.int64)
+    category_members = retrieval[0]
+    for local in range(n_impressions):
+        impression = first_impression + local
+        if n_candidates == 0:
+            out_candidate[local, :] = True
+        else:
+            out_candidate[local, :] = False
+            retrieve_candidates(impression, n_candidates, own_category_share, candidates_key, retrieval, members)
+            for bidder in range(n_candidates):
+                column = column_of[category_members[members[bidder]]]
+                if column >= 0:
+                    out_candidate[local, column] = True
+        for column in range(selected.shape[0]):
+            position = selected[column]
+            pvalue = impression_pvalue(
+                keys[KEY_PVALUE, position], params[PARAM_PVALUE_MEAN, position],
+                params[PARAM_PVALUE_STD, position], impression,
+            )
+            out_pvalues[local, column] = pvalue
+            out_sigmas[local, column] = impression_sigma(
+                keys[KEY_SIGMA, position], pvalue, params[PARAM_SIGMA_RATIO, position], sigma_ratio_cap, impression
+            )

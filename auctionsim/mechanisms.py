@@ -1,0 +1,185 @@
+"""Auction mechanisms for one impression with ``S`` ad slots: ranking and slot prices.
+
+Small pure jitted kernels, array in, array out, used by the tick kernel and testable alone.
+
+Conventions for one impression:
+
+* Only bids ``>= reserve`` and ``> 0`` take part. Bidders are ranked by bid, highest first; equal
+  bids are ordered by a per-(advertiser id, impression) random priority, so ties are broken
+  uniformly at random and the outcome does not depend on array order (permutation equivariance,
+  BPG paper Assumption 2.1).
+* ``ranked_bids`` holds the top ``min(n_bidders, S + 1)`` bids in rank order; the ``(S+1)``-th is
+  needed to price the last slot. Where fewer than ``S + 1`` bidders take part, the missing ranks
+  count as phantom bids at the reserve price (the seller's own bid).
+* Prices are per exposure: an advertiser pays only when its slot is seen.
+
+Mechanisms, with ``p_k`` the exposure probability of slot ``k`` (non-increasing), ``b_k`` the
+``k``-th ranked bid (phantoms at the reserve ``r``):
+
+* GSP: ``price_k = max(r, b_{k+1})``.
+* FPA: ``price_k = b_k``.
+* VCG: ``price_k = sum_{j=k}^{S-1} (p_j - p_{j+1}) max(r, b_{j+1}) / p_k`` with ``p_S = 0``: the
+  expected externality slot ``k`` imposes on the bidders below it, per exposure. With one slot it
+  equals GSP; it never exceeds GSP.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from auctionsim import _jit  # noqa: F401  (package-wide Numba cache stamps)
+
+from auctionsim import rng
+
+__all__ = ["MECHANISM_GSP", "MECHANISM_FPA", "MECHANISM_VCG", "outranks", "shortlist_bids", "rank_bids", "slot_prices", "exposed_slots"]
+
+MECHANISM_GSP = 0
+MECHANISM_FPA = 1
+MECHANISM_VCG = 2
+
+
+@numba.njit(cache=True, inline="always")
+def outranks(bid_a, tie_key_a, bid_b, tie_key_b, impression):
+    """Whether bidder ``a`` ranks above bidder ``b``: higher bid, or equal bid and higher priority."""
+    if bid_a != bid_b:
+        return bid_a > bid_b
+    return rng.draw_bits(tie_key_a, impression) > rng.draw_bits(tie_key_b, impression)
+
+
+@numba.njit(cache=True)
+def _wins_tie(index_a, index_b, bidder_positions, tie_keys, impression):
+    """Whether bidder ``a`` outranks bidder ``b`` when their bids are equal."""
+    return rng.draw_bits(tie_keys[bidder_positions[index_a]], impression) > rng.draw_bits(
+        tie_keys[bidder_positions[index_b]], impression
+    )
+
+
+@numba.njit(cache=True)
+def shortlist_bids(bids, n_bidders, capacity, spare, tops, shortlist):
+    """Indices of the bids that can rank among the best ``capacity + spare``; returns how many.
+
+    Split the bids into ``capacity`` groups and keep each group's two best: these are
+    ``2 x capacity`` distinct bids, so the ``(capacity + spare)``-th best of them is a lower bound
+    on the ``(capacity + spare)``-th best bid overall, and every bid below it can be left out.
+    The passes are branch-free, so this costs a fraction of ranking every bid; the ``spare``
+    places let a re-run after a budget exclusion re-rank only the shortlist. ``tops`` is a
+    ``(2 x capacity,)`` scratch array.
+    """
+    group_size = max(n_bidders // capacity, 1)
+    for group in range(capacity):
+        start = min(group * group_size, n_bidders)
+        stop = n_bidders if group == capacity - 1 else min((group + 1) * group_size, n_bidders)
+        first = -np.inf
+        second = -np.inf
+        for index in range(start, stop):
+            value = bids[index]
+            second = max(second, min(first, value))
+            first = max(first, value)
+        tops[2 * group] = first
+        tops[2 * group + 1] = second
+    for item in range(1, 2 * capacity):  # insertion sort, best first
+        value = tops[item]
+        slot = item
+        while slot > 0 and tops[slot - 1] < value:
+            tops[slot] = tops[slot - 1]
+            slot -= 1
+        tops[slot] = value
+    bound = tops[min(capacity + spare, 2 * capacity) - 1]
+    count = 0
+    for index in range(n_bidders):
+        shortlist[count] = index
+        count += bids[index] >= bound
+    return count
+
+
+@numba.njit(cache=True)
+def rank_bids(bids, shortlist, n_shortlist, bidder_positions, tie_keys, reserve, impression, capacity, ranked_index, ranked_bids):
+    """Rank the best ``capacity`` bids that take part, among the shortlisted bidders.
+
+    Args:
+        bids: bids of the contest's bidders (currency). A bid takes part when it is ``> 0`` and
+            ``>= reserve``; set it negative to keep a bidder out.
+        shortlist: ``(>= n_shortlist,)`` indices into ``bids`` to consider (see
+            :func:`shortlist_bids`, or every index).
+        bidder_positions: array position of each bidder (indexes ``tie_keys``).
+        tie_keys: ``(N,)`` uint64 tie-break keys by array position (keyed by advertiser id).
+        reserve: reserve price.
+        impression: impression index (counter of the tie-break draws).
+        capacity: how many ranks to fill (``S + 1``).
+        ranked_index: ``(capacity,)`` output, indices into ``bids`` by rank.
+        ranked_bids: ``(capacity,)`` output, the bids by rank.
+
+    Returns:
+        The number of ranks filled, ``min(capacity, number of shortlisted bids taking part)``.
+    """
+    filled = 0
+    # Bids below ``threshold`` cannot enter: the reserve until the list is full, then the last
+    # ranked bid. Tie-break keys are looked up only when bids are equal.
+    threshold = reserve
+    for item in range(n_shortlist):
+        index = shortlist[item]
+        bid = bids[index]
+        if bid < threshold or bid <= 0.0:
+            continue
+        if filled == capacity:
+            if bid == threshold and not _wins_tie(index, ranked_index[capacity - 1], bidder_positions, tie_keys, impression):
+                continue
+            slot = capacity - 1
+        else:
+            slot = filled
+            filled += 1
+        while slot > 0:
+            above = ranked_bids[slot - 1]
+            if bid < above or (bid == above and not _wins_tie(index, ranked_index[slot - 1], bidder_positions, tie_keys, impression)):
+                break
+            ranked_bids[slot] = above
+            ranked_index[slot] = ranked_index[slot - 1]
+            slot -= 1
+        ranked_bids[slot] = bid
+        ranked_index[slot] = index
+        if filled == capacity:
+            threshold = ranked_bids[capacity - 1]
+    return filled
+
+
+@numba.njit(cache=True)
+def slot_prices(mechanism, ranked_bids, n_ranked, slot_exposure, reserve, prices):
+    """Per-exposure price of each allocated slot.
+
+    Args:
+        mechanism: ``MECHANISM_GSP``, ``MECHANISM_FPA`` or ``MECHANISM_VCG``.
+        ranked_bids: ``(>= n_ranked,)`` bids in rank order (all ``>= reserve``).
+        n_ranked: number of real ranked bids.
+        slot_exposure: ``(S,)`` exposure probability per slot, non-increasing.
+        reserve: reserve price.
+        prices: ``(S,)`` output; entries ``k < min(n_ranked, S)`` are written.
+
+    Returns:
+        The number of allocated slots, ``min(n_ranked, S)``.
+    """
+    n_slots = slot_exposure.shape[0]
+    n_winners = min(n_ranked, n_slots)
+    for slot in range(n_winners):
+        if mechanism == MECHANISM_FPA:
+            prices[slot] = ranked_bids[slot]
+        elif mechanism == MECHANISM_GSP:
+            prices[slot] = max(reserve, ranked_bids[slot + 1]) if slot + 1 < n_ranked else reserve
+        else:
+            externality = 0.0
+            for below in range(slot, n_slots):
+                next_bid = max(reserve, ranked_bids[below + 1]) if below + 1 < n_ranked else reserve
+                exposure_below = slot_exposure[below + 1] if below + 1 < n_slots else 0.0
+                externality += (slot_exposure[below] - exposure_below) * next_bid
+            prices[slot] = externality / slot_exposure[slot]
+    return n_winners
+
+
+@numba.njit(cache=True, inline="always")
+def exposed_slots(exposure_key, slot_exposure, impression):
+    """How many slots (a prefix, by exposure continuity) are seen for this impression."""
+    u = rng.uniform_from_bits(rng.draw_bits(exposure_key, impression))
+    seen = 0
+    while seen < slot_exposure.shape[0] and u < slot_exposure[seen]:
+        seen += 1
+    return seen

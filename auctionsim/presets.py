@@ -1,0 +1,123 @@
+"""Named markets: AuctionNet's and large populations.
+
+``get(name, **overrides)`` returns a :class:`Scenario` (market config + population); keyword
+overrides replace fields of the market config. ``names()`` lists the presets.
+
+* ``auctionnet``: AuctionNet's market (``../reference``: 48 advertisers = 6 categories x 8,
+  48 ticks, 500,000 impressions, GSP over 3 slots exposed with probability 1.0/0.8/0.6, reserve
+  0.01, budgets 2,000-4,850, CPA targets 60-130).
+* ``large-1k``: 1,000 advertisers in 20 categories, 1,000,000 impressions, 64 candidates per
+  impression.
+* ``large-100k``: 100,000 advertisers in 100 categories, 5,000,000 impressions, 64 candidates.
+
+Budgets of large populations are AuctionNet's range scaled by the impressions available per
+advertiser, ``(impressions / N) / (500,000 / 48)``, so budgets bind about as often as in
+AuctionNet whatever the size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from auctionsim import rng
+from auctionsim.config import MarketConfig, Population
+from auctionsim.errors import ConfigError
+
+__all__ = ["Scenario", "auctionnet_population", "large_population", "get", "names"]
+
+AUCTIONNET_BUDGET_RANGE = (2000.0, 4850.0)
+AUCTIONNET_CPA_RANGE = (60.0, 130.0)
+_AUCTIONNET_IMPRESSIONS_PER_ADVERTISER = 500_000 / 48
+_POPULATION_SEED = 20241210  # fixed: a preset population is the same in every run
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario:
+    """A market configuration together with its advertisers."""
+
+    name: str
+    market: MarketConfig
+    population: Population
+    description: str
+
+
+def auctionnet_population() -> Population:
+    """AuctionNet's 48 advertisers: ids 0..47, category ``id // 8``, budgets and CPA targets spread
+    over AuctionNet's ranges by two low-discrepancy (golden-ratio) sequences, rounded to 10 and 1."""
+    index = np.arange(48)
+    budget_low, budget_high = AUCTIONNET_BUDGET_RANGE
+    cpa_low, cpa_high = AUCTIONNET_CPA_RANGE
+    budgets = np.round(budget_low + (budget_high - budget_low) * ((index * 0.6180339887 + 0.5) % 1.0), -1)
+    cpa_targets = np.round(cpa_low + (cpa_high - cpa_low) * ((index * 0.7548776662 + 0.25) % 1.0))
+    return Population(ids=index, budgets=budgets, cpa_targets=cpa_targets, categories=index // 8, n_categories=6)
+
+
+def large_population(n_advertisers: int, n_categories: int, impressions_per_episode: int) -> Population:
+    """``n_advertisers`` advertisers (ids 0..N-1) with categories, budgets and CPA targets drawn
+    uniformly, keyed by id, from AuctionNet's ranges; budgets scaled as described above."""
+    if n_advertisers < 1 or n_categories < 1:
+        raise ConfigError(f"n_advertisers and n_categories must be >= 1, got {n_advertisers}, {n_categories}")
+    ids = np.arange(n_advertisers, dtype=np.int64)
+    draws = rng.uniform_array(
+        rng.stream_keys(_POPULATION_SEED, 0, 0, ids), np.arange(3, dtype=np.int64)
+    )  # (N, 3): category, budget, CPA target
+    scale = (impressions_per_episode / n_advertisers) / _AUCTIONNET_IMPRESSIONS_PER_ADVERTISER
+    budget_low, budget_high = AUCTIONNET_BUDGET_RANGE
+    cpa_low, cpa_high = AUCTIONNET_CPA_RANGE
+    return Population(
+        ids=ids,
+        budgets=scale * (budget_low + (budget_high - budget_low) * draws[:, 1]),
+        cpa_targets=np.round(cpa_low + (cpa_high - cpa_low) * draws[:, 2], 2),
+        categories=np.minimum((draws[:, 0] * n_categories).astype(np.int64), n_categories - 1),
+        n_categories=n_categories,
+    )
+
+
+def _auctionnet() -> Scenario:
+    return Scenario("auctionnet", MarketConfig(), auctionnet_population(), "AuctionNet: 48 advertisers, 500k impressions, GSP")
+
+
+def _large(name: str, n_advertisers: int, n_categories: int, impressions: int) -> Callable[[], Scenario]:
+    def build() -> Scenario:
+        market = MarketConfig(impressions_per_episode=impressions, candidates_per_impression=64)
+        population = large_population(n_advertisers, n_categories, impressions)
+        description = f"{n_advertisers:,} advertisers, {impressions:,} impressions, 64 candidates per impression"
+        return Scenario(name, market, population, description)
+
+    return build
+
+
+_PRESETS: dict[str, Callable[[], Scenario]] = {
+    "auctionnet": _auctionnet,
+    "large-1k": _large("large-1k", 1_000, 20, 1_000_000),
+    "large-100k": _large("large-100k", 100_000, 100, 5_000_000),
+}
+
+
+def names() -> list[str]:
+    """Names of the presets."""
+    return list(_PRESETS)
+
+
+def get(name: str, **overrides: object) -> Scenario:
+    """The preset ``name``, with ``overrides`` replacing fields of its :class:`MarketConfig`."""
+    if name not in _PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(_PRESETS)}")
+    scenario = _PRESETS[name]()
+    if not overrides:
+        return scenario
+    fields = {f.name for f in dataclasses.fields(MarketConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(f"unknown MarketConfig field {unknown[0]!r} in overrides; fields are {', '.join(sorted(fields))}")
+    market = dataclasses.replace(scenario.market, **overrides)
+    if market.candidates_per_impression is not None and market.candidates_per_impression > len(scenario.population):
+        raise ConfigError(
+            f"candidates_per_impression={market.candidates_per_impression} exceeds the preset's "
+            f"{len(scenario.population)} advertisers"
+        )
+    return dataclasses.replace(scenario, market=market)
