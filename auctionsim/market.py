@@ -50,6 +50,10 @@ class ImpressionLog:
         converted: ``(n, S)`` whether each slot's ad converted.
         least_winning_cost: ``(n,)`` lowest bid that won a slot (the reserve when slots went unsold).
         top_bid: ``(n,)`` highest bid taking part (0 when none).
+        ranked_bids: ``(n, S + 1)`` the final ranking's best ``S + 1`` bids (after budget
+            exclusions), 0 where fewer bid: the bid landscape that set the prices.
+        ranked_bidders: ``(n, S + 1)`` the advertiser id behind each ranked bid, -1 where none.
+        slots_seen: ``(n,)`` how many slots were exposed (a prefix of the slots).
     """
 
     impression: np.ndarray
@@ -59,6 +63,9 @@ class ImpressionLog:
     converted: np.ndarray
     least_winning_cost: np.ndarray
     top_bid: np.ndarray
+    ranked_bids: np.ndarray
+    ranked_bidders: np.ndarray
+    slots_seen: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -418,6 +425,9 @@ class Market:
         log_converted = np.empty((log_rows, n_slots), dtype=np.bool_)
         log_least_winning_cost = np.empty(log_rows)
         log_top_bid = np.empty(log_rows)
+        log_ranked_bids = np.empty((log_rows, n_slots + 1))
+        log_ranked_bidders = np.empty((log_rows, n_slots + 1), dtype=np.int64)
+        log_slots_seen = np.empty(log_rows, dtype=np.int64)
         out_advertisers = np.zeros((kernel.N_OUTPUTS, self.n_advertisers))
         out_market = np.zeros(kernel.N_MARKET)
 
@@ -446,12 +456,16 @@ class Market:
             log_converted,
             log_least_winning_cost,
             log_top_bid,
+            log_ranked_bids,
+            log_ranked_bidders,
+            log_slots_seen,
         )
         self._totals += out_advertisers
 
         log = None
         if log_impressions:
-            winner_ids = np.where(log_winners >= 0, self._population.ids[np.maximum(log_winners, 0)], -1)
+            ids = self._population.ids
+            winner_ids = np.where(log_winners >= 0, ids[np.maximum(log_winners, 0)], -1)
             log = ImpressionLog(
                 impression=np.arange(first, first + n_impressions, dtype=np.int64),
                 winners=winner_ids,
@@ -460,6 +474,9 @@ class Market:
                 converted=log_converted,
                 least_winning_cost=log_least_winning_cost,
                 top_bid=log_top_bid,
+                ranked_bids=log_ranked_bids,
+                ranked_bidders=np.where(log_ranked_bidders >= 0, ids[np.maximum(log_ranked_bidders, 0)], -1),
+                slots_seen=log_slots_seen,
             )
         result = self._tick_result(multipliers, out_advertisers, out_market, log)
         if self._record_history:
