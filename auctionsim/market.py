@@ -269,6 +269,24 @@ class Market:
         return int(starts[self._tick + 1] - starts[self._tick])
 
     @property
+    def budget_floor(self) -> float:
+        """An advertiser with less budget left than this no longer bids (currency)."""
+        return max(self._config.reserve_price, self._config.min_budget_to_bid)
+
+    def mean_pvalue_next_tick(self) -> np.ndarray:
+        """``(N,)`` each advertiser's mean pValue per impression in the next tick, as the traffic
+        model sets it (the normal's mean before clipping; the column mean for explicit traffic).
+        Zeros once the episode is over."""
+        if self.done:
+            return np.zeros(self.n_advertisers)
+        traffic = self.traffic
+        if self._explicit is None:
+            return traffic.pvalue_mean[self._tick].copy()
+        first, stop = traffic.tick_starts[self._tick], traffic.tick_starts[self._tick + 1]
+        rows = self._explicit.pvalues[first:stop]
+        return rows.mean(axis=0) if rows.shape[0] else np.zeros(self.n_advertisers)
+
+    @property
     def history(self) -> tuple[TickResult, ...]:
         """This episode's tick results so far (empty when ``record_history`` is off)."""
         return tuple(self._history)
@@ -362,13 +380,14 @@ class Market:
         return columns, matrix
 
     # ------------------------------------------------------------------ stepping
-    def _tick_params(self, multipliers: np.ndarray) -> np.ndarray:
+    def _tick_params(self, multipliers: np.ndarray, tick: int | None = None) -> np.ndarray:
         traffic = self.traffic
+        tick = self._tick if tick is None else tick
         params = np.empty((kernel.N_PARAMS, self.n_advertisers))
         params[kernel.PARAM_BID_SCALE] = multipliers * self._population.cpa_targets
         params[kernel.PARAM_CPA_TARGET] = self._population.cpa_targets
-        params[kernel.PARAM_PVALUE_MEAN] = traffic.pvalue_mean[self._tick]
-        params[kernel.PARAM_PVALUE_STD] = traffic.pvalue_std[self._tick]
+        params[kernel.PARAM_PVALUE_MEAN] = traffic.pvalue_mean[tick]
+        params[kernel.PARAM_PVALUE_STD] = traffic.pvalue_std[tick]
         params[kernel.PARAM_SIGMA_RATIO] = traffic.sigma_ratio_mean
         return params
 
@@ -524,13 +543,22 @@ class Market:
             log=log,
         )
 
-    def tick_values(self, advertiser_ids: object = None) -> TickValues:
-        """pValues, sigmas and candidacy of the next tick's impressions for some advertisers.
+    def tick_values(self, advertiser_ids: object = None, tick: int | None = None) -> TickValues:
+        """pValues, sigmas and candidacy of a tick's impressions for some advertisers.
 
         Args:
             advertiser_ids: ids to report (default: all, in population order).
+            tick: any tick of the current episode (default: the next one). Past ticks give
+                exactly the values their auctions used, e.g. for hindsight analysis.
         """
-        self._require_running()
+        if tick is None:
+            self._require_running()
+            tick = self._tick
+        else:
+            self._require_reset()
+            if isinstance(tick, bool) or not isinstance(tick, (int, np.integer)) or not 0 <= tick < self.n_ticks:
+                raise ActionError(f"tick must be an integer in [0, {self.n_ticks}), got {describe(tick)}")
+            tick = int(tick)
         if advertiser_ids is None:
             positions = np.arange(self.n_advertisers, dtype=np.int64)
         else:
@@ -539,8 +567,8 @@ class Market:
             except ConfigError as error:
                 raise ActionError(str(error)) from None
         traffic = self.traffic
-        first = int(traffic.tick_starts[self._tick])
-        n_impressions = int(traffic.tick_starts[self._tick + 1]) - first
+        first = int(traffic.tick_starts[tick])
+        n_impressions = int(traffic.tick_starts[tick + 1]) - first
         pvalues = np.empty((n_impressions, positions.shape[0]))
         sigmas = np.empty((n_impressions, positions.shape[0]))
         is_candidate = np.empty((n_impressions, positions.shape[0]), dtype=np.bool_)
@@ -549,7 +577,7 @@ class Market:
             n_impressions,
             positions,
             *self._candidate_args(),
-            self._tick_params(np.zeros(self.n_advertisers)),
+            self._tick_params(np.zeros(self.n_advertisers), tick),
             traffic.keys,
             self._config.traffic.sigma_ratio_cap,
             pvalues,
