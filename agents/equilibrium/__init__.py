@@ -30,6 +30,7 @@ from agents.equilibrium.deviation import (
 from agents.equilibrium.estimator import LOWER, UPPER, AdvertiserBestResponse, BestResponseEstimator
 from agents.equilibrium.evaluate import ExploitabilityConfig, advertiser_best_responses, evaluate_exploitability, ray_session
 from agents.equilibrium.grid import DEFAULT_GRID, BestResponseDynamics, GridBestResponse, grid_best_response_dynamics
+from agents.equilibrium.history import HISTORY_SCHEMA, TrainingHistory
 from agents.equilibrium.ppo import PPOBestResponse
 from agents.equilibrium.report import EstimatorValues, ExploitabilityReport, compliance_rate
 from agents.equilibrium.stats import Interval
@@ -45,6 +46,7 @@ __all__ = [
     "ExploitabilityConfig",
     "ExploitabilityReport",
     "GridBestResponse",
+    "HISTORY_SCHEMA",
     "Interval",
     "LOWER",
     "MarketSpec",
@@ -52,6 +54,7 @@ __all__ = [
     "PPOBestResponse",
     "PopulationEpisodes",
     "ScheduleDeviation",
+    "TrainingHistory",
     "UPPER",
     "advertiser_best_responses",
     "as_market_spec",

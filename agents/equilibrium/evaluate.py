@@ -170,34 +170,35 @@ def advertiser_best_responses(
 @contextlib.contextmanager
 def ray_session(num_cpus: int = 2) -> Iterator[Any]:
     """A Ray instance for the block: the caller's if one is running, the cluster at
-    ``RAY_ADDRESS`` if set, else a local one with ``num_cpus`` CPUs whose temporary folder is
-    removed afterwards (``RAY_AUTH_MODE=disabled``, no dashboard)."""
+    ``RAY_ADDRESS`` if set (its workers must have auctionsim installed), else a local one with
+    ``num_cpus`` CPUs whose temporary folder is removed afterwards (``RAY_AUTH_MODE=disabled``,
+    no dashboard). Local workers inherit this process's environment; the project root is put on
+    their ``PYTHONPATH`` for the session so that they import the same code."""
     import ray
 
     if ray.is_initialized():
         yield ray
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    temp_dir = None
+    temp_dir, saved_path = None, os.environ.get("PYTHONPATH")
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], logging_level="WARNING")
     else:
         temp_dir = tempfile.mkdtemp(prefix="ray-")
         project_root = str(pathlib.Path(__file__).resolve().parents[2])
-        python_path = os.pathsep.join(p for p in (project_root, os.environ.get("PYTHONPATH", "")) if p)
-        ray.init(
-            num_cpus=num_cpus,
-            _temp_dir=temp_dir,
-            include_dashboard=False,
-            logging_level="WARNING",
-            runtime_env={"env_vars": {"PYTHONPATH": python_path, "RAY_AUTH_MODE": "disabled"}},
-        )
+        if project_root not in (saved_path or "").split(os.pathsep):
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, saved_path) if p)
+        ray.init(num_cpus=num_cpus, _temp_dir=temp_dir, include_dashboard=False, logging_level="WARNING")
     try:
         yield ray
     finally:
         ray.shutdown()
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
+            if saved_path is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = saved_path
 
 
 def _progress(total: int, enabled: bool, description: str):

@@ -9,7 +9,8 @@ OpenSpiel ``python/algorithms/exploitability.py`` for NashConv):
 * unilateral gain ``g_i = max_pi G_i(pi; theta) - G_i(theta) >= 0`` (``theta``'s own play is
   one of the ``pi``);
 * social welfare ``SW = sum_i G_i(theta)``;
-* **Max Exploitability** (paper, Eq. 15): ``max_i g_i / SW``, normalised by social welfare;
+* **Max Exploitability** (paper, Eq. 15): ``max_i g_i / SW``, normalised by social welfare
+  (``inf`` when ``SW <= 0`` and some gain is positive, e.g. utilities of truthful first-price bids);
 * **epsilon-NE** (paper, Section 2.2, with ``epsilon`` normalised by social welfare as in its
   Section 6): ``g_i <= epsilon x SW`` for every ``i``, i.e. Max Exploitability ``<= epsilon``;
 * **Compliance Rate** (paper, Section 6): the share of repetitions (seeds) that satisfy the
@@ -144,6 +145,7 @@ class ExploitabilityReport:
     estimators: dict[str, EstimatorValues]
     metadata: dict[str, Any] = field(default_factory=dict)
     confidence: float = 0.95
+    _intervals: dict[tuple[str, str], Interval] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.advertiser_ids, dtype=np.int64).reshape(-1)
@@ -220,22 +222,25 @@ class ExploitabilityReport:
         def statistic(seeds: np.ndarray, advertisers: np.ndarray) -> float:
             mean_gains = np.maximum(gains[seeds][:, advertisers].mean(axis=0), 0.0)
             if kind == "max_exploitability":
-                return float(mean_gains.max() / welfare[seeds].mean())
+                return _normalised(float(mean_gains.max()), float(welfare[seeds].mean()))
             nash_conv = float(mean_gains.sum() * scale)
             return nash_conv if kind == "nash_conv" else nash_conv / self.n_advertisers
 
         return statistic
 
     def _interval(self, name: str, kind: str) -> Interval:
-        # A sampled population's sum is uncertain through the sample too; a maximum over a
-        # sample is not (it is a statement about the sample).
-        return bootstrap_interval(
-            self._statistic(name, kind),
-            self.eval_seeds.shape[0],
-            self.advertiser_ids.shape[0],
-            resample_advertisers=self.sampled and kind != "max_exploitability",
-            confidence=self.confidence,
-        )
+        if (name, kind) not in self._intervals:
+            self.deviation_returns(name)  # unknown names raise here
+            # A sampled population's sum is uncertain through the sample too; a maximum over a
+            # sample is not (it is a statement about the sample).
+            self._intervals[name, kind] = bootstrap_interval(
+                self._statistic(name, kind),
+                self.eval_seeds.shape[0],
+                self.advertiser_ids.shape[0],
+                resample_advertisers=self.sampled and kind != "max_exploitability",
+                confidence=self.confidence,
+            )
+        return self._intervals[name, kind]
 
     def max_exploitability(self, name: str = LOWER) -> Interval:
         """BPG Eq. 15: ``max_i max(g_i, 0) / SW`` with a bootstrap interval over seeds."""
@@ -251,7 +256,8 @@ class ExploitabilityReport:
 
     def per_seed_max_exploitability(self, name: str = LOWER) -> np.ndarray:
         """``(S,)`` Eq. 15 on each evaluation episode alone: ``max(0, max_i g_si) / SW_s``."""
-        return np.maximum(self.gains(name).max(axis=1), 0.0) / self.social_welfare
+        gains = np.maximum(self.gains(name).max(axis=1), 0.0)
+        return np.array([_normalised(gain, welfare) for gain, welfare in zip(gains, self.social_welfare)])
 
     def episode_compliance_rate(self, epsilon: float, name: str = LOWER) -> float:
         """Share of evaluation episodes whose Max Exploitability is ``<= epsilon``."""
@@ -395,6 +401,14 @@ class ExploitabilityReport:
     @classmethod
     def load(cls, path: str | pathlib.Path) -> "ExploitabilityReport":
         return cls.from_dict(json.loads(pathlib.Path(path).read_text()))
+
+
+def _normalised(gain: float, welfare: float) -> float:
+    """``gain / welfare``; Eq. 15 is undefined for a welfare <= 0: ``inf`` for a positive gain
+    (any epsilon is violated), 0 for none."""
+    if welfare > 0:
+        return gain / welfare
+    return math.inf if gain > 0 else 0.0
 
 
 def _interval_dict(interval: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, float]:
