@@ -1,7 +1,7 @@
 """How exploitable are the baseline bidders? Bracketed exploitability from 10 to 10,000 advertisers.
 
-For each market size N and each baseline population (every advertiser runs the same baseline:
-fixed multiplier 1, PID pacing, CPA pacing, online LP), estimate each evaluated advertiser's
+For each market size N and each baseline population (``agents.populations``: everyone bids
+multiplier 1, PID pacing, CPA pacing or online LP, or a ``mixed`` deal of the four), estimate each evaluated advertiser's
 best unilateral deviation with the grid (constant and piecewise-constant multipliers) and, for
 small N, PPO (lower bounds), and with the hindsight oracle (upper bound); report social welfare,
 revenue and the BPG paper's Max Exploitability (Eq. 15), NashConv and exploitability, each
@@ -14,12 +14,17 @@ dynamics over constant multipliers) on the N = 10 market, its exploitability mea
 every round and saved as a training history (``agents.equilibrium.TrainingHistory``), the same
 file format a BPG run writes.
 
-Markets: N = 48 is the AuctionNet preset; other sizes draw advertisers from AuctionNet's budget
-and CPA ranges (``auctionsim.presets.large_population``) with about AuctionNet's impressions per
-advertiser (capped), everyone bidding on every impression up to N = 100 and K = 64 retrieved
-candidates per impression above. ``--quick`` shrinks markets, seeds and samples.
+Markets: N = 48 is the AuctionNet preset (500,000 impressions); other sizes draw advertisers from
+AuctionNet's budget and CPA ranges (``auctionsim.presets.large_population``) with about
+AuctionNet's impressions per advertiser (capped at 1,000,000), everyone bidding on every
+impression up to N = 100 and K = 64 retrieved candidates per impression above. ``--quick``
+shrinks markets to 500 impressions per advertiser (within [20,000, 100,000]); at N = 48 that is
+AuctionNet's 48 advertisers with their budgets scaled by the same factor (24,000 / 500,000), so
+that budgets bind about as often as in the full preset. Quick mode also uses fewer seeds,
+advertisers, grid values and PPO iterations, and runs online LP only up to N = 48 (it is the
+slowest baseline to replay).
 
-    python -m experiments.equilibrium --quick          # ~10 minutes on 2 cores
+    python -m experiments.equilibrium --quick          # ~12 minutes on 2 cores
     python -m experiments.equilibrium                  # full mode (wall time below)
     python -m experiments.equilibrium --sizes 48 --populations pid cpa --max-advertisers 48
 
@@ -29,7 +34,7 @@ and per-advertiser number), ``summary.json`` and ``summary.csv`` (one row per ru
 ``experiments.plots``): ``frontier``, ``exploitability-vs-size``, ``compliance-vs-epsilon``,
 ``gains-N<n>``, ``curve-brd-N10``.
 
-Wall time on the 2-core development machine: ``--quick`` about 7 minutes; full mode several hours
+Wall time on the 2-core development machine: ``--quick`` about 12 minutes; full mode several hours
 (dominated by N = 10,000: each deviation replays a 1,000,000-impression day); run it on a Ray
 cluster (``RAY_ADDRESS``) to spread the per-advertiser tasks.
 """
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import functools
 import json
 import pathlib
@@ -46,7 +52,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from agents.baselines import CPAPacing, OnlineLP, PIDPacing
 from agents.equilibrium import (
     ExploitabilityConfig,
     GridBestResponse,
@@ -57,8 +62,9 @@ from agents.equilibrium import (
     grid_best_response_dynamics,
     ray_session,
 )
+from agents.populations import POPULATIONS, named_population
 from auctionsim import Market, MarketConfig, presets
-from auctionsim.envs import FixedMultipliers, PopulationPolicy
+from auctionsim.envs import FixedMultipliers
 from experiments import args as arguments
 
 
@@ -71,7 +77,9 @@ class Args:
     sizes: tuple[int, ...] = (10, 48, 100, 1000, 10000)
     """market sizes N (48 is the AuctionNet preset)"""
     populations: tuple[str, ...] = ("fixed", "pid", "cpa", "onlinelp")
-    """baseline populations: fixed (multiplier 1), pid, cpa, onlinelp (N <= 1,000 only: it needs every advertiser's per-impression values)"""
+    """baseline populations (agents.populations): fixed (multiplier 1), pid, cpa, onlinelp, mixed"""
+    online_lp_max_size: int = 1000
+    """run populations with online LP bidders (onlinelp, mixed) for N up to this: they need every advertiser's per-impression values"""
     eval_seeds: int = 3
     """evaluation episodes per run"""
     fit_seeds: int = 2
@@ -105,19 +113,14 @@ class Args:
                     setattr(self, name, value)
             if not self.output_dir.endswith("-quick"):
                 self.output_dir += "-quick"
+        if any(size < 2 for size in self.sizes):
+            raise SystemExit(f"sizes must be >= 2 advertisers, got {list(self.sizes)}")
         unknown = set(self.populations) - set(POPULATIONS)
         if unknown:
             raise SystemExit(f"unknown population {sorted(unknown)[0]!r}; choose from {', '.join(POPULATIONS)}")
 
 
-QUICK = dict(eval_seeds=2, fit_seeds=1, max_advertisers=4, grid_periods=2, ppo_max_size=10, ppo_iterations=6, curve_rounds=3)
-POPULATIONS = {
-    "fixed": lambda: FixedMultipliers(1.0),
-    "pid": PIDPacing,
-    "cpa": CPAPacing,
-    "onlinelp": OnlineLP,
-}
-ONLINE_LP_MAX_SIZE = 1000
+QUICK = dict(eval_seeds=2, fit_seeds=1, max_advertisers=4, grid_periods=2, ppo_max_size=10, ppo_iterations=6, curve_rounds=3, online_lp_max_size=48)
 GRID = (0.25, 0.5, 0.7, 0.85, 1.0, 1.15, 1.3, 1.6, 2.0, 3.0, 5.0)
 QUICK_GRID = (0.5, 0.8, 1.0, 1.25, 1.6, 2.5)
 
@@ -130,14 +133,27 @@ def sized_market(n_advertisers: int, impressions: int, candidates: int | None, n
     return Market(config, population, record_history=False)
 
 
+def scaled_auctionnet(impressions: int) -> Market:
+    """AuctionNet's market and advertisers with ``impressions`` per day and the budgets scaled
+    by ``impressions / 500,000``, so that they bind about as often as in the full preset."""
+    scenario = presets.get("auctionnet", impressions_per_episode=impressions)
+    scale = impressions / presets.get("auctionnet").market.impressions_per_episode
+    population = dataclasses.replace(scenario.population, budgets=scenario.population.budgets * scale)
+    return Market(scenario.market, population, record_history=False)
+
+
 def market_spec(n_advertisers: int, quick: bool) -> MarketSpec:
-    """AuctionNet's ~10,400 impressions per advertiser (quick: 500), within [20k, 1M] (quick: 200k);
-    K = 64 candidates above 100 advertisers."""
-    per_advertiser, cap = (500, 200_000) if quick else (10_417, 1_000_000)
+    """AuctionNet's ~10,400 impressions per advertiser within [20k, 1M] (quick: 500 within
+    [20k, 100k]); K = 64 candidates above 100 advertisers. N = 48: the AuctionNet preset
+    (quick: scaled down, see :func:`scaled_auctionnet`)."""
+    per_advertiser, cap = (500, 100_000) if quick else (10_417, 1_000_000)
     impressions = int(np.clip(n_advertisers * per_advertiser, 20_000, cap))
     label = f"N={n_advertisers}"
+    if n_advertisers == 48 and not quick:
+        return MarketSpec("auctionnet", label=f"auctionnet {label}")
     if n_advertisers == 48:
-        return MarketSpec("auctionnet", {"impressions_per_episode": impressions}, label=f"auctionnet {label}")
+        factory = functools.partial(scaled_auctionnet, impressions)
+        return MarketSpec(preset=None, factory=factory, label=f"auctionnet {label} scaled to {impressions:,} impressions")
     candidates = None if n_advertisers <= 100 else 64
     n_categories = int(np.clip(n_advertisers // 10, 2, 50))
     factory = functools.partial(sized_market, n_advertisers, impressions, candidates, n_categories)
@@ -229,14 +245,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for n_advertisers in args.sizes:
             spec = market_spec(n_advertisers, args.quick)
             config = exploitability_config(args, n_advertisers)
+            ids = spec.build().population.ids
             for population in args.populations:
-                if population == "onlinelp" and n_advertisers > ONLINE_LP_MAX_SIZE:
-                    print(f"skipping onlinelp at N={n_advertisers}: it needs every advertiser's per-impression values")
+                policy = named_population(population, ids)
+                if policy.needs_impression_values and n_advertisers > args.online_lp_max_size:
+                    print(f"skipping {population} at N={n_advertisers}: online LP needs every advertiser's per-impression values")
                     continue
                 run_start = time.perf_counter()
                 label = f"{population} N={n_advertisers}"
                 print(f"\n== {label}: {spec.name}")
-                report = evaluate_exploitability(POPULATIONS[population](), spec, config=config, label=label)
+                report = evaluate_exploitability(policy, spec, config=config, label=label)
                 seconds = time.perf_counter() - run_start
                 report.save(output / "reports" / f"{population}-N{n_advertisers}.json")
                 rows.append(summary_row(report, population, n_advertisers, seconds, args.epsilons))

@@ -256,6 +256,8 @@ def plot_welfare_frontier(items: Sequence[Any], output: str | pathlib.Path) -> l
     """Social welfare (with interval) against Max Exploitability: a segment from the lower to
     the upper bound for each run, one panel per market size. Up and to the left is better."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     summaries = load_summaries(items)
     groups = _group(summaries, "n_advertisers")
     columns = min(3, len(groups))
@@ -282,6 +284,7 @@ def plot_welfare_frontier(items: Sequence[Any], output: str | pathlib.Path) -> l
             if len(ends) > 1:
                 axis.plot(xs[1], welfare["estimate"], ">", color=colour, markersize=7)
         axis.set_title(f"N = {group}" if isinstance(group, (int, np.integer)) else str(group))
+        axis.xaxis.set_major_locator(MaxNLocator(5))
         axis.set_xlabel("Max Exploitability (o lower, > upper bound)")
         axis.set_ylabel("social welfare (currency)")
         axis.legend(loc="best")

@@ -84,7 +84,7 @@ def test_equilibrium_experiment_writes_results_and_figures(tmp_path):
     from experiments import equilibrium
 
     rows = equilibrium.main(
-        ["--quick", "--sizes", "10", "--populations", "fixed", "--backend", "serial", "--ppo-max-size", "0", "--curve-rounds", "1", "--output-dir", str(tmp_path / "eq")]
+        ["--quick", "--sizes", "10", "--populations", "fixed", "--max-advertisers", "2", "--backend", "serial", "--ppo-max-size", "0", "--curve-rounds", "1", "--output-dir", str(tmp_path / "eq")]
     )
     output = tmp_path / "eq-quick"
     assert len(rows) == 1 and rows[0]["n_advertisers"] == 10 and rows[0]["sampled"]
@@ -93,3 +93,28 @@ def test_equilibrium_experiment_writes_results_and_figures(tmp_path):
     report = ExploitabilityReport.load(output / "reports" / "fixed-N10.json")
     assert set(report.names) == {"grid-constant", "grid-piecewise", "oracle", "lower", "upper"}
     assert report.max_exploitability("lower").estimate <= report.max_exploitability("upper").estimate
+
+
+def test_quick_auctionnet_market_scales_budgets_with_impressions():
+    from agents.equilibrium import MarketSpec
+    from experiments import equilibrium
+
+    full = MarketSpec("auctionnet").build()
+    quick = equilibrium.market_spec(48, quick=True).build()
+    scale = quick.config.impressions_per_episode / full.config.impressions_per_episode
+    assert quick.config.impressions_per_episode == 24_000
+    np.testing.assert_allclose(quick.population.budgets, full.population.budgets * scale)
+    np.testing.assert_array_equal(quick.population.cpa_targets, full.population.cpa_targets)
+    assert equilibrium.market_spec(48, quick=False).preset == "auctionnet"
+
+
+def test_experiment_arguments_are_checked():
+    from experiments import equilibrium
+
+    with pytest.raises(SystemExit, match="unknown population"):
+        equilibrium.Args(populations=("fixed", "greedy"))
+    with pytest.raises(SystemExit, match="sizes"):
+        equilibrium.Args(sizes=(1,))
+    quick = equilibrium.Args(quick=True, eval_seeds=5)
+    assert quick.eval_seeds == 5 and quick.fit_seeds == equilibrium.QUICK["fit_seeds"]
+    assert quick.output_dir.endswith("-quick")
