@@ -15,7 +15,8 @@ Python API (each function writes ``<output>.png`` and ``<output>.svg`` and retur
 * :func:`plot_gain_distribution`: per-advertiser unilateral gains (share of social welfare) by
   estimator, from exploitability-report JSON files.
 
-Command line (the lead wires it as ``auctionsim plot ...``; also ``python -m experiments.plots``)::
+Command line: ``auctionsim plot ...`` (:func:`add_plot_command` registers it on a CLI's
+sub-commands) or ``python -m experiments.plots ...``::
 
     python -m experiments.plots curve    results/bpg/history-*.json   -o results/bpg/curve
     python -m experiments.plots epsilon  results/bpg/history-*.json   -o results/bpg/exploitability-vs-epsilon
@@ -51,6 +52,9 @@ __all__ = [
     "plot_welfare_frontier",
     "plot_exploitability_vs_size",
     "plot_gain_distribution",
+    "add_plot_command",
+    "build_parser",
+    "run",
     "main",
 ]
 
@@ -379,22 +383,39 @@ _COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``plot`` command's parser (for ``auctionsim plot``)."""
-    parser = argparse.ArgumentParser(prog="auctionsim plot", description="Draw equilibrium figures (PNG and SVG) from saved results.")
-    commands = parser.add_subparsers(dest="figure", required=True)
+_DESCRIPTION = "Draw equilibrium figures (PNG and SVG) from saved results."
+
+
+def _add_figures(parser: argparse.ArgumentParser) -> None:
+    """One sub-command per figure: ``<figure> INPUTS... -o OUTPUT``."""
+    figures = parser.add_subparsers(dest="figure", required=True)
     for name, (_, help_text) in _COMMANDS.items():
-        command = commands.add_parser(name, help=help_text, description=help_text)
+        command = figures.add_parser(name, help=help_text, description=help_text)
         command.add_argument("inputs", nargs="+", help="JSON files")
         command.add_argument("-o", "--output", required=True, help="output path without extension (writes .png and .svg)")
         if name == "curve":
             command.add_argument("--x", default="iteration", choices=("iteration", "env_steps", "wall_seconds"), help="horizontal axis")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``plot`` command's parser (standalone: ``python -m experiments.plots``)."""
+    parser = argparse.ArgumentParser(prog="auctionsim plot", description=_DESCRIPTION)
+    _add_figures(parser)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> list[pathlib.Path]:
-    """``auctionsim plot <figure> INPUTS... -o OUTPUT``; prints and returns the files written."""
-    args = build_parser().parse_args(argv)
+def add_plot_command(commands: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+    """Register ``plot`` on a CLI's sub-commands (``auctionsim plot ...``); its handler is
+    :func:`run` (set as the ``handler`` default, called with the parsed arguments)."""
+    parser = commands.add_parser("plot", help="draw equilibrium figures from saved results", description=_DESCRIPTION)
+    _add_figures(parser)
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> list[pathlib.Path]:
+    """Draw the figure named by parsed ``plot`` arguments; prints and returns the files written.
+    Unreadable inputs exit with a message naming the figure."""
     function = _COMMANDS[args.figure][0]
     extra = {"x": args.x} if args.figure == "curve" else {}
     try:
@@ -404,6 +425,11 @@ def main(argv: Sequence[str] | None = None) -> list[pathlib.Path]:
     for path in paths:
         print(path)
     return paths
+
+
+def main(argv: Sequence[str] | None = None) -> list[pathlib.Path]:
+    """``auctionsim plot <figure> INPUTS... -o OUTPUT``; prints and returns the files written."""
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

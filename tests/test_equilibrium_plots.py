@@ -80,6 +80,16 @@ def test_plot_command_line(tmp_path, capsys):
         plots.main(["nonsense", str(report), "-o", str(tmp_path / "x")])
 
 
+def test_plot_command_registers_on_a_cli(tmp_path):
+    import argparse
+
+    report = synthetic_report("cli", 1.0).save(tmp_path / "report.json")
+    parser = argparse.ArgumentParser(prog="auctionsim")
+    plots.add_plot_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["plot", "gains", str(report), "-o", str(tmp_path / "gains")])
+    assert [p.name for p in args.handler(args)] == ["gains.png", "gains.svg"]
+
+
 def test_equilibrium_experiment_writes_results_and_figures(tmp_path):
     from experiments import equilibrium
 
