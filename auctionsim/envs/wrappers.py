@@ -215,14 +215,15 @@ def _has_wrapper(env: gym.Env, kind: type) -> bool:
     return False
 
 
-class ProfitReward(gym.Wrapper):
+class ProfitReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Reward = the focal advertiser's profit in the tick, ``value - spend`` (currency).
 
     Adds ``info["value"]`` and ``info["profit"]``. See :func:`tick_profit` for ``value``.
     """
 
     def __init__(self, env: gym.Env, value: str = "expected") -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, value=value)
+        gym.Wrapper.__init__(self, env)
         if value not in PROFIT_VALUES:
             raise ConfigError(f"value must be one of {', '.join(PROFIT_VALUES)}, got {value!r}")
         self._single = _single_bidder(env)
@@ -238,7 +239,7 @@ class ProfitReward(gym.Wrapper):
         return observation, profit, terminated, truncated, info
 
 
-class NormalizedProfit(gym.Wrapper):
+class NormalizedProfit(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Reward = the profit normalised to ``[0, 1]`` by a :class:`ProfitNormalizer` (the paper's
     traffic weights and 5%/95% min-max); the raw profit stays in ``info["profit"]``.
 
@@ -248,7 +249,8 @@ class NormalizedProfit(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, normalizer: ProfitNormalizer) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, normalizer=normalizer)
+        gym.Wrapper.__init__(self, env)
         if not isinstance(normalizer, ProfitNormalizer):
             raise ConfigError(f"normalizer must be a ProfitNormalizer, got {describe(normalizer)}")
         if not _has_wrapper(env, ProfitReward):
@@ -269,7 +271,7 @@ class NormalizedProfit(gym.Wrapper):
         return observation, reward, terminated, truncated, info
 
 
-class BatchedDelayedFeedback(gym.Wrapper):
+class BatchedDelayedFeedback(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Batched, delayed feedback: rewards of ``batch_size`` rounds revealed together, ``delay``
     batches late (the paper's Assumption 2: fixed ``B`` and ``D``).
 
@@ -299,7 +301,8 @@ class BatchedDelayedFeedback(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, batch_size: int, delay: int, delayed_info_keys: Sequence[str] = DELAYED_INFO_KEYS) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, batch_size=batch_size, delay=delay, delayed_info_keys=delayed_info_keys)
+        gym.Wrapper.__init__(self, env)
         self.batch_size = _check_int("batch_size", batch_size, low=1)
         self.delay = _check_int("delay", delay, low=0)
         if isinstance(delayed_info_keys, str) or not all(isinstance(key, str) for key in delayed_info_keys):
