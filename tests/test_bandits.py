@@ -511,3 +511,13 @@ def test_invalid_wrapper_settings_raise(normalizer):
         BanditBidders(Exp3(3, learning_rate=0.1), normalizer)
     with pytest.raises(ConfigError, match="quantiles must satisfy"):
         ProfitNormalizer.fit(np.ones((2, 2, 1)), np.ones((2, 2)), [0], quantiles=(0.9, 0.1))
+
+
+def test_constant_logs_borrow_pooled_percentiles_with_a_scale():
+    generator = np.random.default_rng(1)
+    profit = generator.normal(size=(20, 2, 3)) * np.array([10.0, 20.0, 1.0])
+    profit[:, :, 2] = 5.0  # advertiser 2 (id 12) never varied
+    fitted = ProfitNormalizer.fit(profit, np.ones((20, 2)), [10, 11, 12], scale=np.array([10.0, 20.0, 40.0]))
+    pooled = np.concatenate([profit[:, :, 0].ravel() / 10.0, profit[:, :, 1].ravel() / 20.0])
+    np.testing.assert_allclose([fitted.low[2], fitted.high[2]], 40.0 * np.quantile(pooled, [0.05, 0.95]))
+    assert 0.0 < fitted.normalize([0.0], 1, [12])[0] < 1.0

@@ -120,6 +120,7 @@ class ProfitNormalizer:
         advertiser_ids: Sequence[int] | np.ndarray,
         acting: np.ndarray | None = None,
         quantiles: tuple[float, float] = (0.05, 0.95),
+        scale: np.ndarray | None = None,
     ) -> "ProfitNormalizer":
         """Fit on a warm-up log.
 
@@ -131,10 +132,13 @@ class ProfitNormalizer:
             acting: ``(E, T, N)`` whether the advertiser was bidding (default: all); profits of
                 ticks where it was not are left out of its percentiles.
             quantiles: ``(low, high)`` percentiles as fractions (the paper: 5% and 95%).
+            scale: optional ``(N,)`` money scale per advertiser (e.g. its CPA target), see below.
 
         An advertiser whose percentiles coincide (e.g. sparse profit, mostly 0) falls back to the
-        minimum and maximum of its log; one with a constant profit (e.g. it never won) is kept
-        with ``low == high`` and raises ``ConfigError`` only if it is normalised.
+        minimum and maximum of its log. One whose log is constant (it never won, or bid in one
+        tick only) borrows, with ``scale``, the pooled percentiles of every other advertiser's
+        ``profit / scale`` times its own scale; without ``scale`` it keeps ``low == high`` and
+        raises ``ConfigError`` if it is ever normalised.
         """
         profit = np.asarray(profit, dtype=np.float64)
         traffic = np.asarray(traffic, dtype=np.float64)
@@ -149,29 +153,38 @@ class ProfitNormalizer:
         if (mean_traffic <= 0).any():
             raise ConfigError(f"the warm-up log has no traffic in tick {int(np.argmax(mean_traffic <= 0))}; cannot weight it")
         weights = mean_traffic / mean_traffic.max()
-        weighted = profit / weights[None, :, None]
         acting = np.ones(profit.shape, dtype=bool) if acting is None else np.asarray(acting, dtype=bool)
         if acting.shape != profit.shape:
             raise ConfigError(f"acting must have shape {profit.shape}, got {acting.shape}")
         ids = np.asarray(advertiser_ids)
-        low, high = np.empty(profit.shape[2]), np.empty(profit.shape[2])
-        for column in range(profit.shape[2]):
-            values = weighted[:, :, column][acting[:, :, column]]
-            if values.size == 0:
-                raise ConfigError(f"advertiser {int(ids[column])} never bid in the warm-up log")
-            low[column], high[column] = np.quantile(values, [low_q, high_q])
-            if high[column] <= low[column]:
-                low[column], high[column] = values.min(), values.max()
+        # (E x T, N) traffic-weighted profits, NaN where the advertiser was not bidding.
+        weighted = np.where(acting, profit / weights[None, :, None], np.nan).reshape(-1, profit.shape[2])
+        never = np.isnan(weighted).all(axis=0)
+        if never.any():
+            raise ConfigError(f"advertiser {int(ids[np.argmax(never)])} never bid in the warm-up log")
+        low, high = np.nanquantile(weighted, [low_q, high_q], axis=0)
+        narrow = high <= low
+        low[narrow], high[narrow] = np.nanmin(weighted[:, narrow], axis=0), np.nanmax(weighted[:, narrow], axis=0)
+        constant = high <= low
+        if scale is not None and constant.any() and not constant.all():
+            scale = np.asarray(scale, dtype=np.float64)
+            if scale.shape != ids.shape or not np.all(np.isfinite(scale)) or (scale <= 0).any():
+                raise ConfigError(f"scale must be {ids.shape[0]} finite numbers > 0, got {describe(scale)}")
+            pooled = (weighted[:, ~constant] / scale[~constant]).ravel()
+            pooled_low, pooled_high = np.nanquantile(pooled, [low_q, high_q])
+            low[constant], high[constant] = pooled_low * scale[constant], pooled_high * scale[constant]
         return cls(traffic_weights=weights, advertiser_ids=ids, low=low, high=high)
 
     @classmethod
     def from_log(cls, log: Any, value: str = "expected", quantiles: tuple[float, float] = (0.05, 0.95)) -> "ProfitNormalizer":
         """Fit on an offline log with the :mod:`agents.datasets` schema (an ``OfflineDataset``, or
         anything with its arrays): profit from ``spend``, ``value_won``/``conversions`` and
-        ``cpa_targets``; traffic = ``opportunities`` summed over advertisers; ``live`` masks."""
-        profit = tick_profit(value, log.spend, log.value_won, log.conversions, np.asarray(log.cpa_targets)[None, None, :])
+        ``cpa_targets``; traffic = ``opportunities`` summed over advertisers; ``live`` masks;
+        advertisers with a constant log borrow the pooled percentiles scaled by CPA target."""
+        cpa_targets = np.asarray(log.cpa_targets, dtype=np.float64)
+        profit = tick_profit(value, log.spend, log.value_won, log.conversions, cpa_targets[None, None, :])
         traffic = np.asarray(log.opportunities, dtype=np.float64).sum(axis=2)
-        return cls.fit(profit, traffic, log.advertiser_ids, acting=np.asarray(log.live)[:, :-1], quantiles=quantiles)
+        return cls.fit(profit, traffic, log.advertiser_ids, acting=np.asarray(log.live)[:, :-1], quantiles=quantiles, scale=cpa_targets)
 
     def rows_of(self, advertiser_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Rows of the given advertisers in this normaliser (``ConfigError`` if one is missing or
