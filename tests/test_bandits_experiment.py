@@ -39,7 +39,7 @@ def test_raw_results_plots_and_csvs_are_saved(tiny_run):
         assert (output_dir / name).stat().st_size > 0, name
     with (output_dir / "regret.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 3 * DAYS  # EXP3, Batch EXP3, Batch EXP3-IX per day
+    assert len(rows) == 4 * DAYS  # EXP3, Batch EXP3, Batch EXP3-IX, Batch EXP3 at 10x per day
     with (output_dir / "snowball_bids.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == bandits.K
 
@@ -68,7 +68,7 @@ def test_delay_is_visible_in_the_saved_policies(tiny_run):
     results = bandits.load_results(output_dir)
     uniform = np.full(bandits.K, 1.0 / bandits.K)
     assert not np.allclose(results["regret"]["EXP3"]["policy"][0], uniform)
-    for name in ("Batch EXP3", "Batch EXP3-IX"):
+    for name in ("Batch EXP3", "Batch EXP3-IX", "Batch EXP3, 10x rate"):
         policy = results["regret"][name]["policy"]
         np.testing.assert_allclose(policy[: args.delay], np.broadcast_to(uniform, policy[: args.delay].shape))
         assert not np.allclose(policy[args.delay], uniform)
