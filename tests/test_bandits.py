@@ -382,6 +382,8 @@ def test_learner_bids_the_same_with_its_own_delay_or_the_envs(normalizer):
     assert not np.allclose(own.probabilities(), 1.0 / K)
 
 
+# check_env warns that a wrapped env is not its unwrapped self: checking the wrappers is the point.
+@pytest.mark.filterwarnings("ignore:.*is different from the unwrapped version")
 @pytest.mark.parametrize("batch_size, delay", [(1, 0), (4, 2)])
 def test_wrapped_envs_pass_check_env(normalizer, batch_size, delay):
     check_env(_wrapped(normalizer, batch_size, delay), skip_render_check=True)
