@@ -45,11 +45,11 @@ def test_raw_results_plots_and_csvs_are_saved(tiny_run):
 
 
 def test_saved_results_have_the_documented_shapes_and_bounds(tiny_run):
-    args, output_dir, _ = tiny_run
+    _, output_dir, _ = tiny_run
     results = bandits.load_results(output_dir)
     products = len(bandits.PRODUCTS)
     assert results["fixed_profit"].shape == (products, bandits.K, DAYS)
-    for name, run in results["regret"].items():
+    for run in results["regret"].values():
         assert run["arms"].shape == (DAYS * TICKS, products)
         assert ((run["arms"] >= 0) & (run["arms"] < bandits.K)).all()
         assert run["policy"].shape == (DAYS, products, bandits.K)
