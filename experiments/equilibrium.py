@@ -53,6 +53,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from agents.equilibrium import (
+    DEFAULT_GRID,
     ExploitabilityConfig,
     GridBestResponse,
     MarketSpec,
@@ -86,6 +87,8 @@ class Args:
     """episodes on which lower-bound estimators choose their deviation (disjoint from the evaluation ones)"""
     max_advertisers: int = 12
     """advertisers evaluated per run; a uniform sample above this"""
+    grid: tuple[float, ...] = ()
+    """multipliers searched by the grid best response (empty: agents.equilibrium.DEFAULT_GRID, 11 values; quick: 6 values)"""
     grid_periods: int = 3
     """periods of the piecewise-constant grid deviations"""
     ppo_max_size: int = 100
@@ -113,6 +116,8 @@ class Args:
                     setattr(self, name, value)
             if not self.output_dir.endswith("-quick"):
                 self.output_dir += "-quick"
+        if not self.grid:
+            self.grid = QUICK_GRID if self.quick else DEFAULT_GRID
         if any(size < 2 for size in self.sizes):
             raise SystemExit(f"sizes must be >= 2 advertisers, got {list(self.sizes)}")
         unknown = set(self.populations) - set(POPULATIONS)
@@ -121,7 +126,6 @@ class Args:
 
 
 QUICK = dict(eval_seeds=2, fit_seeds=1, max_advertisers=4, grid_periods=2, ppo_max_size=10, ppo_iterations=6, curve_rounds=3, online_lp_max_size=48)
-GRID = (0.25, 0.5, 0.7, 0.85, 1.0, 1.15, 1.3, 1.6, 2.0, 3.0, 5.0)
 QUICK_GRID = (0.5, 0.8, 1.0, 1.25, 1.6, 2.5)
 
 
@@ -160,14 +164,21 @@ def market_spec(n_advertisers: int, quick: bool) -> MarketSpec:
     return MarketSpec(preset=None, factory=factory, label=f"{label}, {impressions:,} impressions, K={candidates}")
 
 
+def episode_seeds(args: Args) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(eval_seeds, fit_seeds)``: disjoint market seeds derived from ``args.seed``."""
+    base = 1000 * args.seed
+    return tuple(range(base + 100, base + 100 + args.eval_seeds)), tuple(range(base + 500, base + 500 + args.fit_seeds))
+
+
 def exploitability_config(args: Args, n_advertisers: int) -> ExploitabilityConfig:
-    grid = GridBestResponse(QUICK_GRID if args.quick else GRID, periods=args.grid_periods, rounds=1 if args.quick else 2)
+    grid = GridBestResponse(args.grid, periods=args.grid_periods, rounds=1 if args.quick else 2)
     estimators: tuple = (grid,)
     if n_advertisers <= args.ppo_max_size:
         estimators += (PPOBestResponse(iterations=args.ppo_iterations, episodes_per_iteration=8, seed=args.seed),)
+    eval_seeds, fit_seeds = episode_seeds(args)
     return ExploitabilityConfig(
-        eval_seeds=tuple(range(1000 * args.seed + 100, 1000 * args.seed + 100 + args.eval_seeds)),
-        fit_seeds=tuple(range(1000 * args.seed + 500, 1000 * args.seed + 500 + args.fit_seeds)),
+        eval_seeds=eval_seeds,
+        fit_seeds=fit_seeds,
         estimators=estimators,
         max_advertisers=args.max_advertisers,
         sample_seed=args.seed,
@@ -203,12 +214,11 @@ def best_response_dynamics_history(args: Args, output: pathlib.Path) -> Training
     """Example training run: rounds of Gauss-Seidel grid best responses on the N = 10 market,
     exploitability measured (grid + oracle) before the first round and after each round."""
     spec = market_spec(10, args.quick)
-    grid = QUICK_GRID if args.quick else GRID
-    fit = tuple(range(1000 * args.seed + 500, 1000 * args.seed + 500 + args.fit_seeds))
+    eval_seeds, fit = episode_seeds(args)
     config = ExploitabilityConfig(
-        eval_seeds=tuple(range(1000 * args.seed + 100, 1000 * args.seed + 100 + args.eval_seeds)),
+        eval_seeds=eval_seeds,
         fit_seeds=fit,
-        estimators=(GridBestResponse(grid, periods=1),),
+        estimators=(GridBestResponse(args.grid, periods=1),),
         max_advertisers=None,
         backend=args.backend,
         num_cpus=args.num_cpus,
@@ -219,7 +229,7 @@ def best_response_dynamics_history(args: Args, output: pathlib.Path) -> Training
     start = time.perf_counter()
     for round_index in range(args.curve_rounds + 1):
         if round_index > 0:
-            dynamics = grid_best_response_dynamics(spec, multipliers, grid, fit, max_rounds=1)
+            dynamics = grid_best_response_dynamics(spec, multipliers, args.grid, fit, max_rounds=1)
             multipliers = dynamics.multipliers
         report = evaluate_exploitability(FixedMultipliers(multipliers), spec, config=config, label=f"round {round_index}")
         history.add_report(round_index, report, wall_seconds=time.perf_counter() - start)
