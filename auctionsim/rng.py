@@ -166,20 +166,22 @@ def normal_from_bits(bits):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def uniform_array(keys, counters):
+def _draw_array(keys, counters, normal):
+    """``out[a, b]`` = draw ``counters[b]`` of stream ``keys[a]``: a standard normal if ``normal``,
+    else a uniform on (0, 1)."""
+    out = np.empty((keys.shape[0], counters.shape[0]), dtype=np.float64)
+    for a in range(keys.shape[0]):
+        for b in range(counters.shape[0]):
+            bits = draw_bits(keys[a], counters[b])
+            out[a, b] = normal_from_bits(bits) if normal else uniform_from_bits(bits)
+    return out
+
+
+def uniform_array(keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
     """Uniforms for every (key, counter) pair: ``out[a, b] = U(keys[a], counters[b])``."""
-    out = np.empty((keys.shape[0], counters.shape[0]), dtype=np.float64)
-    for a in range(keys.shape[0]):
-        for b in range(counters.shape[0]):
-            out[a, b] = uniform_from_bits(draw_bits(keys[a], counters[b]))
-    return out
+    return _draw_array(keys, counters, False)
 
 
-@numba.njit(cache=True, error_model="numpy")
-def normal_array(keys, counters):
+def normal_array(keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
     """Standard normals for every (key, counter) pair: ``out[a, b] = Z(keys[a], counters[b])``."""
-    out = np.empty((keys.shape[0], counters.shape[0]), dtype=np.float64)
-    for a in range(keys.shape[0]):
-        for b in range(counters.shape[0]):
-            out[a, b] = normal_from_bits(draw_bits(keys[a], counters[b]))
-    return out
+    return _draw_array(keys, counters, True)
