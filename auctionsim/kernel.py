@@ -163,11 +163,23 @@ COL_EXPLICIT_BID_SUM = 21
 TABLE_WIDTH = 24
 
 
+_CACHE_LINE_FLOATS = 8  # 64-byte cache lines
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _zeros_by_cache_line(n_rows, width):
+    """A zeroed ``(n_rows, width)`` float64 array whose rows start on 64-byte boundaries (for
+    ``width`` a multiple of 8); Numba aligns new arrays to 32 bytes only."""
+    buffer = np.zeros(n_rows * width + _CACHE_LINE_FLOATS)
+    offset = ((-buffer.ctypes.data) % (8 * _CACHE_LINE_FLOATS)) // 8
+    return buffer[offset:offset + n_rows * width].reshape((n_rows, width))
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _build_table(order, params, keys, budget_left, budget_floor):
     """The ``(N, TABLE_WIDTH)`` advertiser table with row ``r`` holding advertiser ``order[r]``."""
     n_advertisers = order.shape[0]
-    table = np.zeros((n_advertisers, TABLE_WIDTH))
+    table = _zeros_by_cache_line(n_advertisers, TABLE_WIDTH)
     bits = table.view(np.uint64)
     for row in range(n_advertisers):
         position = order[row]
