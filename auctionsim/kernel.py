@@ -135,11 +135,12 @@ def _multiplier_bids(impression, n_bidders, keys, mean, std, scale, draws, norma
         bids[bidder] = scale[bidder] * pvalue
 
 
-# The kernel keeps each advertiser's data in one row of a float64 table (integers and keys stored
-# as uint64 bits), three cache lines wide: what every bidder needs, what a winner needs, and what
-# a winner accumulates. With K candidates the rows are in retrieval (category member) order, so a
-# candidate costs one cache line (prefetched an impression ahead) rather than a dozen scattered
-# reads across ``(N,)`` arrays.
+# The kernel keeps each advertiser's data in rows of two float64 tables (integers and keys stored
+# as uint64 bits), with rows aligned to 64-byte cache lines. The bidder table holds what every
+# candidate reads and accumulates, in one cache line; the winner table what only winners need.
+# With K candidates the rows are in retrieval (category member) order, so a candidate costs one
+# cache line (prefetched an impression ahead) rather than a dozen scattered reads across ``(N,)``
+# arrays, and the bidder table of 100,000 advertisers (6.4 MB) stays in cache and in the TLB.
 COL_PVALUE_MEAN = 0
 COL_PVALUE_STD = 1
 COL_SCALE = 2  # effective bid per unit of pValue; -1 once the advertiser no longer bids
@@ -148,19 +149,21 @@ COL_POSITION = 4  # bits: the advertiser's array position
 COL_PVALUE_SUM = 5
 COL_OPPORTUNITIES = 6
 COL_LEAST_WINNING_COST_SUM = 7
-COL_BUDGET_LEFT = 8
-COL_CPA_TARGET = 9
-COL_SIGMA_RATIO = 10
-COL_SIGMA_KEY = 11  # bits
-COL_RATE_KEY = 12  # bits
-COL_CONVERSION_KEY = 13  # bits
-COL_WINS = 16
-COL_EXPOSURES = 17
-COL_CONVERSIONS = 18
-COL_SPEND = 19
-COL_VALUE_WON = 20
-COL_EXPLICIT_BID_SUM = 21
-TABLE_WIDTH = 24
+BIDDER_TABLE_WIDTH = 8
+# Columns of the winner table.
+WIN_BUDGET_LEFT = 0
+WIN_CPA_TARGET = 1
+WIN_SIGMA_RATIO = 2
+WIN_SIGMA_KEY = 3  # bits
+WIN_RATE_KEY = 4  # bits
+WIN_CONVERSION_KEY = 5  # bits
+WIN_WINS = 6
+WIN_EXPOSURES = 7
+WIN_CONVERSIONS = 8
+WIN_SPEND = 9
+WIN_VALUE_WON = 10
+WIN_EXPLICIT_BID_SUM = 11
+WINNER_TABLE_WIDTH = 16
 
 
 _CACHE_LINE_FLOATS = 8  # 64-byte cache lines
@@ -176,34 +179,40 @@ def _zeros_by_cache_line(n_rows, width):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _build_table(order, params, keys, budget_left, budget_floor):
-    """The ``(N, TABLE_WIDTH)`` advertiser table with row ``r`` holding advertiser ``order[r]``."""
-    n_advertisers = order.shape[0]
-    table = _zeros_by_cache_line(n_advertisers, TABLE_WIDTH)
+def _build_tables(row_of, params, keys, budget_left, budget_floor):
+    """The bidder and winner tables, ``(N, BIDDER_TABLE_WIDTH)`` and ``(N, WINNER_TABLE_WIDTH)``,
+    and the ``(N,)`` tie-break keys, with row ``row_of[p]`` holding the advertiser at array
+    position ``p``. Reads the ``(N,)`` arrays in order and writes each advertiser's rows at once."""
+    n_advertisers = row_of.shape[0]
+    table = _zeros_by_cache_line(n_advertisers, BIDDER_TABLE_WIDTH)
     bits = table.view(np.uint64)
-    for row in range(n_advertisers):
-        position = order[row]
+    winner_table = _zeros_by_cache_line(n_advertisers, WINNER_TABLE_WIDTH)
+    winner_bits = winner_table.view(np.uint64)
+    tie_keys = np.empty(n_advertisers, dtype=np.uint64)
+    for position in range(n_advertisers):
+        row = row_of[position]
         table[row, COL_PVALUE_MEAN] = params[PARAM_PVALUE_MEAN, position]
         table[row, COL_PVALUE_STD] = params[PARAM_PVALUE_STD, position]
         can_bid = _can_bid(budget_left[position], budget_floor)
         table[row, COL_SCALE] = params[PARAM_BID_SCALE, position] if can_bid else -1.0
         bits[row, COL_PVALUE_KEY] = keys[KEY_PVALUE, position]
         bits[row, COL_POSITION] = np.uint64(position)
-        table[row, COL_BUDGET_LEFT] = budget_left[position]
-        table[row, COL_CPA_TARGET] = params[PARAM_CPA_TARGET, position]
-        table[row, COL_SIGMA_RATIO] = params[PARAM_SIGMA_RATIO, position]
-        bits[row, COL_SIGMA_KEY] = keys[KEY_SIGMA, position]
-        bits[row, COL_RATE_KEY] = keys[KEY_CONVERSION_RATE, position]
-        bits[row, COL_CONVERSION_KEY] = keys[KEY_CONVERSION, position]
-    return table
+        winner_table[row, WIN_BUDGET_LEFT] = budget_left[position]
+        winner_table[row, WIN_CPA_TARGET] = params[PARAM_CPA_TARGET, position]
+        winner_table[row, WIN_SIGMA_RATIO] = params[PARAM_SIGMA_RATIO, position]
+        winner_bits[row, WIN_SIGMA_KEY] = keys[KEY_SIGMA, position]
+        winner_bits[row, WIN_RATE_KEY] = keys[KEY_CONVERSION_RATE, position]
+        winner_bits[row, WIN_CONVERSION_KEY] = keys[KEY_CONVERSION, position]
+        tie_keys[row] = keys[KEY_TIE_BREAK, position]
+    return table, winner_table, tie_keys
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _write_back(order, table, bid_columns, params, budget_left, out_advertisers, n_impressions, full_contest, market_lwc_sum):
-    """Copy the tick's per-advertiser results from the table to the caller's arrays."""
-    for row in range(order.shape[0]):
-        position = order[row]
-        budget_left[position] = table[row, COL_BUDGET_LEFT]
+def _write_back(row_of, table, winner_table, bid_columns, params, budget_left, out_advertisers, n_impressions, full_contest, market_lwc_sum):
+    """Copy the tick's per-advertiser results from the tables to the caller's arrays."""
+    for position in range(row_of.shape[0]):
+        row = row_of[position]
+        budget_left[position] = winner_table[row, WIN_BUDGET_LEFT]
         if full_contest:
             # Every advertiser saw every impression: its sums equal the market's.
             out_advertisers[OUT_OPPORTUNITIES, position] = n_impressions
@@ -215,14 +224,14 @@ def _write_back(order, table, bid_columns, params, budget_left, out_advertisers,
         out_advertisers[OUT_PVALUE_SUM, position] = pvalue_sum
         # Multiplier bidders bid scale x pValue on every opportunity (notionally once out of budget).
         if bid_columns[position] >= 0:
-            out_advertisers[OUT_BID_SUM, position] = table[row, COL_EXPLICIT_BID_SUM]
+            out_advertisers[OUT_BID_SUM, position] = winner_table[row, WIN_EXPLICIT_BID_SUM]
         else:
             out_advertisers[OUT_BID_SUM, position] = params[PARAM_BID_SCALE, position] * pvalue_sum
-        out_advertisers[OUT_WINS, position] = table[row, COL_WINS]
-        out_advertisers[OUT_EXPOSURES, position] = table[row, COL_EXPOSURES]
-        out_advertisers[OUT_CONVERSIONS, position] = table[row, COL_CONVERSIONS]
-        out_advertisers[OUT_SPEND, position] = table[row, COL_SPEND]
-        out_advertisers[OUT_VALUE_WON, position] = table[row, COL_VALUE_WON]
+        out_advertisers[OUT_WINS, position] = winner_table[row, WIN_WINS]
+        out_advertisers[OUT_EXPOSURES, position] = winner_table[row, WIN_EXPOSURES]
+        out_advertisers[OUT_CONVERSIONS, position] = winner_table[row, WIN_CONVERSIONS]
+        out_advertisers[OUT_SPEND, position] = winner_table[row, WIN_SPEND]
+        out_advertisers[OUT_VALUE_WON, position] = winner_table[row, WIN_VALUE_WON]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -240,13 +249,13 @@ def _gather_bidders(table, bits, rows, n_bidders, positions, keys, mean, std, sc
 
 @numba.njit(cache=True, error_model="numpy")
 def _allocate(
-    mechanism, bids, n_bidders, rows, tie_keys, table, reserve, impression, slot_exposure,
+    mechanism, bids, n_bidders, rows, tie_keys, winner_table, reserve, impression, slot_exposure,
     shortlist, tops, ranked_index, ranked_bids, prices,
 ):
     """Rank the bids and price the slots under the hard budget cap.
 
-    A winner that cannot pay its price (more than its budget left, ``table[rows[b],
-    COL_BUDGET_LEFT]``) leaves this impression (its bid is set to -1) and the auction is re-run
+    A winner that cannot pay its price (more than its budget left, ``winner_table[rows[b],
+    WIN_BUDGET_LEFT]``) leaves this impression (its bid is set to -1) and the auction is re-run
     without it. Re-ranking the shortlist is exact as long as it still fills every rank (all bids
     left out of it are below those ranked), else everyone is re-ranked. Fills ``ranked_index``,
     ``ranked_bids`` and ``prices``; returns ``(n_ranked, n_winners, n_excluded)``.
@@ -266,7 +275,7 @@ def _allocate(
         n_winners = slot_prices(mechanism, ranked_bids, n_ranked, slot_exposure, reserve, prices)
         unaffordable = -1
         for slot in range(n_winners):
-            if prices[slot] > table[rows[ranked_index[slot]], COL_BUDGET_LEFT]:
+            if prices[slot] > winner_table[rows[ranked_index[slot]], WIN_BUDGET_LEFT]:
                 unaffordable = slot
                 break
         if unaffordable < 0:
@@ -333,12 +342,14 @@ def run_tick(
     n_slots = slot_exposure.shape[0]
     full_contest = n_candidates == 0
     n_bidders = n_advertisers if full_contest else n_candidates
-    order = np.arange(n_advertisers) if full_contest else retrieval[0]
-    table = _build_table(order, params, keys, budget_left, budget_floor)
+    row_of = np.arange(n_advertisers)  # table row of each array position
+    if not full_contest:
+        category_members = retrieval[0]
+        for row in range(n_advertisers):
+            row_of[category_members[row]] = row
+    table, winner_table, tie_keys = _build_tables(row_of, params, keys, budget_left, budget_floor)
     bits = table.view(np.uint64)
-    tie_keys = np.empty(n_advertisers, dtype=np.uint64)  # by table row
-    for row in range(n_advertisers):
-        tie_keys[row] = keys[KEY_TIE_BREAK, order[row]]
+    winner_bits = winner_table.view(np.uint64)
 
     # Per-bidder working arrays. In a full contest bidder b is table row b and array position b,
     # its pValue parameters are copied once per tick and its pValue sum kept in a contiguous
@@ -405,20 +416,16 @@ def run_tick(
         if full_contest:
             for bidder in range(n_bidders):
                 pvalue_sums[bidder] += pvalues[bidder]
-        else:
-            for bidder in range(n_bidders):
-                table[rows[bidder], COL_PVALUE_SUM] += pvalues[bidder]
-                table[rows[bidder], COL_OPPORTUNITIES] += 1.0
         if use_explicit_bids:
             for bidder in range(n_bidders):
                 column = bid_columns[positions[bidder]]
                 if column >= 0:
                     bid = explicit_bids[local, column]
-                    table[rows[bidder], COL_EXPLICIT_BID_SUM] += bid
+                    winner_table[rows[bidder], WIN_EXPLICIT_BID_SUM] += bid
                     bids[bidder] = bid if bidder_scale[bidder] >= 0.0 else -1.0
 
         n_ranked, n_winners, n_excluded = _allocate(
-            mechanism, bids, n_bidders, rows, tie_keys, table, reserve, impression, slot_exposure,
+            mechanism, bids, n_bidders, rows, tie_keys, winner_table, reserve, impression, slot_exposure,
             shortlist, tops, ranked_index, ranked_bids, prices,
         )
         n_budget_exclusions += n_excluded
@@ -429,32 +436,32 @@ def run_tick(
         for slot in range(n_winners):
             bidder = ranked_index[slot]
             row = rows[bidder]
-            table[row, COL_WINS] += 1.0
+            winner_table[row, WIN_WINS] += 1.0
             exposed = slot < seen
             converted = False
             if exposed:
                 price = prices[slot]
                 pvalue = pvalues[bidder]
-                budget = table[row, COL_BUDGET_LEFT] - price
-                table[row, COL_BUDGET_LEFT] = budget
+                budget = winner_table[row, WIN_BUDGET_LEFT] - price
+                winner_table[row, WIN_BUDGET_LEFT] = budget
                 if not _can_bid(budget, budget_floor):
                     table[row, COL_SCALE] = -1.0
                     if full_contest:
                         bidder_scale[bidder] = -1.0
-                table[row, COL_SPEND] += price
-                table[row, COL_EXPOSURES] += 1.0
-                table[row, COL_VALUE_WON] += pvalue * table[row, COL_CPA_TARGET]
+                winner_table[row, WIN_SPEND] += price
+                winner_table[row, WIN_EXPOSURES] += 1.0
+                winner_table[row, WIN_VALUE_WON] += pvalue * winner_table[row, WIN_CPA_TARGET]
                 if use_explicit_pvalues:
                     sigma = explicit_sigmas[local, positions[bidder]]
                 else:
                     sigma = impression_sigma(
-                        bits[row, COL_SIGMA_KEY], pvalue, table[row, COL_SIGMA_RATIO], sigma_ratio_cap, impression
+                        winner_bits[row, WIN_SIGMA_KEY], pvalue, winner_table[row, WIN_SIGMA_RATIO], sigma_ratio_cap, impression
                     )
                 converted = impression_conversion(
-                    bits[row, COL_RATE_KEY], bits[row, COL_CONVERSION_KEY], pvalue, sigma, impression
+                    winner_bits[row, WIN_RATE_KEY], winner_bits[row, WIN_CONVERSION_KEY], pvalue, sigma, impression
                 )
                 if converted:
-                    table[row, COL_CONVERSIONS] += 1.0
+                    winner_table[row, WIN_CONVERSIONS] += 1.0
                     n_conversions += 1
                 revenue += price
                 n_exposed_slots += 1
@@ -474,7 +481,10 @@ def run_tick(
 
         if not full_contest:
             for bidder in range(n_bidders):
-                table[rows[bidder], COL_LEAST_WINNING_COST_SUM] += least_winning_cost
+                row = rows[bidder]
+                table[row, COL_PVALUE_SUM] += pvalues[bidder]
+                table[row, COL_OPPORTUNITIES] += 1.0
+                table[row, COL_LEAST_WINNING_COST_SUM] += least_winning_cost
         if n_winners > 0:
             n_sold += 1
         least_winning_cost_sum += least_winning_cost
@@ -488,7 +498,7 @@ def run_tick(
         for row in range(n_advertisers):
             table[row, COL_PVALUE_SUM] = pvalue_sums[row]
     _write_back(
-        order, table, bid_columns, params, budget_left, out_advertisers, n_impressions, full_contest,
+        row_of, table, winner_table, bid_columns, params, budget_left, out_advertisers, n_impressions, full_contest,
         least_winning_cost_sum,
     )
     out_market[MARKET_IMPRESSIONS] = n_impressions
