@@ -341,6 +341,17 @@ class Population:
             n_categories=self.n_categories,
         )
 
+    def subset(self, positions: Sequence[int] | np.ndarray) -> "Population":
+        """The advertisers at the given array positions (same ids and categories)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return Population(
+            ids=self.ids[positions],
+            budgets=self.budgets[positions],
+            cpa_targets=self.cpa_targets[positions],
+            categories=self.categories[positions],
+            n_categories=self.n_categories,
+        )
+
     def positions_of(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Array positions of the given advertiser ids; raises ``ConfigError`` on an unknown id."""
         try:

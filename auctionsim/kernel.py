@@ -313,6 +313,9 @@ def run_tick(
     log_converted,
     log_least_winning_cost,
     log_top_bid,
+    log_ranked_bids,
+    log_ranked_bidders,
+    log_slots_seen,
 ):
     """Run impressions ``first_impression .. first_impression + n_impressions - 1``.
 
@@ -335,8 +338,10 @@ def run_tick(
         out_advertisers: ``(N_OUTPUTS, N)`` outputs (overwritten); out_market: ``(N_MARKET,)``
             market outputs (overwritten).
         log_*: per-impression log (``(n_impressions, S)`` winners as array positions or -1,
-            prices, exposed, converted; ``(n_impressions,)`` least winning cost and top bid), or
-            arrays with 0 rows to skip logging.
+            prices, exposed, converted; ``(n_impressions,)`` least winning cost and top bid;
+            ``(n_impressions, S + 1)`` the final ranking's bids and bidders' positions, 0 and -1
+            where fewer took part; ``(n_impressions,)`` slots seen), or arrays with 0 rows to
+            skip logging.
     """
     n_advertisers = params.shape[1]
     n_slots = slot_exposure.shape[0]
@@ -478,6 +483,10 @@ def run_tick(
                 log_converted[local, slot] = False
             log_least_winning_cost[local] = least_winning_cost
             log_top_bid[local] = ranked_bids[0] if n_ranked > 0 else 0.0
+            log_slots_seen[local] = seen
+            for rank in range(rank_capacity):
+                log_ranked_bids[local, rank] = ranked_bids[rank] if rank < n_ranked else 0.0
+                log_ranked_bidders[local, rank] = positions[ranked_index[rank]] if rank < n_ranked else -1
 
         if not full_contest:
             for bidder in range(n_bidders):

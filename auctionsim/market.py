@@ -29,7 +29,7 @@ import numpy as np
 
 from auctionsim import kernel
 from auctionsim.config import MarketConfig, Population
-from auctionsim.errors import ActionError, ActionTypeError, ConfigError, EpisodeOverError, describe
+from auctionsim.errors import ActionError, ActionTypeError, ConfigError, EpisodeOverError, as_numeric_array, describe
 from auctionsim.metrics import EpisodeMetrics
 from auctionsim.traffic import EpisodeTraffic, ExplicitTraffic, generate_episode_traffic
 
@@ -50,6 +50,10 @@ class ImpressionLog:
         converted: ``(n, S)`` whether each slot's ad converted.
         least_winning_cost: ``(n,)`` lowest bid that won a slot (the reserve when slots went unsold).
         top_bid: ``(n,)`` highest bid taking part (0 when none).
+        ranked_bids: ``(n, S + 1)`` the final ranking's best ``S + 1`` bids (after budget
+            exclusions), 0 where fewer bid: the bid landscape that set the prices.
+        ranked_bidders: ``(n, S + 1)`` the advertiser id behind each ranked bid, -1 where none.
+        slots_seen: ``(n,)`` how many slots were exposed (a prefix of the slots).
     """
 
     impression: np.ndarray
@@ -59,6 +63,9 @@ class ImpressionLog:
     converted: np.ndarray
     least_winning_cost: np.ndarray
     top_bid: np.ndarray
+    ranked_bids: np.ndarray
+    ranked_bidders: np.ndarray
+    slots_seen: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -130,17 +137,6 @@ class TickValues:
 
 def _safe_mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-
-
-def _as_numeric_array(name: str, values: object) -> np.ndarray:
-    """``values`` as a float64 array, rejecting non-numeric input with a ``TypeError``."""
-    try:
-        array = np.asarray(values)
-    except (TypeError, ValueError):
-        raise ActionTypeError(f"{name} must be an array of numbers, got {describe(values)}") from None
-    if array.dtype.kind not in "iuf":
-        raise ActionTypeError(f"{name} must be an array of numbers, got dtype {array.dtype} ({describe(values)})")
-    return array.astype(np.float64)
 
 
 class Market:
@@ -262,6 +258,24 @@ class Market:
         return int(starts[self._tick + 1] - starts[self._tick])
 
     @property
+    def budget_floor(self) -> float:
+        """An advertiser with less budget left than this no longer bids (currency)."""
+        return max(self._config.reserve_price, self._config.min_budget_to_bid)
+
+    def mean_pvalue_next_tick(self) -> np.ndarray:
+        """``(N,)`` each advertiser's mean pValue per impression in the next tick, as the traffic
+        model sets it (the normal's mean before clipping; the column mean for explicit traffic).
+        Zeros once the episode is over."""
+        if self.done:
+            return np.zeros(self.n_advertisers)
+        traffic = self.traffic
+        if self._explicit is None:
+            return traffic.pvalue_mean[self._tick].copy()
+        first, stop = traffic.tick_starts[self._tick], traffic.tick_starts[self._tick + 1]
+        rows = self._explicit.pvalues[first:stop]
+        return rows.mean(axis=0) if rows.shape[0] else np.zeros(self.n_advertisers)
+
+    @property
     def history(self) -> tuple[TickResult, ...]:
         """This episode's tick results so far (empty when ``record_history`` is off)."""
         return tuple(self._history)
@@ -315,7 +329,7 @@ class Market:
     # ------------------------------------------------------------------ validation
     def validate_multipliers(self, multipliers: object) -> np.ndarray:
         """Check bid multipliers: ``(N,)``, numeric, finite, ``>= 0``. Returns a float64 copy."""
-        array = _as_numeric_array("multipliers", multipliers)
+        array = as_numeric_array("multipliers", multipliers)
         if array.shape != (self.n_advertisers,):
             raise ActionError(f"multipliers must have shape ({self.n_advertisers},), got {array.shape}")
         bad = ~np.isfinite(array) | (array < 0)
@@ -338,7 +352,7 @@ class Market:
                 position = int(self._population.positions_of([advertiser_id])[0])
             except ConfigError:
                 raise ActionError(f"impression_bids names unknown advertiser id {describe(advertiser_id)}") from None
-            array = _as_numeric_array(f"impression_bids[{advertiser_id}]", bids)
+            array = as_numeric_array(f"impression_bids[{advertiser_id}]", bids)
             if array.shape != (n_impressions,):
                 raise ActionError(
                     f"impression_bids[{advertiser_id}] must have shape ({n_impressions},) (this tick's "
@@ -355,13 +369,14 @@ class Market:
         return columns, matrix
 
     # ------------------------------------------------------------------ stepping
-    def _tick_params(self, multipliers: np.ndarray) -> np.ndarray:
+    def _tick_params(self, multipliers: np.ndarray, tick: int | None = None) -> np.ndarray:
         traffic = self.traffic
+        tick = self._tick if tick is None else tick
         params = np.empty((kernel.N_PARAMS, self.n_advertisers))
         params[kernel.PARAM_BID_SCALE] = multipliers * self._population.cpa_targets
         params[kernel.PARAM_CPA_TARGET] = self._population.cpa_targets
-        params[kernel.PARAM_PVALUE_MEAN] = traffic.pvalue_mean[self._tick]
-        params[kernel.PARAM_PVALUE_STD] = traffic.pvalue_std[self._tick]
+        params[kernel.PARAM_PVALUE_MEAN] = traffic.pvalue_mean[tick]
+        params[kernel.PARAM_PVALUE_STD] = traffic.pvalue_std[tick]
         params[kernel.PARAM_SIGMA_RATIO] = traffic.sigma_ratio_mean
         return params
 
@@ -418,6 +433,9 @@ class Market:
         log_converted = np.empty((log_rows, n_slots), dtype=np.bool_)
         log_least_winning_cost = np.empty(log_rows)
         log_top_bid = np.empty(log_rows)
+        log_ranked_bids = np.empty((log_rows, n_slots + 1))
+        log_ranked_bidders = np.empty((log_rows, n_slots + 1), dtype=np.int64)
+        log_slots_seen = np.empty(log_rows, dtype=np.int64)
         out_advertisers = np.zeros((kernel.N_OUTPUTS, self.n_advertisers))
         out_market = np.zeros(kernel.N_MARKET)
 
@@ -446,12 +464,16 @@ class Market:
             log_converted,
             log_least_winning_cost,
             log_top_bid,
+            log_ranked_bids,
+            log_ranked_bidders,
+            log_slots_seen,
         )
         self._totals += out_advertisers
 
         log = None
         if log_impressions:
-            winner_ids = np.where(log_winners >= 0, self._population.ids[np.maximum(log_winners, 0)], -1)
+            ids = self._population.ids
+            winner_ids = np.where(log_winners >= 0, ids[np.maximum(log_winners, 0)], -1)
             log = ImpressionLog(
                 impression=np.arange(first, first + n_impressions, dtype=np.int64),
                 winners=winner_ids,
@@ -460,6 +482,9 @@ class Market:
                 converted=log_converted,
                 least_winning_cost=log_least_winning_cost,
                 top_bid=log_top_bid,
+                ranked_bids=log_ranked_bids,
+                ranked_bidders=np.where(log_ranked_bidders >= 0, ids[np.maximum(log_ranked_bidders, 0)], -1),
+                slots_seen=log_slots_seen,
             )
         result = self._tick_result(multipliers, out_advertisers, out_market, log)
         if self._record_history:
@@ -507,13 +532,22 @@ class Market:
             log=log,
         )
 
-    def tick_values(self, advertiser_ids: object = None) -> TickValues:
-        """pValues, sigmas and candidacy of the next tick's impressions for some advertisers.
+    def tick_values(self, advertiser_ids: object = None, tick: int | None = None) -> TickValues:
+        """pValues, sigmas and candidacy of a tick's impressions for some advertisers.
 
         Args:
             advertiser_ids: ids to report (default: all, in population order).
+            tick: any tick of the current episode (default: the next one). Past ticks give
+                exactly the values their auctions used, e.g. for hindsight analysis.
         """
-        self._require_running()
+        if tick is None:
+            self._require_running()
+            tick = self._tick
+        else:
+            self._require_reset()
+            if isinstance(tick, bool) or not isinstance(tick, (int, np.integer)) or not 0 <= tick < self.n_ticks:
+                raise ActionError(f"tick must be an integer in [0, {self.n_ticks}), got {describe(tick)}")
+            tick = int(tick)
         if advertiser_ids is None:
             positions = np.arange(self.n_advertisers, dtype=np.int64)
         else:
@@ -522,8 +556,8 @@ class Market:
             except ConfigError as error:
                 raise ActionError(str(error)) from None
         traffic = self.traffic
-        first = int(traffic.tick_starts[self._tick])
-        n_impressions = int(traffic.tick_starts[self._tick + 1]) - first
+        first = int(traffic.tick_starts[tick])
+        n_impressions = int(traffic.tick_starts[tick + 1]) - first
         pvalues = np.empty((n_impressions, positions.shape[0]))
         sigmas = np.empty((n_impressions, positions.shape[0]))
         is_candidate = np.empty((n_impressions, positions.shape[0]), dtype=np.bool_)
@@ -532,7 +566,7 @@ class Market:
             n_impressions,
             positions,
             *self._candidate_args(),
-            self._tick_params(np.zeros(self.n_advertisers)),
+            self._tick_params(np.zeros(self.n_advertisers), tick),
             traffic.keys,
             self._config.traffic.sigma_ratio_cap,
             pvalues,

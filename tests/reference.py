@@ -138,5 +138,6 @@ def reference_tick(
                 converted = bool(impression_conversion(keys[KEY_CONVERSION_RATE, position], keys[KEY_CONVERSION, position], pvalues[position], sigma, impression))
                 totals["conversions"][position] += converted
             record.append((position, prices[slot], exposed, converted))
-        log.append((record, lwc))
+        top = [(bid, position) for bid, _, position in ranked[: n_slots + 1]]
+        log.append((record, lwc, top, seen))
     return totals, budget_left, log

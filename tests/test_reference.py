@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -88,8 +87,12 @@ def test_tick_kernel_matches_reference(case):
         np.testing.assert_allclose(result.value_won, expected["value_won"], rtol=1e-12)
         np.testing.assert_allclose(result.mean_pvalue * result.opportunities, expected["pvalue_sum"], rtol=1e-12)
         np.testing.assert_allclose(result.mean_least_winning_cost * result.opportunities, expected["lwc_sum"], rtol=1e-12)
-        for row, (record, lwc) in enumerate(log):
+        for row, (record, lwc, top, seen) in enumerate(log):
             assert result.log.least_winning_cost[row] == lwc
+            assert result.log.slots_seen[row] == seen
+            assert result.log.ranked_bids[row, : len(top)].tolist() == [bid for bid, _ in top]
+            assert result.log.ranked_bidders[row, : len(top)].tolist() == [population.ids[p] for _, p in top]
+            assert (result.log.ranked_bidders[row, len(top):] == -1).all()
             for slot, (position, price, exposed, converted) in enumerate(record):
                 assert result.log.winners[row, slot] == population.ids[position]
                 assert result.log.exposed[row, slot] == exposed

@@ -1,0 +1,270 @@
+"""PettingZoo parallel environment: one agent per advertiser, bidding a multiplier every tick."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from auctionsim.errors import ActionError, ActionTypeError, ConfigError, as_numeric_array, as_single_number, describe
+from auctionsim.envs.observations import ObservationBuilder, RewardTracker
+from auctionsim.market import Market, TickResult, TickValues
+
+__all__ = ["AuctionParallelEnv", "ArrayStep", "agent_name"]
+
+
+def agent_name(advertiser_id: int) -> str:
+    """The PettingZoo name of an advertiser's agent: ``adv_<id>``."""
+    return f"adv_{int(advertiser_id)}"
+
+
+@dataclass(frozen=True, eq=False)
+class ArrayStep:
+    """One tick of :meth:`AuctionParallelEnv.step_arrays`, every array in population order.
+
+    Attributes:
+        observations: ``(N, D)`` float32 observations for the next tick (also for finished
+            advertisers, whose rows keep evolving but are no longer acted on).
+        rewards: ``(N,)`` rewards of the tick (0 for advertisers already finished before it).
+        terminated: ``(N,)`` advertisers whose budget ran out this tick.
+        truncated: ``(N,)`` advertisers still live when the last tick ended.
+        live: ``(N,)`` advertisers still acting after this tick.
+        result: the market's :class:`~auctionsim.market.TickResult`.
+        values: the tick's per-impression pValues, when requested.
+    """
+
+    observations: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    live: np.ndarray
+    result: TickResult
+    values: TickValues | None = None
+
+    def info(self, row: int) -> dict[str, float]:
+        """The PettingZoo ``infos`` entry of one advertiser."""
+        result = self.result
+        return {
+            "spend": float(result.spend[row]),
+            "wins": int(result.wins[row]),
+            "conversions": int(result.conversions[row]),
+            "value_won": float(result.value_won[row]),
+            "budget_left": float(result.budget_left[row]),
+            "multiplier": float(result.multipliers[row]),
+        }
+
+
+class AuctionParallelEnv(ParallelEnv):
+    """An ad market as a PettingZoo ``ParallelEnv``.
+
+    Description:
+        Every advertiser of a :class:`~auctionsim.market.Market` is an agent named ``adv_<id>``.
+        Each tick (AuctionNet: 48 per day) every live agent sets a bid multiplier ``m``; the
+        market then auctions the tick's impressions, each agent bidding
+        ``m x CPA target x pValue``. Agents see only their own observation (partial
+        observability, as in the BPG paper).
+
+    Action Space:
+        ``Box(low, high, (1,), float32)``: the bid multiplier, ``multiplier_bounds`` (default
+        ``[0, 5]``). Out-of-bounds, NaN or infinite actions are rejected, not clipped.
+
+    Observation Space:
+        ``Box(0, high, (D,), float32)`` with ``D = 18 + categories``: AuctionNet's 16 state
+        features, budget and CPA target, and the category one-hot. Each feature is named and
+        defined in :mod:`auctionsim.envs.observations`.
+
+    Rewards:
+        ``reward``: ``"value"`` (value won, default), ``"expected_conversions"``,
+        ``"conversions"`` or ``"score"`` (see :mod:`auctionsim.envs.observations`).
+
+    Starting State:
+        Full budgets, no history; the traffic of the episode is drawn from the seed.
+
+    Episode End:
+        An agent terminates when its remaining budget falls below the market's budget floor
+        (it can no longer bid). All live agents are truncated after the last tick.
+
+    Arguments:
+        market: a :class:`~auctionsim.market.Market` or a preset name (see
+            :func:`auctionsim.presets.names`).
+        reward: reward kind.
+        multiplier_bounds: ``(low, high)`` of the action space.
+        market_overrides: fields of the preset's market config to replace (preset name only).
+
+    Besides the dict API, :meth:`step_arrays` takes and returns population-ordered arrays; the
+    dict API is a thin layer over it, and large populations should use it directly.
+    """
+
+    metadata = {"name": "auctionsim_parallel_v0", "render_modes": []}
+
+    def __init__(
+        self,
+        market: Market | str = "auctionnet",
+        reward: str = "value",
+        multiplier_bounds: tuple[float, float] = (0.0, 5.0),
+        **market_overrides: Any,
+    ) -> None:
+        if isinstance(market, str):
+            market = Market.from_preset(market, **market_overrides)
+        elif market_overrides:
+            raise ConfigError(f"market overrides need a preset name, got a Market and {sorted(market_overrides)}")
+        if not isinstance(market, Market):
+            raise ConfigError(f"market must be a Market or a preset name, got {describe(market)}")
+        low, high = (float(b) for b in multiplier_bounds)
+        if not (np.isfinite(low) and np.isfinite(high) and 0.0 <= low < high):
+            raise ConfigError(f"multiplier_bounds must be finite with 0 <= low < high, got {describe(multiplier_bounds)}")
+        self.market = market
+        self.multiplier_bounds = (low, high)
+        self.observations = ObservationBuilder(market)
+        self._rewards = RewardTracker(reward, market.population.cpa_targets)
+        self.reward_kind = reward
+        self.possible_agents = [agent_name(i) for i in market.population.ids]
+        self.agents: list[str] = []
+        self._row_of = {name: row for row, name in enumerate(self.possible_agents)}
+        self._live = np.zeros(len(self.possible_agents), dtype=bool)
+        obs_low, obs_high = self.observations.low_high()
+        self._observation_space = spaces.Box(obs_low, obs_high, dtype=np.float32)
+        self._observation_spaces = {name: spaces.Box(obs_low, obs_high, dtype=np.float32) for name in self.possible_agents}
+        self._action_spaces = {
+            name: spaces.Box(np.float32(low), np.float32(high), shape=(1,), dtype=np.float32) for name in self.possible_agents
+        }
+        self._last_observations = np.zeros((len(self.possible_agents), self.observations.dimension), dtype=np.float32)
+
+    # ------------------------------------------------------------------ spaces
+    def observation_space(self, agent: str) -> spaces.Box:
+        """The agent's observation space (the same object on every call)."""
+        return self._observation_spaces[self._check_agent(agent)]
+
+    def action_space(self, agent: str) -> spaces.Box:
+        """The agent's action space (the same object on every call, so seeding it sticks)."""
+        return self._action_spaces[self._check_agent(agent)]
+
+    @property
+    def single_observation_space(self) -> spaces.Box:
+        """The observation space shared by every agent."""
+        return self._observation_space
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.observations.names
+
+    @property
+    def live(self) -> np.ndarray:
+        """``(N,)`` whether each advertiser is still acting (a copy)."""
+        return self._live.copy()
+
+    @property
+    def num_agents(self) -> int:
+        return len(self.agents)
+
+    @property
+    def max_num_agents(self) -> int:
+        return len(self.possible_agents)
+
+    def _check_agent(self, agent: str) -> str:
+        if agent not in self._row_of:
+            raise ActionError(f"unknown agent name {describe(agent)}; agents are named adv_<advertiser id>")
+        return agent
+
+    def state(self) -> np.ndarray:
+        """Global state: every advertiser's last observation, ``(N, D)`` float32."""
+        return self._last_observations.copy()
+
+    # ------------------------------------------------------------------ array API
+    def reset_arrays(self, seed: int | None = None) -> np.ndarray:
+        """Start an episode; returns the ``(N, D)`` observations."""
+        self.market.reset(seed)
+        self.observations.reset()
+        self._rewards.reset()
+        self._live[:] = True
+        self._last_observations = self.observations.observe()
+        return self._last_observations.copy()
+
+    def validate_multipliers(self, multipliers: object) -> np.ndarray:
+        """Check an ``(N,)`` multiplier array: numbers, finite and within the action bounds for
+        live advertisers (entries of finished advertisers are ignored). Returns a float64 copy
+        with finished advertisers' entries set to 0."""
+        array = as_numeric_array("multipliers", multipliers)
+        if array.shape != self._live.shape:
+            raise ActionError(f"multipliers must have shape {self._live.shape}, got {array.shape}")
+        low, high = self.multiplier_bounds
+        bad = self._live & ~(np.isfinite(array) & (array >= low) & (array <= high))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ActionError(
+                f"action of {self.possible_agents[row]} must be a finite multiplier in [{low}, {high}], got {array[row]}"
+            )
+        return np.where(self._live, array, 0.0)
+
+    def step_arrays(self, multipliers: object, *, with_values: bool = False, log_impressions: bool = False) -> ArrayStep:
+        """Play one tick with ``(N,)`` multipliers (population order).
+
+        Args:
+            multipliers: bid multipliers; entries of finished advertisers are ignored (the market
+                can be played to its end after every advertiser has finished).
+            with_values: also return the tick's per-impression pValues (before the auction).
+            log_impressions: ask the market for the per-impression log.
+        """
+        if self.market.done:
+            raise ActionError("the episode is over; call reset()")
+        multipliers = self.validate_multipliers(multipliers)
+        values = self.market.tick_values() if with_values else None
+        result = self.market.step(multipliers, log_impressions=log_impressions)
+        self.observations.update(result)
+        rewards = np.where(self._live, self._rewards.rewards(result), 0.0)
+        terminated = self._live & (result.budget_left < self.market.budget_floor)
+        truncated = self._live & ~terminated & self.market.done
+        self._live &= ~(terminated | truncated)
+        self._last_observations = self.observations.observe()
+        return ArrayStep(
+            observations=self._last_observations.copy(),
+            rewards=rewards,
+            terminated=terminated,
+            truncated=truncated,
+            live=self._live.copy(),
+            result=result,
+            values=values,
+        )
+
+    # ------------------------------------------------------------------ PettingZoo dict API
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+        observations = self.reset_arrays(seed)
+        self.agents = list(self.possible_agents)
+        obs = {name: observations[row] for row, name in enumerate(self.possible_agents)}
+        return obs, {name: {} for name in self.agents}
+
+    def step(self, actions: Mapping[str, object]):
+        """PettingZoo step: ``actions`` maps every live agent's name to its multiplier."""
+        if not isinstance(actions, Mapping):
+            raise ActionTypeError(f"actions must map agent names to multipliers, got {describe(actions)}")
+        unknown = [name for name in actions if name not in self._row_of]
+        if unknown:
+            raise ActionError(f"unknown agent name {describe(unknown[0])}; agents are named adv_<advertiser id>")
+        finished = [name for name in actions if not self._live[self._row_of[name]]]
+        if finished:
+            raise ActionError(f"agent {finished[0]} has already finished this episode and cannot act")
+        missing = [name for name in self.agents if name not in actions]
+        if missing:
+            raise ActionError(f"missing actions for {len(missing)} live agents, e.g. {missing[0]}")
+        multipliers = np.zeros(len(self.possible_agents))
+        for name, action in actions.items():
+            multipliers[self._row_of[name]] = as_single_number(f"action of {name}", action)
+        acting = [self._row_of[name] for name in self.agents]
+        step = self.step_arrays(multipliers)
+        names = self.possible_agents
+        observations = {names[row]: step.observations[row] for row in acting}
+        rewards = {names[row]: float(step.rewards[row]) for row in acting}
+        terminations = {names[row]: bool(step.terminated[row]) for row in acting}
+        truncations = {names[row]: bool(step.truncated[row]) for row in acting}
+        infos = {names[row]: step.info(row) for row in acting}
+        self.agents = [names[row] for row in acting if step.live[row]]
+        return observations, rewards, terminations, truncations, infos
+
+    def render(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,166 @@
+"""Gymnasium environment: one learning bidder facing a population of other bidders."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from auctionsim.errors import ActionError, ConfigError, as_single_number, describe
+from auctionsim.envs.parallel import AuctionParallelEnv
+from auctionsim.envs.policy import FixedMultipliers, PolicyContext, PopulationPolicy, TickFeedback
+from auctionsim.market import Market
+
+__all__ = ["SingleBidderEnv", "DEFAULT_BID_GRID"]
+
+# Bid multipliers of the discrete variant: 14 levels, finer at the low end (as the 14-bid grid
+# of the Batch EXP3 paper).
+DEFAULT_BID_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5, 2.0, 3.0)
+
+
+class SingleBidderEnv(gym.Env):
+    """One focal advertiser learns to bid while a population policy bids for all the others.
+
+    Description:
+        Wraps :class:`~auctionsim.envs.parallel.AuctionParallelEnv`. Each tick the population
+        policy sets every advertiser's multiplier from their observations, then the focal
+        advertiser's multiplier is replaced by the action. The focal advertiser is fixed
+        (``focal``) or drawn at every reset with probabilities ``focal_weights``: the BPG
+        paper's weighted POMDP (Section 5.2), whose initial distribution is
+        ``sum_i kappa_i phi_i``. The observation says which advertiser the agent bids for
+        through its budget, CPA target and category features.
+
+    Action Space:
+        ``Box(low, high, (1,), float32)`` bid multiplier (``multiplier_bounds``), or, with
+        ``bid_grid``, ``Discrete(len(bid_grid))`` choosing ``bid_grid[action]``.
+
+    Observation Space:
+        The focal advertiser's row of the parallel env's observations (see
+        :mod:`auctionsim.envs.observations`).
+
+    Rewards:
+        The focal advertiser's reward of kind ``reward``.
+
+    Starting State:
+        Full budgets; the market's seed for the episode is drawn from the env's ``np_random``.
+
+    Episode End:
+        Terminated when the focal advertiser's budget runs out; truncated after the last tick.
+
+    Arguments:
+        market: a :class:`~auctionsim.market.Market` or a preset name.
+        population: the others' :class:`~auctionsim.envs.policy.PopulationPolicy` (default:
+            everyone bids multiplier 1.0, i.e. its expected value).
+        focal: advertiser id of the learner, or ``None`` to draw it every episode.
+        focal_weights: sampling weights over the population (array order), default uniform.
+        reward, multiplier_bounds, market_overrides: as for the parallel env.
+        bid_grid: multipliers of the discrete variant.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        market: Market | str = "auctionnet",
+        population: PopulationPolicy | None = None,
+        focal: int | None = None,
+        focal_weights: Sequence[float] | np.ndarray | None = None,
+        reward: str = "value",
+        multiplier_bounds: tuple[float, float] = (0.0, 5.0),
+        bid_grid: Sequence[float] | None = None,
+        **market_overrides: Any,
+    ) -> None:
+        self.core = AuctionParallelEnv(market, reward, multiplier_bounds, **market_overrides)
+        self.population = FixedMultipliers(1.0) if population is None else population
+        if not isinstance(self.population, PopulationPolicy):
+            raise ConfigError(f"population must be a PopulationPolicy, got {describe(population)}")
+        advertisers = self.core.market.population
+        self._focal_fixed = None if focal is None else int(advertisers.positions_of([focal])[0])
+        self._weights = np.full(len(advertisers), 1.0 / len(advertisers))
+        if focal_weights is not None:
+            self.set_focal_weights(focal_weights)
+        low, high = self.core.multiplier_bounds
+        if bid_grid is not None:
+            grid = np.asarray(bid_grid, dtype=np.float64)
+            if grid.ndim != 1 or grid.size == 0 or not np.all((grid >= low) & (grid <= high)):
+                raise ConfigError(f"bid_grid must be a non-empty list of multipliers in [{low}, {high}], got {describe(bid_grid)}")
+            self.bid_grid: np.ndarray | None = grid
+            self.action_space = spaces.Discrete(grid.size)
+        else:
+            self.bid_grid = None
+            self.action_space = spaces.Box(np.float32(low), np.float32(high), shape=(1,), dtype=np.float32)
+        self.observation_space = self.core.single_observation_space
+        self.focal_row = self._focal_fixed if self._focal_fixed is not None else 0
+        self._observations = np.zeros((len(advertisers), self.core.observations.dimension), dtype=np.float32)
+
+    @property
+    def market(self) -> Market:
+        return self.core.market
+
+    @property
+    def focal_id(self) -> int:
+        """Advertiser id of this episode's learner."""
+        return int(self.market.population.ids[self.focal_row])
+
+    def set_focal_weights(self, weights: Sequence[float] | np.ndarray) -> None:
+        """Sampling weights of the focal advertiser (array order); normalised to sum to 1."""
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != self._weights.shape or not np.all(np.isfinite(weights)) or (weights < 0).any() or weights.sum() <= 0:
+            raise ConfigError(
+                f"focal_weights must be {self._weights.shape[0]} finite non-negative numbers with a positive sum, got {describe(weights)}"
+            )
+        self._weights = weights / weights.sum()
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        market_seed = int(self.np_random.integers(0, 2**62))
+        if self._focal_fixed is None:
+            self.focal_row = int(self.np_random.choice(self._weights.shape[0], p=self._weights))
+        self._observations = self.core.reset_arrays(market_seed)
+        self.population.reset(
+            PolicyContext(
+                population=self.market.population,
+                market=self.market.config,
+                market_size=self.market.n_advertisers,
+                feature_names=self.core.feature_names,
+                seed=market_seed,
+            )
+        )
+        return self._observations[self.focal_row].copy(), {"advertiser_id": self.focal_id, "market_seed": market_seed}
+
+    def _multiplier(self, action: object) -> float:
+        if self.bid_grid is not None:
+            if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)) and not (
+                isinstance(action, np.ndarray) and action.shape == () and action.dtype.kind in "iu"
+            ):
+                raise ActionError(f"action must be an integer in [0, {self.bid_grid.size}), got {describe(action)}")
+            index = int(action)
+            if not 0 <= index < self.bid_grid.size:
+                raise ActionError(f"action must be an integer in [0, {self.bid_grid.size}), got {index}")
+            return float(self.bid_grid[index])
+        return as_single_number("action", action)
+
+    def step(self, action: object):
+        if not self.core.live[self.focal_row]:
+            raise ActionError("the episode is over; call reset()")
+        multiplier = self._multiplier(action)
+        multipliers = np.asarray(self.population.act(self._observations), dtype=np.float64).copy()
+        if multipliers.shape != (self.market.n_advertisers,):
+            raise ActionError(f"the population policy returned shape {multipliers.shape}, expected ({self.market.n_advertisers},)")
+        multipliers[self.focal_row] = multiplier
+        detailed = self.population.needs_impression_values
+        step = self.core.step_arrays(multipliers, with_values=detailed, log_impressions=detailed)
+        self.population.observe(TickFeedback.from_result(step.result, self.market.n_ticks, step.values))
+        self._observations = step.observations
+        row = self.focal_row
+        info = step.info(row)
+        info["advertiser_id"] = self.focal_id
+        return (
+            self._observations[row].copy(),
+            float(step.rewards[row]),
+            bool(step.terminated[row]),
+            bool(step.truncated[row]),
+            info,
+        )
