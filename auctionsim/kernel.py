@@ -1,7 +1,7 @@
 """The tick kernel: run every impression of one tick through the auction, in arrival order.
 
 Array in, array out; all state lives in the arrays the caller passes (``budget_left`` is updated
-in place, per-advertiser outputs are overwritten, market outputs accumulated into zeros). :class:`auctionsim.market.Market` owns the
+in place, per-advertiser and market outputs are overwritten). :class:`auctionsim.market.Market` owns the
 arrays and validates everything before calling in.
 
 Per impression ``j`` (global index in the episode):
@@ -31,6 +31,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from auctionsim import rng
 from auctionsim.mechanisms import exposed_slots, rank_bids, shortlist_bids, slot_prices
 from auctionsim.traffic import (
     KEY_CONVERSION,
@@ -41,6 +42,7 @@ from auctionsim.traffic import (
     impression_conversion,
     impression_pvalue,
     impression_sigma,
+    pvalue_from_normal,
     retrieve_candidates,
 )
 
@@ -83,7 +85,7 @@ N_MARKET = 11
 _SPARE_RANKS = 2
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _can_bid(budget_left, budget_floor):
     """Whether an advertiser still bids: its remaining budget is positive and at least the floor
     (the larger of the reserve price, below which it could pay no price, and the market's
@@ -114,20 +116,32 @@ def _prefetch_row(typingctx, table, row):
     return signature, codegen
 
 
-@numba.njit(cache=True, inline="always")
-def _multiplier_bids(impression, n_bidders, keys, mean, std, scale, pvalues, bids):
-    """Draw each bidder's pValue and bid ``scale x pValue`` (contiguous per-bidder arrays)."""
+@numba.njit(cache=True, error_model="numpy")
+def _multiplier_bids(impression, n_bidders, keys, mean, std, scale, draws, normals, pvalues, bids):
+    """Draw each bidder's pValue and bid ``scale x pValue`` (contiguous per-bidder arrays).
+
+    The same draws as :func:`auctionsim.traffic.impression_pvalue`, in three passes so that the
+    first and last compile to SIMD code: the random bits (vectorised 64-bit multiplies), the
+    normal variates (a table lookup with a rare exact-tail branch, which stays scalar), then
+    pValue and bid. ``draws`` (uint64) and ``normals`` are ``(>= n_bidders,)`` scratch arrays.
+    """
     for bidder in range(n_bidders):
-        pvalue = impression_pvalue(keys[bidder], mean[bidder], std[bidder], impression)
+        draws[bidder] = rng.draw_bits(keys[bidder], impression)
+    for bidder in range(n_bidders):
+        normals[bidder] = rng.normal_from_bits(draws[bidder])
+    for bidder in range(n_bidders):
+        pvalue = pvalue_from_normal(mean[bidder], std[bidder], normals[bidder])
         pvalues[bidder] = pvalue
         bids[bidder] = scale[bidder] * pvalue
 
 
-# The kernel keeps each advertiser's data in one row of a float64 table (integers and keys stored
-# as uint64 bits), three cache lines wide: what every bidder needs, what a winner needs, and what
-# a winner accumulates. With K candidates the rows are in retrieval (category member) order, so a
-# candidate costs one cache line (prefetched an impression ahead) rather than a dozen scattered
-# reads across ``(N,)`` arrays.
+# The kernel keeps each advertiser's data in rows of two float64 tables (integers and keys stored
+# as uint64 bits), with rows aligned to 64-byte cache lines. The bidder table holds what every
+# candidate reads and accumulates, in one cache line; the winner table what only winners need.
+# With K candidates the rows are in retrieval (category member) order, so a candidate costs one
+# cache line (prefetched an impression ahead) rather than a dozen scattered reads across ``(N,)``
+# arrays, and the bidder table of 100,000 advertisers is 6.4 MB (a third of one three-line row
+# per advertiser), small enough for a server CPU's last-level cache and second-level TLB.
 COL_PVALUE_MEAN = 0
 COL_PVALUE_STD = 1
 COL_SCALE = 2  # effective bid per unit of pValue; -1 once the advertiser no longer bids
@@ -136,50 +150,70 @@ COL_POSITION = 4  # bits: the advertiser's array position
 COL_PVALUE_SUM = 5
 COL_OPPORTUNITIES = 6
 COL_LEAST_WINNING_COST_SUM = 7
-COL_BUDGET_LEFT = 8
-COL_CPA_TARGET = 9
-COL_SIGMA_RATIO = 10
-COL_SIGMA_KEY = 11  # bits
-COL_RATE_KEY = 12  # bits
-COL_CONVERSION_KEY = 13  # bits
-COL_WINS = 16
-COL_EXPOSURES = 17
-COL_CONVERSIONS = 18
-COL_SPEND = 19
-COL_VALUE_WON = 20
-COL_EXPLICIT_BID_SUM = 21
-TABLE_WIDTH = 24
+BIDDER_TABLE_WIDTH = 8
+# Columns of the winner table.
+WIN_BUDGET_LEFT = 0
+WIN_CPA_TARGET = 1
+WIN_SIGMA_RATIO = 2
+WIN_SIGMA_KEY = 3  # bits
+WIN_RATE_KEY = 4  # bits
+WIN_CONVERSION_KEY = 5  # bits
+WIN_WINS = 6
+WIN_EXPOSURES = 7
+WIN_CONVERSIONS = 8
+WIN_SPEND = 9
+WIN_VALUE_WON = 10
+WIN_EXPLICIT_BID_SUM = 11
+WINNER_TABLE_WIDTH = 16  # 12 columns used, padded to two cache lines
 
 
-@numba.njit(cache=True)
-def _build_table(order, params, keys, budget_left, budget_floor):
-    """The ``(N, TABLE_WIDTH)`` advertiser table with row ``r`` holding advertiser ``order[r]``."""
-    n_advertisers = order.shape[0]
-    table = np.zeros((n_advertisers, TABLE_WIDTH))
+_CACHE_LINE_FLOATS = 8  # 64-byte cache lines
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _zeros_by_cache_line(n_rows, width):
+    """A zeroed ``(n_rows, width)`` float64 array whose rows start on 64-byte boundaries (for
+    ``width`` a multiple of 8); Numba aligns new arrays to 32 bytes only."""
+    buffer = np.zeros(n_rows * width + _CACHE_LINE_FLOATS)
+    offset = ((-buffer.ctypes.data) % (8 * _CACHE_LINE_FLOATS)) // 8
+    return buffer[offset:offset + n_rows * width].reshape((n_rows, width))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _build_tables(row_of, params, keys, budget_left, budget_floor):
+    """The bidder and winner tables, ``(N, BIDDER_TABLE_WIDTH)`` and ``(N, WINNER_TABLE_WIDTH)``,
+    and the ``(N,)`` tie-break keys, with row ``row_of[p]`` holding the advertiser at array
+    position ``p``. Reads the ``(N,)`` arrays in order and writes each advertiser's rows at once."""
+    n_advertisers = row_of.shape[0]
+    table = _zeros_by_cache_line(n_advertisers, BIDDER_TABLE_WIDTH)
     bits = table.view(np.uint64)
-    for row in range(n_advertisers):
-        position = order[row]
+    winner_table = _zeros_by_cache_line(n_advertisers, WINNER_TABLE_WIDTH)
+    winner_bits = winner_table.view(np.uint64)
+    tie_keys = np.empty(n_advertisers, dtype=np.uint64)
+    for position in range(n_advertisers):
+        row = row_of[position]
         table[row, COL_PVALUE_MEAN] = params[PARAM_PVALUE_MEAN, position]
         table[row, COL_PVALUE_STD] = params[PARAM_PVALUE_STD, position]
         can_bid = _can_bid(budget_left[position], budget_floor)
         table[row, COL_SCALE] = params[PARAM_BID_SCALE, position] if can_bid else -1.0
         bits[row, COL_PVALUE_KEY] = keys[KEY_PVALUE, position]
         bits[row, COL_POSITION] = np.uint64(position)
-        table[row, COL_BUDGET_LEFT] = budget_left[position]
-        table[row, COL_CPA_TARGET] = params[PARAM_CPA_TARGET, position]
-        table[row, COL_SIGMA_RATIO] = params[PARAM_SIGMA_RATIO, position]
-        bits[row, COL_SIGMA_KEY] = keys[KEY_SIGMA, position]
-        bits[row, COL_RATE_KEY] = keys[KEY_CONVERSION_RATE, position]
-        bits[row, COL_CONVERSION_KEY] = keys[KEY_CONVERSION, position]
-    return table
+        winner_table[row, WIN_BUDGET_LEFT] = budget_left[position]
+        winner_table[row, WIN_CPA_TARGET] = params[PARAM_CPA_TARGET, position]
+        winner_table[row, WIN_SIGMA_RATIO] = params[PARAM_SIGMA_RATIO, position]
+        winner_bits[row, WIN_SIGMA_KEY] = keys[KEY_SIGMA, position]
+        winner_bits[row, WIN_RATE_KEY] = keys[KEY_CONVERSION_RATE, position]
+        winner_bits[row, WIN_CONVERSION_KEY] = keys[KEY_CONVERSION, position]
+        tie_keys[row] = keys[KEY_TIE_BREAK, position]
+    return table, winner_table, tie_keys
 
 
-@numba.njit(cache=True)
-def _write_back(order, table, bid_columns, params, budget_left, out_advertisers, n_impressions, full_contest, market_lwc_sum):
-    """Copy the tick's per-advertiser results from the table to the caller's arrays."""
-    for row in range(order.shape[0]):
-        position = order[row]
-        budget_left[position] = table[row, COL_BUDGET_LEFT]
+@numba.njit(cache=True, error_model="numpy")
+def _write_back(row_of, table, winner_table, bid_columns, params, budget_left, out_advertisers, n_impressions, full_contest, market_lwc_sum):
+    """Copy the tick's per-advertiser results from the tables to the caller's arrays."""
+    for position in range(row_of.shape[0]):
+        row = row_of[position]
+        budget_left[position] = winner_table[row, WIN_BUDGET_LEFT]
         if full_contest:
             # Every advertiser saw every impression: its sums equal the market's.
             out_advertisers[OUT_OPPORTUNITIES, position] = n_impressions
@@ -191,17 +225,67 @@ def _write_back(order, table, bid_columns, params, budget_left, out_advertisers,
         out_advertisers[OUT_PVALUE_SUM, position] = pvalue_sum
         # Multiplier bidders bid scale x pValue on every opportunity (notionally once out of budget).
         if bid_columns[position] >= 0:
-            out_advertisers[OUT_BID_SUM, position] = table[row, COL_EXPLICIT_BID_SUM]
+            out_advertisers[OUT_BID_SUM, position] = winner_table[row, WIN_EXPLICIT_BID_SUM]
         else:
             out_advertisers[OUT_BID_SUM, position] = params[PARAM_BID_SCALE, position] * pvalue_sum
-        out_advertisers[OUT_WINS, position] = table[row, COL_WINS]
-        out_advertisers[OUT_EXPOSURES, position] = table[row, COL_EXPOSURES]
-        out_advertisers[OUT_CONVERSIONS, position] = table[row, COL_CONVERSIONS]
-        out_advertisers[OUT_SPEND, position] = table[row, COL_SPEND]
-        out_advertisers[OUT_VALUE_WON, position] = table[row, COL_VALUE_WON]
+        out_advertisers[OUT_WINS, position] = winner_table[row, WIN_WINS]
+        out_advertisers[OUT_EXPOSURES, position] = winner_table[row, WIN_EXPOSURES]
+        out_advertisers[OUT_CONVERSIONS, position] = winner_table[row, WIN_CONVERSIONS]
+        out_advertisers[OUT_SPEND, position] = winner_table[row, WIN_SPEND]
+        out_advertisers[OUT_VALUE_WON, position] = winner_table[row, WIN_VALUE_WON]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
+def _gather_bidders(table, bits, rows, n_bidders, positions, keys, mean, std, scale):
+    """Copy the bidders' array positions and pValue parameters from their table rows (``bits``
+    is the table viewed as uint64) into contiguous per-bidder arrays."""
+    for bidder in range(n_bidders):
+        row = rows[bidder]
+        positions[bidder] = np.int64(bits[row, COL_POSITION])
+        keys[bidder] = bits[row, COL_PVALUE_KEY]
+        mean[bidder] = table[row, COL_PVALUE_MEAN]
+        std[bidder] = table[row, COL_PVALUE_STD]
+        scale[bidder] = table[row, COL_SCALE]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _allocate(
+    mechanism, bids, n_bidders, rows, tie_keys, winner_table, reserve, impression, slot_exposure,
+    shortlist, tops, ranked_index, ranked_bids, prices,
+):
+    """Rank the bids and price the slots under the hard budget cap.
+
+    A winner that cannot pay its price (more than its budget left, ``winner_table[rows[b],
+    WIN_BUDGET_LEFT]``) leaves this impression (its bid is set to -1) and the auction is re-run
+    without it. Re-ranking the shortlist is exact as long as it still fills every rank (all bids
+    left out of it are below those ranked), else everyone is re-ranked. Fills ``ranked_index``,
+    ``ranked_bids`` and ``prices``; returns ``(n_ranked, n_winners, n_excluded)``.
+    """
+    rank_capacity = ranked_index.shape[0]
+    n_shortlist = shortlist_bids(bids, n_bidders, rank_capacity, _SPARE_RANKS, tops, shortlist)
+    n_excluded = 0
+    while True:
+        n_ranked = rank_bids(
+            bids, shortlist, n_shortlist, rows, tie_keys, reserve, impression, rank_capacity, ranked_index, ranked_bids
+        )
+        if n_excluded > 0 and n_ranked < rank_capacity and n_shortlist < n_bidders:
+            for index in range(n_bidders):
+                shortlist[index] = index
+            n_shortlist = n_bidders
+            continue
+        n_winners = slot_prices(mechanism, ranked_bids, n_ranked, slot_exposure, reserve, prices)
+        unaffordable = -1
+        for slot in range(n_winners):
+            if prices[slot] > winner_table[rows[ranked_index[slot]], WIN_BUDGET_LEFT]:
+                unaffordable = slot
+                break
+        if unaffordable < 0:
+            return n_ranked, n_winners, n_excluded
+        bids[ranked_index[unaffordable]] = -1.0
+        n_excluded += 1
+
+
+@numba.njit(cache=True, error_model="numpy")
 def run_tick(
     first_impression,
     n_impressions,
@@ -253,7 +337,7 @@ def run_tick(
         explicit_bids: ``(n_impressions, n_explicit)`` per-impression bids (currency).
         budget_left: ``(N,)`` remaining budgets, updated in place.
         out_advertisers: ``(N_OUTPUTS, N)`` outputs (overwritten); out_market: ``(N_MARKET,)``
-            zeroed accumulators.
+            market outputs (overwritten).
         log_*: per-impression log (``(n_impressions, S)`` winners as array positions or -1,
             prices, exposed, converted; ``(n_impressions,)`` least winning cost and top bid;
             ``(n_impressions, S + 1)`` the final ranking's bids and bidders' positions, 0 and -1
@@ -264,36 +348,37 @@ def run_tick(
     n_slots = slot_exposure.shape[0]
     full_contest = n_candidates == 0
     n_bidders = n_advertisers if full_contest else n_candidates
-    order = np.arange(n_advertisers) if full_contest else retrieval[0]
-    table = _build_table(order, params, keys, budget_left, budget_floor)
+    row_of = np.arange(n_advertisers)  # table row of each array position
+    if not full_contest:
+        category_members = retrieval[0]
+        for row in range(n_advertisers):
+            row_of[category_members[row]] = row
+    table, winner_table, tie_keys = _build_tables(row_of, params, keys, budget_left, budget_floor)
     bits = table.view(np.uint64)
-    tie_keys = np.empty(n_advertisers, dtype=np.uint64)  # by table row
-    for row in range(n_advertisers):
-        tie_keys[row] = keys[KEY_TIE_BREAK, order[row]]
+    winner_bits = winner_table.view(np.uint64)
 
     # Per-bidder working arrays. In a full contest bidder b is table row b and array position b,
-    # and its pValue parameters are copied once per tick; with K candidates they are gathered
-    # from the candidates' rows at every impression.
+    # its pValue parameters are copied once per tick and its pValue sum kept in a contiguous
+    # array; with K candidates they are gathered from the candidates' rows at every impression
+    # (the next impression's rows are retrieved one impression ahead, to prefetch them).
     rows = np.arange(n_bidders)
-    next_rows = np.arange(n_bidders)
+    next_rows = np.empty(n_bidders, dtype=np.int64)
     positions = np.arange(n_bidders)
     bidder_keys = np.empty(n_bidders, dtype=np.uint64)
     bidder_mean = np.empty(n_bidders)
     bidder_std = np.empty(n_bidders)
     bidder_scale = np.empty(n_bidders)
+    pvalue_sums = np.zeros(n_bidders)
     if full_contest:
-        for row in range(n_advertisers):
-            bidder_keys[row] = bits[row, COL_PVALUE_KEY]
-            bidder_mean[row] = table[row, COL_PVALUE_MEAN]
-            bidder_std[row] = table[row, COL_PVALUE_STD]
-            bidder_scale[row] = table[row, COL_SCALE]
+        _gather_bidders(table, bits, rows, n_bidders, positions, bidder_keys, bidder_mean, bidder_std, bidder_scale)
     else:
         retrieve_candidates(first_impression, n_candidates, own_category_share, candidates_key, retrieval, next_rows)
     bids = np.empty(n_bidders)
     pvalues = np.empty(n_bidders)
+    draws = np.empty(n_bidders, dtype=np.uint64)
+    normals = np.empty(n_bidders)
     rank_capacity = n_slots + 1
     shortlist = np.empty(n_bidders, dtype=np.int64)
-    everyone = np.arange(n_bidders)
     tops = np.empty(2 * rank_capacity)
     ranked_index = np.empty(rank_capacity, dtype=np.int64)
     ranked_bids = np.empty(rank_capacity)
@@ -301,6 +386,15 @@ def run_tick(
     use_explicit_pvalues = explicit_pvalues.shape[0] > 0
     use_explicit_bids = explicit_bids.shape[1] > 0
     logging = log_top_bid.shape[0] > 0
+    # Market statistics, kept in registers rather than read-modify-written in ``out_market``.
+    n_sold = 0
+    n_exposed_slots = 0
+    n_conversions = 0
+    n_budget_exclusions = 0
+    revenue = 0.0
+    top_bid_sum = 0.0
+    least_winning_cost_sum = 0.0
+    least_winning_cost_square_sum = 0.0
     least_winning_cost_min = np.inf
     least_winning_cost_max = -np.inf
 
@@ -308,18 +402,13 @@ def run_tick(
         impression = first_impression + local
 
         if not full_contest:
-            rows, next_rows = next_rows, rows
+            for bidder in range(n_bidders):
+                rows[bidder] = next_rows[bidder]
             if local + 1 < n_impressions:
                 retrieve_candidates(impression + 1, n_candidates, own_category_share, candidates_key, retrieval, next_rows)
                 for bidder in range(n_bidders):
                     _prefetch_row(table, next_rows[bidder])
-            for bidder in range(n_bidders):
-                row = rows[bidder]
-                positions[bidder] = np.int64(bits[row, COL_POSITION])
-                bidder_keys[bidder] = bits[row, COL_PVALUE_KEY]
-                bidder_mean[bidder] = table[row, COL_PVALUE_MEAN]
-                bidder_std[bidder] = table[row, COL_PVALUE_STD]
-                bidder_scale[bidder] = table[row, COL_SCALE]
+            _gather_bidders(table, bits, rows, n_bidders, positions, bidder_keys, bidder_mean, bidder_std, bidder_scale)
 
         # Values and bids: multiplier bids are ``scale x pValue``; explicit bids replace them.
         if use_explicit_pvalues:
@@ -327,49 +416,25 @@ def run_tick(
                 pvalues[bidder] = explicit_pvalues[local, positions[bidder]]
                 bids[bidder] = bidder_scale[bidder] * pvalues[bidder]
         else:
-            _multiplier_bids(impression, n_bidders, bidder_keys, bidder_mean, bidder_std, bidder_scale, pvalues, bids)
+            _multiplier_bids(
+                impression, n_bidders, bidder_keys, bidder_mean, bidder_std, bidder_scale, draws, normals, pvalues, bids
+            )
         if full_contest:
             for bidder in range(n_bidders):
-                table[bidder, COL_PVALUE_SUM] += pvalues[bidder]
-        else:
-            for bidder in range(n_bidders):
-                table[rows[bidder], COL_PVALUE_SUM] += pvalues[bidder]
-                table[rows[bidder], COL_OPPORTUNITIES] += 1.0
+                pvalue_sums[bidder] += pvalues[bidder]
         if use_explicit_bids:
             for bidder in range(n_bidders):
                 column = bid_columns[positions[bidder]]
                 if column >= 0:
                     bid = explicit_bids[local, column]
-                    table[rows[bidder], COL_EXPLICIT_BID_SUM] += bid
+                    winner_table[rows[bidder], WIN_EXPLICIT_BID_SUM] += bid
                     bids[bidder] = bid if bidder_scale[bidder] >= 0.0 else -1.0
 
-        # Allocate; a winner that cannot pay its price leaves this impression and the auction is
-        # re-run without it: re-ranking the shortlist is exact as long as it still fills every
-        # rank (all bids left out are below those ranked), else everyone is re-ranked.
-        n_shortlist = shortlist_bids(bids, n_bidders, rank_capacity, _SPARE_RANKS, tops, shortlist)
-        n_ranked = rank_bids(
-            bids, shortlist, n_shortlist, rows, tie_keys, reserve, impression, rank_capacity, ranked_index, ranked_bids
+        n_ranked, n_winners, n_excluded = _allocate(
+            mechanism, bids, n_bidders, rows, tie_keys, winner_table, reserve, impression, slot_exposure,
+            shortlist, tops, ranked_index, ranked_bids, prices,
         )
-        while True:
-            n_winners = slot_prices(mechanism, ranked_bids, n_ranked, slot_exposure, reserve, prices)
-            unaffordable = -1
-            for slot in range(n_winners):
-                if prices[slot] > table[rows[ranked_index[slot]], COL_BUDGET_LEFT]:
-                    unaffordable = slot
-                    break
-            if unaffordable < 0:
-                break
-            bids[ranked_index[unaffordable]] = -1.0
-            out_market[MARKET_BUDGET_EXCLUSIONS] += 1.0
-            n_ranked = rank_bids(
-                bids, shortlist, n_shortlist, rows, tie_keys, reserve, impression, rank_capacity, ranked_index, ranked_bids
-            )
-            if n_ranked < rank_capacity and n_shortlist < n_bidders:
-                n_shortlist = n_bidders
-                shortlist[:n_bidders] = everyone
-                n_ranked = rank_bids(
-                    bids, shortlist, n_shortlist, rows, tie_keys, reserve, impression, rank_capacity, ranked_index, ranked_bids
-                )
+        n_budget_exclusions += n_excluded
 
         # Exposure, payment, value and conversions of the winners.
         seen = exposed_slots(exposure_key, slot_exposure, impression)
@@ -377,35 +442,35 @@ def run_tick(
         for slot in range(n_winners):
             bidder = ranked_index[slot]
             row = rows[bidder]
-            table[row, COL_WINS] += 1.0
+            winner_table[row, WIN_WINS] += 1.0
             exposed = slot < seen
             converted = False
             if exposed:
                 price = prices[slot]
                 pvalue = pvalues[bidder]
-                budget = table[row, COL_BUDGET_LEFT] - price
-                table[row, COL_BUDGET_LEFT] = budget
+                budget = winner_table[row, WIN_BUDGET_LEFT] - price
+                winner_table[row, WIN_BUDGET_LEFT] = budget
                 if not _can_bid(budget, budget_floor):
                     table[row, COL_SCALE] = -1.0
                     if full_contest:
                         bidder_scale[bidder] = -1.0
-                table[row, COL_SPEND] += price
-                table[row, COL_EXPOSURES] += 1.0
-                table[row, COL_VALUE_WON] += pvalue * table[row, COL_CPA_TARGET]
+                winner_table[row, WIN_SPEND] += price
+                winner_table[row, WIN_EXPOSURES] += 1.0
+                winner_table[row, WIN_VALUE_WON] += pvalue * winner_table[row, WIN_CPA_TARGET]
                 if use_explicit_pvalues:
                     sigma = explicit_sigmas[local, positions[bidder]]
                 else:
                     sigma = impression_sigma(
-                        bits[row, COL_SIGMA_KEY], pvalue, table[row, COL_SIGMA_RATIO], sigma_ratio_cap, impression
+                        winner_bits[row, WIN_SIGMA_KEY], pvalue, winner_table[row, WIN_SIGMA_RATIO], sigma_ratio_cap, impression
                     )
                 converted = impression_conversion(
-                    bits[row, COL_RATE_KEY], bits[row, COL_CONVERSION_KEY], pvalue, sigma, impression
+                    winner_bits[row, WIN_RATE_KEY], winner_bits[row, WIN_CONVERSION_KEY], pvalue, sigma, impression
                 )
                 if converted:
-                    table[row, COL_CONVERSIONS] += 1.0
-                    out_market[MARKET_CONVERSIONS] += 1.0
-                out_market[MARKET_REVENUE] += price
-                out_market[MARKET_EXPOSED_SLOTS] += 1.0
+                    winner_table[row, WIN_CONVERSIONS] += 1.0
+                    n_conversions += 1
+                revenue += price
+                n_exposed_slots += 1
             if logging:
                 log_winners[local, slot] = positions[bidder]
                 log_prices[local, slot] = prices[slot]
@@ -426,26 +491,40 @@ def run_tick(
 
         if not full_contest:
             for bidder in range(n_bidders):
-                table[rows[bidder], COL_LEAST_WINNING_COST_SUM] += least_winning_cost
-        out_market[MARKET_IMPRESSIONS] += 1.0
+                row = rows[bidder]
+                table[row, COL_PVALUE_SUM] += pvalues[bidder]
+                table[row, COL_OPPORTUNITIES] += 1.0
+                table[row, COL_LEAST_WINNING_COST_SUM] += least_winning_cost
         if n_winners > 0:
-            out_market[MARKET_SOLD] += 1.0
-        out_market[MARKET_LEAST_WINNING_COST_SUM] += least_winning_cost
-        out_market[MARKET_LEAST_WINNING_COST_SQUARE_SUM] += least_winning_cost * least_winning_cost
+            n_sold += 1
+        least_winning_cost_sum += least_winning_cost
+        least_winning_cost_square_sum += least_winning_cost * least_winning_cost
         least_winning_cost_min = min(least_winning_cost_min, least_winning_cost)
         least_winning_cost_max = max(least_winning_cost_max, least_winning_cost)
         if n_ranked > 0:
-            out_market[MARKET_TOP_BID_SUM] += ranked_bids[0]
+            top_bid_sum += ranked_bids[0]
 
+    if full_contest:
+        for row in range(n_advertisers):
+            table[row, COL_PVALUE_SUM] = pvalue_sums[row]
     _write_back(
-        order, table, bid_columns, params, budget_left, out_advertisers, n_impressions, full_contest,
-        out_market[MARKET_LEAST_WINNING_COST_SUM],
+        row_of, table, winner_table, bid_columns, params, budget_left, out_advertisers, n_impressions, full_contest,
+        least_winning_cost_sum,
     )
+    out_market[MARKET_IMPRESSIONS] = n_impressions
+    out_market[MARKET_SOLD] = n_sold
+    out_market[MARKET_LEAST_WINNING_COST_SUM] = least_winning_cost_sum
+    out_market[MARKET_LEAST_WINNING_COST_SQUARE_SUM] = least_winning_cost_square_sum
     out_market[MARKET_LEAST_WINNING_COST_MIN] = least_winning_cost_min if n_impressions > 0 else 0.0
     out_market[MARKET_LEAST_WINNING_COST_MAX] = least_winning_cost_max if n_impressions > 0 else 0.0
+    out_market[MARKET_TOP_BID_SUM] = top_bid_sum
+    out_market[MARKET_REVENUE] = revenue
+    out_market[MARKET_EXPOSED_SLOTS] = n_exposed_slots
+    out_market[MARKET_CONVERSIONS] = n_conversions
+    out_market[MARKET_BUDGET_EXCLUSIONS] = n_budget_exclusions
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def tick_values(
     first_impression,
     n_impressions,

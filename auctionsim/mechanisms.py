@@ -39,7 +39,7 @@ MECHANISM_FPA = 1
 MECHANISM_VCG = 2
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def outranks(bid_a, tie_key_a, bid_b, tie_key_b, impression):
     """Whether bidder ``a`` ranks above bidder ``b``: higher bid, or equal bid and higher priority."""
     if bid_a != bid_b:
@@ -47,7 +47,7 @@ def outranks(bid_a, tie_key_a, bid_b, tie_key_b, impression):
     return rng.draw_bits(tie_key_a, impression) > rng.draw_bits(tie_key_b, impression)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _wins_tie(index_a, index_b, bidder_positions, tie_keys, impression):
     """Whether bidder ``a`` outranks bidder ``b`` when their bids are equal."""
     return rng.draw_bits(tie_keys[bidder_positions[index_a]], impression) > rng.draw_bits(
@@ -55,7 +55,7 @@ def _wins_tie(index_a, index_b, bidder_positions, tie_keys, impression):
     )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def shortlist_bids(bids, n_bidders, capacity, spare, tops, shortlist):
     """Indices of the bids that can rank among the best ``capacity + spare``; returns how many.
 
@@ -93,7 +93,7 @@ def shortlist_bids(bids, n_bidders, capacity, spare, tops, shortlist):
     return count
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def rank_bids(bids, shortlist, n_shortlist, bidder_positions, tie_keys, reserve, impression, capacity, ranked_index, ranked_bids):
     """Rank the best ``capacity`` bids that take part, among the shortlisted bidders.
 
@@ -143,7 +143,7 @@ def rank_bids(bids, shortlist, n_shortlist, bidder_positions, tie_keys, reserve,
     return filled
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def slot_prices(mechanism, ranked_bids, n_ranked, slot_exposure, reserve, prices):
     """Per-exposure price of each allocated slot.
 
@@ -175,7 +175,7 @@ def slot_prices(mechanism, ranked_bids, n_ranked, slot_exposure, reserve, prices
     return n_winners
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def exposed_slots(exposure_key, slot_exposure, impression):
     """How many slots (a prefix, by exposure continuity) are seen for this impression."""
     u = rng.uniform_from_bits(rng.draw_bits(exposure_key, impression))

@@ -92,7 +92,7 @@ def _build_normal_table() -> np.ndarray:
 _NORMAL_TABLE = _build_normal_table()
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def mix64(value):
     """MurmurHash3's 64-bit finaliser: a bijective, well-avalanching mix of a uint64."""
     value = np.uint64(value)
@@ -104,7 +104,7 @@ def mix64(value):
     return value
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def stream_key(seed, episode, stream, entity):
     """The 64-bit key of one stream of draws for one entity (advertiser id, category, platform)."""
     key = mix64(np.uint64(seed) ^ np.uint64(0x2545F4914F6CDD1D))
@@ -113,7 +113,7 @@ def stream_key(seed, episode, stream, entity):
     return mix64(key + np.uint64(entity + 2) * _SALT_ENTITY)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def stream_keys(seed, episode, stream, entities):
     """``stream_key`` for an array of entities (int64), returned as uint64 of the same length."""
     keys = np.empty(entities.shape[0], dtype=np.uint64)
@@ -122,20 +122,20 @@ def stream_keys(seed, episode, stream, entities):
     return keys
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def draw_bits(key, counter):
     """64 random bits: draw number ``counter`` (e.g. the impression index) of stream ``key``."""
     return mix64(np.uint64(key) + np.uint64(counter) * _GOLDEN)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def uniform_from_bits(bits):
     """A float64 uniform on the open interval (0, 1) from the top 53 bits."""
     # Signed conversion: unsigned 64-bit -> float is several instructions on x86-64.
     return (np.float64(np.int64(np.uint64(bits) >> np.uint64(11))) + 0.5) * _TWO_POW_MINUS_53
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _normal_tail(u):
     """Acklam's rational approximation of the lower-tail normal quantile (u < 0.02425)."""
     q = math.sqrt(-2.0 * math.log(u))
@@ -150,7 +150,7 @@ def _normal_tail(u):
     return numerator / denominator
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def normal_from_bits(bits):
     """A standard normal variate from 64 random bits (table inverse-CDF, exact tails)."""
     bits = np.uint64(bits)
@@ -165,21 +165,23 @@ def normal_from_bits(bits):
     return low + (_NORMAL_TABLE[cell + 1] - low) * fraction
 
 
-@numba.njit(cache=True)
-def uniform_array(keys, counters):
+@numba.njit(cache=True, error_model="numpy")
+def _draw_array(keys, counters, normal):
+    """``out[a, b]`` = draw ``counters[b]`` of stream ``keys[a]``: a standard normal if ``normal``,
+    else a uniform on (0, 1)."""
+    out = np.empty((keys.shape[0], counters.shape[0]), dtype=np.float64)
+    for a in range(keys.shape[0]):
+        for b in range(counters.shape[0]):
+            bits = draw_bits(keys[a], counters[b])
+            out[a, b] = normal_from_bits(bits) if normal else uniform_from_bits(bits)
+    return out
+
+
+def uniform_array(keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
     """Uniforms for every (key, counter) pair: ``out[a, b] = U(keys[a], counters[b])``."""
-    out = np.empty((keys.shape[0], counters.shape[0]), dtype=np.float64)
-    for a in range(keys.shape[0]):
-        for b in range(counters.shape[0]):
-            out[a, b] = uniform_from_bits(draw_bits(keys[a], counters[b]))
-    return out
+    return _draw_array(keys, counters, False)
 
 
-@numba.njit(cache=True)
-def normal_array(keys, counters):
+def normal_array(keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
     """Standard normals for every (key, counter) pair: ``out[a, b] = Z(keys[a], counters[b])``."""
-    out = np.empty((keys.shape[0], counters.shape[0]), dtype=np.float64)
-    for a in range(keys.shape[0]):
-        for b in range(counters.shape[0]):
-            out[a, b] = normal_from_bits(draw_bits(keys[a], counters[b]))
-    return out
+    return _draw_array(keys, counters, True)

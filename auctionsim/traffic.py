@@ -37,6 +37,7 @@ __all__ = [
     "ExplicitTraffic",
     "generate_episode_traffic",
     "impression_pvalue",
+    "pvalue_from_normal",
     "impression_sigma",
     "impression_conversion",
     "retrieve_candidates",
@@ -305,21 +306,26 @@ def generate_episode_traffic(
 # position; ``impression`` the global index of the impression in the episode.
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def impression_pvalue(pvalue_key, mean, std, impression):
     """pValue of one impression for one advertiser: ``Normal(mean, std)`` clipped to [0, 1]."""
-    value = mean + std * rng.normal_from_bits(rng.draw_bits(pvalue_key, impression))
-    return min(max(value, 0.0), 1.0)
+    return pvalue_from_normal(mean, std, rng.normal_from_bits(rng.draw_bits(pvalue_key, impression)))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def pvalue_from_normal(mean, std, normal):
+    """The pValue ``mean + std x normal`` clipped to [0, 1], from its standard normal draw."""
+    return min(max(mean + std * normal, 0.0), 1.0)
+
+
+@numba.njit(cache=True, error_model="numpy")
 def impression_sigma(sigma_key, pvalue, ratio_mean, ratio_cap, impression):
     """Uncertainty of a pValue: ``pValue x min(|Normal(m, m / 2)|, cap)``."""
     ratio = abs(ratio_mean + 0.5 * ratio_mean * rng.normal_from_bits(rng.draw_bits(sigma_key, impression)))
     return pvalue * min(ratio, ratio_cap)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def impression_conversion(rate_key, conversion_key, pvalue, sigma, impression):
     """Whether an exposed impression converts.
 
@@ -337,14 +343,14 @@ def impression_conversion(rate_key, conversion_key, pvalue, sigma, impression):
     return rng.uniform_from_bits(rng.draw_bits(conversion_key, impression)) < rate
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _below(bits32, size):
     """Map 32 random bits to an integer in ``[0, size)`` by multiply-shift (Lemire's method; no
     division, bias below ``size / 2**32``)."""
     return np.int64((bits32 * np.uint64(size)) >> np.uint64(32))
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _progression_start(bits, size, strides, category):
     """Random start in ``[0, size)`` and random stride (from ``strides[category]``) of a progression."""
     start = _below(bits & np.uint64(0xFFFFFFFF), size)
@@ -352,13 +358,13 @@ def _progression_start(bits, size, strides, category):
     return start, stride
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _wrap(position, size):
     """``position mod size`` for ``0 <= position < 2 size``."""
     return position - size if position >= size else position
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _walk(out, offset, count, start, stride, size, skip_from, skip):
     """``out[offset + k] = p_k + (skip if p_k >= skip_from else 0)`` for the progression
     ``p_k = (start + k x stride) mod size``, ``k < count``. Four interleaved chains keep the
@@ -387,7 +393,7 @@ def _walk(out, offset, count, start, stride, size, skip_from, skip):
         out[offset + k + 2] = p2 + skip * (p2 >= skip_from)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def retrieve_candidates(impression, n_candidates, own_category_share, candidates_key, retrieval, out_members):
     """Fill ``out_members[:n_candidates]`` with the distinct advertisers contesting an impression.
 
