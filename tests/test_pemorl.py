@@ -197,3 +197,23 @@ def test_models_and_data_reject_bad_input(transitions, logs):
         transitions.split(1.0)
     with pytest.raises(ConfigError, match=">= 2 members"):
         uncertainty_penalty(torch.zeros(1, 3, 4))
+
+
+def test_experiment_runs_end_to_end_and_redraws_plots_from_saved_results(tmp_path):
+    from experiments import pemorl
+
+    args = pemorl.parse_args(
+        ["--quick", "--output-dir", str(tmp_path), "--impressions-per-episode", "20000", "--n-ticks", "6", "--train-episodes", "2", "--test-episodes", "1",
+         "--model-steps", "3", "--policy-steps", "10", "--dt-steps", "10", "--eval-seeds", "1", "--focal-advertisers", "3", "--shifted-budget-scales", "0.5"]
+    )  # fmt: skip
+    assert args.model_members == 3 and args.penalty_grid == (1.0,)  # quick defaults fill what is not given
+    results = pemorl.run(args)
+    assert set(results["model_errors"]) == {"pe", "mlp"}
+    assert set(results["model_errors"]["pe"]) >= {"held-out", "budget x0.5", "72 advertisers"}
+    bidders = {row["bidder"] for row in results["policies"]}
+    assert bidders >= {"BC", "IQL", "CQL", "DT", "PE-MORL lambda=0", "PE-MORL lambda=1", "PID pacing"}
+    for name in ("models.png", "policies.png"):
+        (tmp_path / name).unlink()
+    pemorl.plot(tmp_path)
+    assert (tmp_path / "models.png").stat().st_size > 0 and (tmp_path / "policies.png").stat().st_size > 0
+    assert (tmp_path / "policies.csv").read_text().startswith("market,bidder,conversions")
