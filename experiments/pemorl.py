@@ -214,8 +214,10 @@ def policy_quality(args: Args, bidders: dict, markets: dict[str, Market]) -> lis
             rows = evaluate(args, bidder, market, focal_ids)
             summary = {"market": market_name, "bidder": name}
             for key in rows[0]:
-                values = [row[key] for row in rows]
-                summary[key], summary[f"{key}_std"] = float(np.mean(values)), float(np.std(values))
+                values = np.array([row[key] for row in rows])
+                # An episode set without conversions has no CPA ratio (nan): left out of its stats.
+                finite = values[np.isfinite(values)]
+                summary[key], summary[f"{key}_std"] = (float(finite.mean()), float(finite.std())) if len(finite) else (float("nan"), float("nan"))
             table.append(summary)
             print(f"{market_name:>16} {name:>22}: score {summary['score']:7.2f} +- {summary['score_std']:5.2f}, conversions {summary['conversions']:7.2f}, CPA ratio {summary['cpa_ratio']:.3f}")
     return table
