@@ -7,7 +7,8 @@
     than in training (the MLP sees a larger market in chunks of its training size).
 (b) Policy quality: PE-MORL against the offline-RL baselines (BC, IQL, CQL, decision transformer)
     trained on the same logs and the heuristic baselines (PID and CPA pacing), each hosted as the
-    focal bidder of the single-bidder env against the logging population (no noise), on the
+    focal bidder of the single-bidder env against the logging population (``mixed``: fixed, PID,
+    CPA pacing and OnlineLP bidders; logged with exploration noise, evaluated without), on the
     training market and on the shifted markets: conversions, CPA ratio and score, mean +- std over
     evaluation seeds (each the mean over the focal advertisers).
 (c) Pessimism ablation: PE-MORL with penalty coefficient 0 against the tuned one (the value of
@@ -35,16 +36,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.base import MixedPopulation
 from agents.baselines import CPAPacing, PIDPacing
 from agents.datasets import OfflineDataset, collect_dataset
+from agents.populations import POPULATIONS, named_population
 from agents.evaluation import play_focal_episode
 from agents.offline import BCConfig, CQLConfig, DTConfig, IQLConfig, OfflineData, train_bc, train_cql, train_dt, train_iql
 from agents.offline.training import seed_everything
 from agents.pemorl import GlobalTransitions, ModelConfig, ModelTrainingConfig, PEMORLConfig, prediction_error, train_ensemble, train_pemorl
 from auctionsim import Market
 from auctionsim.config import Population
-from auctionsim.envs import AuctionParallelEnv, SingleBidderEnv
+from auctionsim.errors import ConfigError
+from auctionsim.envs import AuctionParallelEnv, PopulationPolicy, SingleBidderEnv
 from auctionsim.presets import auctionnet_population, get, large_population
 
 AUCTIONNET_IMPRESSIONS = 500_000  # the preset's impressions per episode, for which its budgets are set
@@ -64,6 +66,9 @@ class Args:
     """logged episodes of the training market"""
     test_episodes: int = 4
     """logged episodes of each test market (held-out and shifted) for the model errors"""
+    population: str = "mixed"
+    """logging and evaluation population (agents.populations: "mixed" deals fixed, PID, CPA
+    pacing and OnlineLP round-robin)"""
     action_noise: float = 0.3
     """exploration noise of the logging population (log-normal sigma on its multipliers)"""
     shifted_budget_scales: tuple[float, ...] = (0.5, 2.0)
@@ -97,6 +102,19 @@ class Args:
     quick: bool = False
     """a small version that finishes in under 15 minutes on 2 cores"""
 
+    def __post_init__(self) -> None:
+        if self.population not in POPULATIONS:
+            raise ConfigError(f"population must be one of {', '.join(POPULATIONS)}, got {self.population!r}")
+        for name in ("impressions_per_episode", "n_ticks", "train_episodes", "test_episodes", "model_members", "model_hidden", "model_steps",
+                     "policy_steps", "hidden_dim", "cql_sampled_actions", "dt_steps", "horizon", "eval_seeds", "torch_threads", "shifted_advertisers"):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.model_members < 2:
+            raise ConfigError(f"model_members must be >= 2 (the penalty needs an ensemble), got {self.model_members}")
+        if not self.penalty_grid or any(not np.isfinite(p) or p < 0 for p in self.penalty_grid):
+            raise ConfigError(f"penalty_grid must hold finite values >= 0, got {self.penalty_grid}")
+
 
 QUICK = dict(
     impressions_per_episode=200_000, n_ticks=24, train_episodes=10, test_episodes=2, model_members=3, model_hidden=32, model_steps=300,
@@ -120,14 +138,14 @@ def make_market(args: Args, budget_scale: float = 1.0, n_advertisers: int = 48) 
     return Market(scenario.market, population)
 
 
-def logging_population(market: Market) -> MixedPopulation:
-    """The logging (and evaluation) population: half PID pacing, half CPA pacing."""
-    return MixedPopulation([(market.population.ids[0::2], PIDPacing())], default=CPAPacing())
+def logging_population(args: Args, market: Market) -> PopulationPolicy:
+    """The logging (and evaluation) population of ``market`` (a fresh one per env)."""
+    return named_population(args.population, market.population.ids)
 
 
 def collect(args: Args, market: Market, episodes: int, seed: int, description: str) -> OfflineDataset:
     env = AuctionParallelEnv(market, reward="score")
-    return collect_dataset(env, logging_population(market), episodes, seed=seed, action_noise=args.action_noise, description=description)
+    return collect_dataset(env, logging_population(args, market), episodes, seed=seed, action_noise=args.action_noise, description=description)
 
 
 def test_markets(args: Args) -> dict[str, Market]:
@@ -189,7 +207,7 @@ def evaluate(args: Args, bidder, market: Market, focal_ids: tuple[int, ...]) -> 
     for seed in range(args.eval_seeds):
         results = []
         for focal in focal_ids:
-            env = SingleBidderEnv(market, population=logging_population(market), focal=focal, reward="score")
+            env = SingleBidderEnv(market, population=logging_population(args, market), focal=focal, reward="score")
             results.append(play_focal_episode(env, bidder, seed=10_000 + args.seed * 1_000 + seed))
         conversions = np.array([result.conversions for result in results])
         # Aggregate CPA ratio: spend over the target cost of the conversions (finite when any

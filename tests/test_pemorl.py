@@ -217,3 +217,11 @@ def test_experiment_runs_end_to_end_and_redraws_plots_from_saved_results(tmp_pat
     pemorl.plot(tmp_path)
     assert (tmp_path / "models.png").stat().st_size > 0 and (tmp_path / "policies.png").stat().st_size > 0
     assert (tmp_path / "policies.csv").read_text().startswith("market,bidder,conversions")
+
+
+@pytest.mark.parametrize("flags, field", [(["--population", "bots"], "population"), (["--model-members", "1"], "model_members"), (["--n-ticks", "0"], "n_ticks")])
+def test_experiment_arguments_are_validated(flags, field):
+    from experiments import pemorl
+
+    with pytest.raises(ConfigError, match=field):
+        pemorl.parse_args(flags)
