@@ -34,7 +34,6 @@ and plots (``models.png``, ``policies.png``) go to ``results/pemorl/``. GPU used
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -57,6 +56,7 @@ from auctionsim.config import Population
 from auctionsim.errors import ConfigError
 from auctionsim.envs import AuctionParallelEnv, PopulationPolicy, SingleBidderEnv
 from auctionsim.presets import auctionnet_population, get, large_population
+from experiments import args as arguments
 
 AUCTIONNET_IMPRESSIONS = 500_000  # the preset's impressions per episode, for which its budgets are set
 
@@ -339,22 +339,19 @@ def run(args: Args) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for item in dataclasses.fields(Args):
-        default = item.default
-        if isinstance(default, bool):
-            parser.add_argument(f"--{item.name.replace('_', '-')}", action="store_true", default=default)
-        elif isinstance(default, tuple):
-            parser.add_argument(f"--{item.name.replace('_', '-')}", type=type(default[0]), nargs="+", default=default)
-        else:
-            parser.add_argument(f"--{item.name.replace('_', '-')}", type=type(default), default=default)
-    namespace = parser.parse_args(argv)
-    values = {key: tuple(value) if isinstance(value, list) else value for key, value in vars(namespace).items()}
-    if values["quick"]:
-        defaults = {item.name: item.default for item in dataclasses.fields(Args)}
-        values.update({key: value for key, value in QUICK.items() if values[key] == defaults[key]})
-    return Args(**values)
+    """Flags from :class:`Args`; with ``--quick``, the fields left at their defaults take the
+    :data:`QUICK` sizes."""
+    args = arguments.parse(Args, argv, description=__doc__.split("\n\n")[0])
+    if not args.quick:
+        return args
+    defaults = Args()
+    return dataclasses.replace(args, **{key: value for key, value in QUICK.items() if getattr(args, key) == getattr(defaults, key)})
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m experiments.pemorl [--quick] ...``."""
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":
-    run(parse_args())
+    main()
