@@ -65,7 +65,7 @@ from auctionsim.config import _check_float, _check_int
 from auctionsim.envs.policy import PolicyContext, PopulationPolicy, TickFeedback
 from auctionsim.envs.single import DEFAULT_BID_GRID
 from auctionsim.envs.wrappers import PROFIT_VALUES, ProfitNormalizer, tick_profit
-from auctionsim.errors import ActionError, ActionTypeError, ConfigError, describe
+from auctionsim.errors import ActionError, ActionTypeError, ConfigError, as_numeric_array, describe
 
 __all__ = [
     "BanditBidders",
@@ -336,13 +336,7 @@ class Exp3:
 
     # ------------------------------------------------------------------ learning
     def _check_rewards(self, rewards: object) -> np.ndarray:
-        try:
-            array = np.asarray(rewards)
-        except (TypeError, ValueError):
-            raise ActionTypeError(f"rewards must be an array of numbers, got {describe(rewards)}") from None
-        if array.dtype.kind not in "iuf":
-            raise ActionTypeError(f"rewards must be an array of numbers, got dtype {array.dtype}")
-        array = np.array(array, dtype=np.float64).reshape(array.shape)
+        array = as_numeric_array("rewards", rewards)
         if array.shape == () and self.n_items == 1:
             array = array.reshape(1)
         if array.shape != (self.n_items,):

@@ -121,6 +121,14 @@ class WindowBatch:
     mask: torch.Tensor  # (B, L) bool
 
 
+def as_dataset_list(datasets: OfflineDataset | Sequence[OfflineDataset]) -> list[OfflineDataset]:
+    """One or more logged datasets as a non-empty list (a ``ConfigError`` otherwise)."""
+    datasets = [datasets] if isinstance(datasets, OfflineDataset) else list(datasets)
+    if not datasets or not all(isinstance(d, OfflineDataset) for d in datasets):
+        raise ConfigError(f"datasets must be one or more OfflineDataset, got {describe(datasets)}")
+    return datasets
+
+
 class OfflineData:
     """Logged trajectories as tensors, with samplers for transitions and windows.
 
@@ -143,9 +151,7 @@ class OfflineData:
         action_scale: ActionScale = ActionScale(),
         device: str | None = None,
     ) -> None:
-        datasets = [datasets] if isinstance(datasets, OfflineDataset) else list(datasets)
-        if not datasets or not all(isinstance(d, OfflineDataset) for d in datasets):
-            raise ConfigError(f"datasets must be one or more OfflineDataset, got {describe(datasets)}")
+        datasets = as_dataset_list(datasets)
         names = [tuple(d.feature_names.tolist()) for d in datasets]
         if len(set(names)) != 1:
             raise ConfigError(f"datasets disagree on observation features: {names[0]} vs {next(n for n in names if n != names[0])}")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from agents.datasets import OfflineDataset
-from agents.offline.data import ActionScale, default_device, scaled_rewards
+from agents.offline.data import ActionScale, as_dataset_list, default_device, scaled_rewards
 from auctionsim.envs.observations import FEATURE_NAMES
 from auctionsim.errors import ConfigError, describe
 
@@ -75,9 +75,7 @@ class GlobalTransitions:
         action_scale: ActionScale = ActionScale(),
         device: str | None = None,
     ) -> None:
-        datasets = [datasets] if isinstance(datasets, OfflineDataset) else list(datasets)
-        if not datasets or not all(isinstance(d, OfflineDataset) for d in datasets):
-            raise ConfigError(f"datasets must be one or more OfflineDataset, got {describe(datasets)}")
+        datasets = as_dataset_list(datasets)
         widths = {d.observations.shape[-1] for d in datasets}
         if len(widths) != 1:
             raise ConfigError(f"datasets disagree on the observation width: {sorted(widths)}")
