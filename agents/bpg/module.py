@@ -1,0 +1,138 @@
+"""Torch RLModules of BPG: one shared per-advertiser policy applied to every row of a role.
+
+The same class serves the three policies of the paper: the population policy ``theta``
+(``N`` rows), the unified optimizer ``nu-bar`` and the unified solution ``x*`` (one row each).
+Every row is one advertiser; the actor reads only that row's features (its own observation,
+which includes its budget, CPA target and category, so ``pi(a | s_i, i)`` serves any number of
+advertisers), and is permutation equivariant by construction.
+
+* Actor: MLP(features) -> mean log multiplier; one learned log-std per module (state
+  independent). Initialised to bid the expected value (multiplier 1).
+* Critic: per-row value ``V_j = head([phi(s_j, role_j), mean_k phi(s_k, role_k)])``: the row's
+  own embedding plus the mean embedding of all rows (roles included), so the population's
+  critic sees who deviates. It is a baseline only: it never feeds the actor.
+
+Action distribution inputs are ``[mean (k), log_std (k)]`` for RLlib's ``TorchDiagGaussian``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.distribution.torch.torch_distribution import TorchDiagGaussian
+from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
+from ray.rllib.core.rl_module.torch import TorchRLModule
+
+from agents.base import TorchPolicy
+
+__all__ = ["RowActor", "RowPolicyModule", "population_policy", "row_log_probs"]
+
+_N_ROLES = 4
+_N_AUX_COLUMNS = 3  # role, row, signal (agents.bpg.env.AUX_COLUMNS)
+
+
+def _mlp(sizes: list[int], activation=nn.Tanh) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if index < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+class RowActor(nn.Module):
+    """The deterministic policy: ``(k, D)`` features -> ``(k,)`` mean log multipliers.
+
+    Calling it returns bid multipliers ``exp(clip(mean, low, high))`` (the env's convention), so
+    it plugs into :class:`agents.base.TorchPolicy` as a population policy.
+    """
+
+    def __init__(self, n_features: int, hidden: list[int], action_bounds: tuple[float, float]) -> None:
+        super().__init__()
+        self.net = _mlp([n_features, *hidden, 1])
+        # Start at multiplier 1 (bid the expected value) with small output weights.
+        final = self.net[-1]
+        nn.init.zeros_(final.bias)
+        with torch.no_grad():
+            final.weight.mul_(0.01)
+        self.action_bounds = tuple(float(b) for b in action_bounds)
+
+    def mean(self, features: torch.Tensor) -> torch.Tensor:
+        """``(..., k, D)`` -> ``(..., k)`` mean log multipliers."""
+        return self.net(features).squeeze(-1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        low, high = self.action_bounds
+        return torch.exp(torch.clamp(self.mean(features), low, high))
+
+
+class RowPolicyModule(TorchRLModule, ValueFunctionAPI):
+    """RLModule over ``(k, D + 3)`` observations (features + role, row, signal columns; see
+    :mod:`agents.bpg.env`) with ``(k,)`` log-multiplier actions.
+
+    ``model_config``: ``hidden`` (actor layers, default [64, 64]),
+    ``critic_hidden`` (default [64, 64]), ``log_std_init`` (default -0.7: the multiplier explores
+    by about x/÷ 1.6).
+    """
+
+    def setup(self) -> None:
+        config = self.model_config
+        self.n_features = int(self.observation_space.shape[-1]) - _N_AUX_COLUMNS
+        hidden = list(config.get("hidden", [64, 64]))
+        critic_hidden = list(config.get("critic_hidden", [64, 64]))
+        bounds = (float(self.action_space.low.min()), float(self.action_space.high.max()))
+        self.actor = RowActor(self.n_features, hidden, bounds)
+        self.log_std = nn.Parameter(torch.tensor(float(config.get("log_std_init", -0.7))))
+        if not self.inference_only:
+            embedding = critic_hidden[-1]
+            self.critic_rows = _mlp([self.n_features + _N_ROLES, *critic_hidden], activation=nn.Tanh)
+            self.critic_head = _mlp([2 * embedding, embedding, 1])
+
+    # ------------------------------------------------------------------ columns
+    def features(self, observations: torch.Tensor) -> torch.Tensor:
+        return observations[..., : self.n_features]
+
+    def roles(self, observations: torch.Tensor) -> torch.Tensor:
+        return observations[..., self.n_features].round().long()
+
+    # ------------------------------------------------------------------ forward passes
+    def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        mean = self.actor.mean(self.features(batch[Columns.OBS]))
+        log_std = self.log_std.expand_as(mean)
+        return {Columns.ACTION_DIST_INPUTS: torch.cat([mean, log_std], dim=-1)}
+
+    def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> torch.Tensor:
+        """``(B, k)`` per-row values of the row's return signal."""
+        observations = batch[Columns.OBS]
+        roles = nn.functional.one_hot(self.roles(observations).clamp(0, _N_ROLES - 1), _N_ROLES).to(observations.dtype)
+        rows = self.critic_rows(torch.cat([self.features(observations), roles], dim=-1))
+        context = rows.mean(dim=-2, keepdim=True).expand_as(rows)
+        return self.critic_head(torch.cat([rows, context], dim=-1)).squeeze(-1)
+
+    def get_non_inference_attributes(self) -> list[str]:
+        return ["critic_rows", "critic_head"]
+
+    def get_train_action_dist_cls(self):
+        return TorchDiagGaussian
+
+    def get_exploration_action_dist_cls(self):
+        return TorchDiagGaussian
+
+    def get_inference_action_dist_cls(self):
+        return TorchDiagGaussian
+
+
+def population_policy(module: RowPolicyModule, device: str = "cpu") -> TorchPolicy:
+    """The module's deterministic policy (mean action) as a :class:`~agents.base.TorchPolicy`
+    serving a whole population: ``(k, D)`` observations -> ``(k,)`` multipliers."""
+    return TorchPolicy(module.actor, device=device)
+
+
+def row_log_probs(distribution_inputs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """``(B, 2k)`` distribution inputs and ``(B, k)`` actions -> ``(B, k)`` per-row log-probs."""
+    mean, log_std = distribution_inputs.chunk(2, dim=-1)
+    return torch.distributions.Normal(mean, log_std.exp()).log_prob(actions)
+
