@@ -68,7 +68,9 @@ def derive_seed(*keys: int) -> int:
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators (RLlib samples exploration noise and
-    shuffles minibatches with them)."""
+    shuffles minibatches with them), and keep torch on one thread: the networks are small, and
+    on a busy 2-core machine multi-threaded torch is ~50x slower per call (measured)."""
+    torch.set_num_threads(1)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -95,7 +97,7 @@ class BPGConfig(PPOConfig):
         self.episodes_per_kind = 4
         self.xstar_episodes = 4
         self.xstar_updates = 2
-        self.dual_episodes = 1
+        self.dual_episodes = 2
         self.dual_advertisers: int | None = None
         self.track_exploitability = True
         self.log_multiplier_low = -3.0
@@ -244,6 +246,7 @@ class BPG(PPO):
         return BPGConfig()
 
     def setup(self, config: BPGConfig) -> None:
+        torch.set_num_threads(1)
         super().setup(config)
         self.market_env = BPGMarketEnv(dict(config.env_config))
         self.n_advertisers = self.market_env.n
@@ -268,7 +271,7 @@ class BPG(PPO):
         started = time.perf_counter()
         iteration = state.iteration
         if state.reward_scale is None:
-            returns = self._measure_returns(self._population_policy(), iteration, phase=9)
+            returns = self._measure_returns(self._population_policy())
             state.reward_scale = max(float(returns.mean()), 1e-9)
 
         # Algorithm 1, lines 1-2: the unified solution x* of the weighted POMDP (q^k).
@@ -374,16 +377,19 @@ class BPG(PPO):
     def _unified_solution_policy(self) -> TorchPolicy:
         return TorchPolicy(self._eval_modules[X_STAR].actor)
 
-    def _episode_seeds(self, iteration: int, phase: int) -> list[int]:
-        return [derive_seed(self.config.seed_bpg, iteration, phase, episode) for episode in range(self.config.dual_episodes)]
+    def _episode_seeds(self) -> list[int]:
+        """Market seeds of the dual measurements: the same every iteration, so that the curves
+        over iterations compare policies on the same days (and G_i(theta), G_i(x*; theta) are
+        measured with common random numbers)."""
+        return [derive_seed(self.config.seed_bpg, 7, episode) for episode in range(self.config.dual_episodes)]
 
-    def _measure_returns(self, policy, iteration: int, phase: int, deviations=None) -> np.ndarray:
+    def _measure_returns(self, policy, deviations=None) -> np.ndarray:
         """Mean ``(N,)`` returns of deterministic episodes; with ``deviations`` (advertiser rows
         -> deviating policy), row ``i`` of the result is ``i``'s return when it alone deviates."""
         env = self.market_env.core
         ids = env.market.population.ids
         total = np.zeros(self.n_advertisers)
-        for seed in self._episode_seeds(iteration, phase):
+        for seed in self._episode_seeds():
             if deviations is None:
                 record = play_episode(env, policy, seed=seed)
                 total += record.rewards.sum(axis=0)
@@ -400,13 +406,13 @@ class BPG(PPO):
         config: BPGConfig = self.config
         state = self.bpg_state
         population = self._population_policy()
-        base = self._measure_returns(population, iteration, phase=5)
+        base = self._measure_returns(population)
         if config.track_exploitability:
             count = self.n_advertisers if config.dual_advertisers is None else min(config.dual_advertisers, self.n_advertisers)
             rows = [(state.dual_cursor + offset) % self.n_advertisers for offset in range(count)]
             state.dual_cursor = (state.dual_cursor + count) % self.n_advertisers
             unified = self._unified_solution_policy()
-            deviated = self._measure_returns(population, iteration, phase=5, deviations={row: unified for row in rows})
+            deviated = self._measure_returns(population, deviations={row: unified for row in rows})
             state.gains[rows] = deviated[rows] - base[rows]
         epsilon = config.epsilon if config.objective in ("bpg", "bpg_zero") else 0.0
         duals = dual_update(base, state.gains, epsilon, config.kappa_uniform_mix)
