@@ -598,7 +598,7 @@ class Market:
     def episode_metrics(self) -> EpisodeMetrics:
         """Metrics of the episode so far (per advertiser and market totals)."""
         self._require_reset()
-        totals = self._totals
+        totals = self._totals.copy()  # the metrics must not alias the live totals (reset zeroes them)
         return EpisodeMetrics.from_totals(
             ids=self._population.ids.copy(),
             conversions=totals[kernel.OUT_CONVERSIONS],

@@ -127,20 +127,28 @@ class AuctionParallelEnv(ParallelEnv):
         self._live = np.zeros(len(self.possible_agents), dtype=bool)
         obs_low, obs_high = self.observations.low_high()
         self._observation_space = spaces.Box(obs_low, obs_high, dtype=np.float32)
-        self._observation_spaces = {name: spaces.Box(obs_low, obs_high, dtype=np.float32) for name in self.possible_agents}
-        self._action_spaces = {
-            name: spaces.Box(np.float32(low), np.float32(high), shape=(1,), dtype=np.float32) for name in self.possible_agents
-        }
+        # Per-agent spaces are built on first request (a Box costs ~1 ms: 10,000 agents would
+        # spend seconds building spaces nobody asks for), then cached so that repeated calls
+        # return the same object, as PettingZoo expects.
+        self._observation_spaces: dict[str, spaces.Box] = {}
+        self._action_spaces: dict[str, spaces.Box] = {}
         self._last_observations = np.zeros((len(self.possible_agents), self.observations.dimension), dtype=np.float32)
 
     # ------------------------------------------------------------------ spaces
     def observation_space(self, agent: str) -> spaces.Box:
         """The agent's observation space (the same object on every call)."""
-        return self._observation_spaces[self._check_agent(agent)]
+        name = self._check_agent(agent)
+        if name not in self._observation_spaces:
+            self._observation_spaces[name] = spaces.Box(self._observation_space.low, self._observation_space.high, dtype=np.float32)
+        return self._observation_spaces[name]
 
     def action_space(self, agent: str) -> spaces.Box:
         """The agent's action space (the same object on every call, so seeding it sticks)."""
-        return self._action_spaces[self._check_agent(agent)]
+        name = self._check_agent(agent)
+        if name not in self._action_spaces:
+            low, high = self.multiplier_bounds
+            self._action_spaces[name] = spaces.Box(np.float32(low), np.float32(high), shape=(1,), dtype=np.float32)
+        return self._action_spaces[name]
 
     @property
     def single_observation_space(self) -> spaces.Box:

@@ -46,6 +46,7 @@ def play_episode(
     seed: int | None = None,
     action_noise: float = 0.0,
     noise_seed: int | None = None,
+    log_impressions: bool = False,
 ) -> EpisodeRecord:
     """Reset ``env`` and play it to the end with ``policy`` bidding for every advertiser.
 
@@ -54,6 +55,8 @@ def play_episode(
             (``m x exp(noise x Normal(0, 1))``, clipped to the action bounds), e.g. to log
             behaviour data with coverage; 0 plays the policy as is.
         noise_seed: seed of the exploration noise.
+        log_impressions: keep each tick's per-impression log (``ticks[t].log``), e.g. for the
+            hindsight oracle.
     """
     observations = [env.reset_arrays(seed)]
     market = env.market
@@ -75,7 +78,7 @@ def play_episode(
             multipliers = np.clip(multipliers * np.exp(action_noise * noise.standard_normal(multipliers.shape)), low, high)
         multipliers = np.where(env.live, multipliers, 0.0)
         detailed = policy.needs_impression_values
-        step = env.step_arrays(multipliers, with_values=detailed, log_impressions=detailed)
+        step = env.step_arrays(multipliers, with_values=detailed, log_impressions=detailed or log_impressions)
         policy.observe(TickFeedback.from_result(step.result, market.n_ticks, step.values))
         observations.append(step.observations)
         actions.append(multipliers)

@@ -114,8 +114,17 @@ class SingleBidderEnv(gym.Env):
         self._weights = weights / weights.sum()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start an episode. ``options={"market_seed": s}`` plays market episode ``s`` exactly
+        (the episode :func:`~auctionsim.envs.play_episode` plays with ``seed=s``), so a deviation
+        can be compared with the population's own play on common random numbers."""
+        market_seed = None if not options or "market_seed" not in options else options["market_seed"]
+        if market_seed is not None and (
+            isinstance(market_seed, bool) or not isinstance(market_seed, (int, np.integer)) or not 0 <= market_seed < 2**63
+        ):
+            raise ConfigError(f"options['market_seed'] must be an integer in [0, 2**63), got {describe(market_seed)}")
         super().reset(seed=seed)
-        market_seed = int(self.np_random.integers(0, 2**62))
+        drawn_seed = int(self.np_random.integers(0, 2**62))
+        market_seed = drawn_seed if market_seed is None else int(market_seed)
         if self._focal_fixed is None:
             self.focal_row = int(self.np_random.choice(self._weights.shape[0], p=self._weights))
         self._observations = self.core.reset_arrays(market_seed)
