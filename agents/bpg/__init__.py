@@ -12,7 +12,7 @@
 
 from agents.bpg.algorithm import BPG, BPGConfig, BPGState
 from agents.bpg.duals import OBJECTIVES, DualState, PrimalWeights, dual_update, primal_weights
-from agents.bpg.env import BPGMarketEnv, MarketSpec
+from agents.bpg.env import BPGMarketEnv, market_spec, sized_market
 from agents.bpg.module import RowActor, RowPolicyModule, population_policy
 from agents.bpg.runtime import init_ray
 
@@ -22,7 +22,8 @@ __all__ = [
     "BPGMarketEnv",
     "BPGState",
     "DualState",
-    "MarketSpec",
+    "market_spec",
+    "sized_market",
     "OBJECTIVES",
     "PrimalWeights",
     "RowActor",

@@ -43,12 +43,12 @@ from ray.rllib.algorithms.ppo import PPO, PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, LEARNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
-from agents.base import MixedPopulation, TorchPolicy
+from agents.base import TorchPolicy
 from agents.bpg.duals import OBJECTIVES, DualState, dual_update, primal_weights
-from agents.bpg.env import EPISODE_KINDS, NU_BAR, POPULATION, X_STAR, BPGMarketEnv, MarketSpec
+from agents.bpg.env import EPISODE_KINDS, NU_BAR, POPULATION, X_STAR, BPGMarketEnv
 from agents.bpg.learner import BPGTorchLearner
-from agents.bpg.module import RowPolicyModule
-from auctionsim.envs.rollout import play_episode
+from agents.bpg.module import ActorDeviation, RowPolicyModule
+from agents.equilibrium import DeviationEvaluator, MarketSpec, as_market_spec, play_population
 from auctionsim.errors import ConfigError, describe
 
 __all__ = ["BPG", "BPGConfig", "BPGState"]
@@ -81,7 +81,7 @@ class BPGConfig(PPOConfig):
 
     Example::
 
-        config = BPGConfig().bpg(market=MarketSpec(n_advertisers=10), epsilon=0.04, seed=1)
+        config = BPGConfig().bpg(market=market_spec(10, impressions_per_episode=20_000), epsilon=0.04, seed=1)
         algo = config.build_algo()
         for _ in range(20):
             result = algo.train()
@@ -89,7 +89,7 @@ class BPGConfig(PPOConfig):
 
     def __init__(self, algo_class=None) -> None:
         super().__init__(algo_class=algo_class or BPG)
-        self.market: dict = MarketSpec().to_dict()
+        self.market: MarketSpec = as_market_spec("auctionnet")
         self.objective = "bpg"
         self.epsilon = 0.08
         self.xi: float | None = None
@@ -121,7 +121,7 @@ class BPGConfig(PPOConfig):
     def bpg(
         self,
         *,
-        market: MarketSpec | dict = NotProvided,
+        market: MarketSpec | str = NotProvided,
         objective: str = NotProvided,
         epsilon: float = NotProvided,
         xi: float | None = NotProvided,
@@ -139,7 +139,8 @@ class BPGConfig(PPOConfig):
         """BPG settings.
 
         Args:
-            market: the market (:class:`~agents.bpg.env.MarketSpec` or its dict).
+            market: the market: an :class:`~agents.equilibrium.MarketSpec` (see
+                :func:`agents.bpg.env.market_spec` for other population sizes) or a preset name.
             objective: ``"bpg"``, ``"bpg_zero"`` (Section 6.3 ablation), ``"cooperative"``
                 (social welfare) or ``"selfish"`` (SAB).
             epsilon: constraint level, normalised by social welfare (the paper's Table 1).
@@ -168,21 +169,22 @@ class BPGConfig(PPOConfig):
             if value is not NotProvided:
                 setattr(self, name, value)
         if market is not NotProvided:
-            self.market = (market if isinstance(market, MarketSpec) else MarketSpec(**market)).to_dict()
+            self.market = as_market_spec(market)
         if seed is not NotProvided:
             self.debugging(seed=seed)
         self._sync_env()
         return self
 
     def _sync_env(self) -> None:
-        self.environment(env=BPGMarketEnv, env_config={"market": dict(self.market), "log_multiplier_low": self.log_multiplier_low})
+        self.environment(env=BPGMarketEnv, env_config={"market": self.market, "log_multiplier_low": self.log_multiplier_low})
 
     def get_default_learner_class(self):
         return BPGTorchLearner
 
     def validate(self) -> None:
         super().validate()
-        MarketSpec(**self.market)
+        if not isinstance(self.market, MarketSpec):
+            raise ConfigError(f"market must be a MarketSpec, got {describe(self.market)}")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {describe(self.objective)}")
         if not (np.isfinite(self.epsilon) and self.epsilon >= 0):
@@ -271,7 +273,8 @@ class BPG(PPO):
         started = time.perf_counter()
         iteration = state.iteration
         if state.reward_scale is None:
-            returns = self._measure_returns(self._population_policy())
+            # The signal unit: a mean advertiser's return under the initial population policy.
+            returns = play_population(config.market, self._population_policy(), self._episode_seeds()).returns
             state.reward_scale = max(float(returns.mean()), 1e-9)
 
         # Algorithm 1, lines 1-2: the unified solution x* of the weighted POMDP (q^k).
@@ -374,46 +377,32 @@ class BPG(PPO):
         self._refresh_eval_modules()
         return TorchPolicy(self._eval_modules[POPULATION].actor)
 
-    def _unified_solution_policy(self) -> TorchPolicy:
-        return TorchPolicy(self._eval_modules[X_STAR].actor)
-
     def _episode_seeds(self) -> list[int]:
         """Market seeds of the dual measurements: the same every iteration, so that the curves
         over iterations compare policies on the same days (and G_i(theta), G_i(x*; theta) are
         measured with common random numbers)."""
         return [derive_seed(self.config.seed_bpg, 7, episode) for episode in range(self.config.dual_episodes)]
 
-    def _measure_returns(self, policy, deviations=None) -> np.ndarray:
-        """Mean ``(N,)`` returns of deterministic episodes; with ``deviations`` (advertiser rows
-        -> deviating policy), row ``i`` of the result is ``i``'s return when it alone deviates."""
-        env = self.market_env.core
-        ids = env.market.population.ids
-        total = np.zeros(self.n_advertisers)
-        for seed in self._episode_seeds():
-            if deviations is None:
-                record = play_episode(env, policy, seed=seed)
-                total += record.rewards.sum(axis=0)
-                self._last_revenue = record.metrics.revenue
-                continue
-            for row, deviator in deviations.items():
-                record = play_episode(env, MixedPopulation([([int(ids[row])], deviator)], default=policy), seed=seed)
-                total[row] += record.rewards[:, row].sum()
-        return total / self.config.dual_episodes
-
     def _dual_step(self, iteration: int) -> DualState:
-        """Eq. 13 from measured returns (common random numbers: the same market seeds for
-        ``G_i(theta)`` and ``G_i(x*; theta)``)."""
+        """Eq. 13 from measured returns: the population's own play and the unified solution's
+        unilateral deviations, on the same market seeds (the equilibrium tooling's
+        :func:`~agents.equilibrium.play_population` and
+        :class:`~agents.equilibrium.DeviationEvaluator`)."""
         config: BPGConfig = self.config
         state = self.bpg_state
         population = self._population_policy()
-        base = self._measure_returns(population)
+        seeds = self._episode_seeds()
+        episodes = play_population(config.market, population, seeds)
+        base = episodes.returns.mean(axis=0)
+        self._last_revenue = float(episodes.revenue.mean())
         if config.track_exploitability:
             count = self.n_advertisers if config.dual_advertisers is None else min(config.dual_advertisers, self.n_advertisers)
             rows = [(state.dual_cursor + offset) % self.n_advertisers for offset in range(count)]
             state.dual_cursor = (state.dual_cursor + count) % self.n_advertisers
-            unified = self._unified_solution_policy()
-            deviated = self._measure_returns(population, deviations={row: unified for row in rows})
-            state.gains[rows] = deviated[rows] - base[rows]
+            unified = ActorDeviation(self._eval_modules[X_STAR].actor)
+            for row in rows:
+                evaluator = DeviationEvaluator(config.market, population, int(episodes.advertiser_ids[row]))
+                state.gains[row] = evaluator.returns(unified, seeds).mean() - base[row]
         epsilon = config.epsilon if config.objective in ("bpg", "bpg_zero") else 0.0
         duals = dual_update(base, state.gains, epsilon, config.kappa_uniform_mix)
         if config.objective not in ("bpg", "bpg_zero"):
@@ -434,7 +423,7 @@ class BPG(PPO):
     def unified_solution_policy(self) -> TorchPolicy:
         """The unified solution ``x*`` (deterministic) as a population policy."""
         self._refresh_eval_modules()
-        return self._unified_solution_policy()
+        return TorchPolicy(self._eval_modules[X_STAR].actor)
 
     def get_state(self, components=None, *, not_components=None, **kwargs) -> dict:
         state = super().get_state(components, not_components=not_components, **kwargs)

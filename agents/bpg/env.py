@@ -41,22 +41,22 @@ Actions are log bid multipliers in ``[log_multiplier_low, log(high bound)]``; th
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+import functools
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
+from agents.equilibrium import MarketSpec, as_market_spec
 from auctionsim import presets
-from auctionsim.config import MarketConfig
 from auctionsim.envs.parallel import AuctionParallelEnv
 from auctionsim.errors import ConfigError, describe
 from auctionsim.market import Market
 
 __all__ = [
-    "MarketSpec",
+    "market_spec",
+    "sized_market",
     "BPGMarketEnv",
     "POPULATION",
     "NU_BAR",
@@ -76,60 +76,33 @@ AUX_COLUMNS = ("role", "row", "signal")
 _DEVIATOR_OF_KIND = {"deviation": (NU_BAR, ROLE_NU_BAR), "weighted": (X_STAR, ROLE_X_STAR)}
 
 
-@dataclass(frozen=True)
-class MarketSpec:
-    """Which market to train on: a preset, optionally with a synthetic population of another size.
+def sized_market(n_advertisers: int, n_categories: int = 6, preset: str = "auctionnet", **overrides: Any) -> Market:
+    """A market with the config of ``preset`` (plus ``overrides``) and a population of
+    ``n_advertisers`` drawn by :func:`auctionsim.presets.large_population` (AuctionNet's budget
+    and CPA ranges, budgets scaled by impressions per advertiser). History recording is off."""
+    if isinstance(n_advertisers, bool) or not isinstance(n_advertisers, int) or n_advertisers < 2:
+        raise ConfigError(f"n_advertisers must be an integer >= 2, got {describe(n_advertisers)}")
+    scenario = presets.get(preset, **overrides)
+    population = presets.large_population(n_advertisers, n_categories, scenario.market.impressions_per_episode)
+    return Market(scenario.market, population, record_history=False)
 
-    Attributes:
-        preset: name of an :mod:`auctionsim.presets` preset (its market config is the base).
-        n_advertisers: ``None`` keeps the preset's population; a number draws a population of
-            that size with :func:`auctionsim.presets.large_population` (AuctionNet's budget and
-            CPA ranges, budgets scaled by impressions per advertiser).
-        n_categories: categories of a drawn population.
-        overrides: :class:`~auctionsim.config.MarketConfig` fields to replace (e.g.
-            ``{"impressions_per_episode": 20_000, "n_ticks": 24}``).
-        reward: reward kind of the env (``"value"``: BPG's return, value won in currency).
-    """
 
-    preset: str = "auctionnet"
-    n_advertisers: int | None = None
-    n_categories: int = 6
-    overrides: dict = field(default_factory=dict)
-    reward: str = "value"
-
-    def __post_init__(self) -> None:
-        if self.preset not in presets.names():
-            raise ConfigError(f"preset must be one of {', '.join(presets.names())}, got {describe(self.preset)}")
-        if self.n_advertisers is not None and (not isinstance(self.n_advertisers, int) or self.n_advertisers < 2):
-            raise ConfigError(f"n_advertisers must be an integer >= 2 or None, got {describe(self.n_advertisers)}")
-        if not isinstance(self.overrides, dict):
-            raise ConfigError(f"overrides must be a dict of MarketConfig fields, got {describe(self.overrides)}")
-        fields = {f.name for f in dataclasses.fields(MarketConfig)}
-        unknown = sorted(set(self.overrides) - fields)
-        if unknown:
-            raise ConfigError(f"unknown MarketConfig field {unknown[0]!r} in overrides")
-
-    def build(self) -> Market:
-        """A fresh :class:`~auctionsim.market.Market` (history recording off: training needs none)."""
-        scenario = presets.get(self.preset, **self.overrides)
-        population = scenario.population
-        if self.n_advertisers is not None:
-            population = presets.large_population(self.n_advertisers, self.n_categories, scenario.market.impressions_per_episode)
-        return Market(scenario.market, population, record_history=False)
-
-    def make_env(self) -> AuctionParallelEnv:
-        """The PettingZoo env over a fresh market."""
-        return AuctionParallelEnv(self.build(), reward=self.reward)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+def market_spec(n_advertisers: int | None = None, preset: str = "auctionnet", n_categories: int = 6, **overrides: Any) -> MarketSpec:
+    """The :class:`~agents.equilibrium.MarketSpec` of a preset market (``n_advertisers=None``)
+    or of a preset's market config with a drawn population of another size (picklable, so
+    RLlib's EnvRunners and the equilibrium tooling's Ray tasks can rebuild it)."""
+    if n_advertisers is None:
+        return MarketSpec(preset=preset, overrides=overrides)
+    factory = functools.partial(sized_market, n_advertisers, n_categories, preset, **overrides)
+    return MarketSpec(preset=None, factory=factory, label=f"{preset} N={n_advertisers}")
 
 
 class BPGMarketEnv(MultiAgentEnv):
     """RLlib ``MultiAgentEnv`` with the roles ``population``, ``nu_bar`` and ``x_star`` (see module doc).
 
     Args:
-        config: RLlib env config with ``market`` (a :class:`MarketSpec` or its dict),
+        config: RLlib env config with ``market`` (an :class:`~agents.equilibrium.MarketSpec`,
+            a preset name or a market factory; rewards are value won, BPG's return),
             ``log_multiplier_low`` (default -3: multipliers from 0.05 up to the env's bound)
             and, optionally, the first phase (keys of :meth:`set_phase`).
     """
@@ -137,9 +110,8 @@ class BPGMarketEnv(MultiAgentEnv):
     def __init__(self, config: dict | None = None) -> None:
         super().__init__()
         config = dict(config or {})
-        spec = config.get("market", MarketSpec())
-        self.spec = spec if isinstance(spec, MarketSpec) else MarketSpec(**spec)
-        self.core = self.spec.make_env()
+        self.spec = as_market_spec(config.get("market", "auctionnet"))
+        self.core = AuctionParallelEnv(self.spec.build(), reward="value")
         self.n = self.core.max_num_agents
         self.n_features = self.core.observations.dimension
         high = float(np.log(self.core.multiplier_bounds[1]))

@@ -28,7 +28,7 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from agents.base import TorchPolicy
 
-__all__ = ["RowActor", "RowPolicyModule", "population_policy", "row_log_probs"]
+__all__ = ["ActorDeviation", "RowActor", "RowPolicyModule", "population_policy", "row_log_probs"]
 
 _N_ROLES = 4
 _N_AUX_COLUMNS = 3  # role, row, signal (agents.bpg.env.AUX_COLUMNS)
@@ -123,6 +123,18 @@ class RowPolicyModule(TorchRLModule, ValueFunctionAPI):
 
     def get_inference_action_dist_cls(self):
         return TorchDiagGaussian
+
+
+class ActorDeviation:
+    """A :class:`RowActor` bidding for one advertiser, as an :mod:`agents.equilibrium`
+    ``Deviation`` (``act(tick, observation) -> multiplier``): how x* is played unilaterally."""
+
+    def __init__(self, actor: RowActor) -> None:
+        self.actor = actor
+
+    def act(self, tick: int, observation) -> float:
+        with torch.no_grad():
+            return float(self.actor(torch.as_tensor(observation, dtype=torch.float32).reshape(1, -1))[0])
 
 
 def population_policy(module: RowPolicyModule, device: str = "cpu") -> TorchPolicy:
