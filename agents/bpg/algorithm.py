@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import copy
 import random
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -246,6 +248,20 @@ class BPG(PPO):
     @classmethod
     def get_default_config(cls) -> BPGConfig:
         return BPGConfig()
+
+    def _setup_logdir(self) -> None:
+        # Ray Tune's Trainable makes an (unused) trial folder under ~/ray_results; BPG writes its
+        # results where the caller saves them, so its trial folder is a temporary one removed
+        # by stop().
+        if self._storage:
+            return super()._setup_logdir()
+        self._logdir = tempfile.mkdtemp(prefix="bpg-trial-")
+        self._owns_logdir = True
+
+    def stop(self) -> None:
+        super().stop()
+        if getattr(self, "_owns_logdir", False):
+            shutil.rmtree(self._logdir, ignore_errors=True)
 
     def setup(self, config: BPGConfig) -> None:
         torch.set_num_threads(1)

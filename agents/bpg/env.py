@@ -76,12 +76,16 @@ AUX_COLUMNS = ("role", "row", "signal")
 _DEVIATOR_OF_KIND = {"deviation": (NU_BAR, ROLE_NU_BAR), "weighted": (X_STAR, ROLE_X_STAR)}
 
 
+def _check_size(n_advertisers: object) -> None:
+    if isinstance(n_advertisers, bool) or not isinstance(n_advertisers, int) or n_advertisers < 2:
+        raise ConfigError(f"n_advertisers must be an integer >= 2, got {describe(n_advertisers)}")
+
+
 def sized_market(n_advertisers: int, n_categories: int = 6, preset: str = "auctionnet", **overrides: Any) -> Market:
     """A market with the config of ``preset`` (plus ``overrides``) and a population of
     ``n_advertisers`` drawn by :func:`auctionsim.presets.large_population` (AuctionNet's budget
     and CPA ranges, budgets scaled by impressions per advertiser). History recording is off."""
-    if isinstance(n_advertisers, bool) or not isinstance(n_advertisers, int) or n_advertisers < 2:
-        raise ConfigError(f"n_advertisers must be an integer >= 2, got {describe(n_advertisers)}")
+    _check_size(n_advertisers)
     scenario = presets.get(preset, **overrides)
     population = presets.large_population(n_advertisers, n_categories, scenario.market.impressions_per_episode)
     return Market(scenario.market, population, record_history=False)
@@ -93,6 +97,8 @@ def market_spec(n_advertisers: int | None = None, preset: str = "auctionnet", n_
     RLlib's EnvRunners and the equilibrium tooling's Ray tasks can rebuild it)."""
     if n_advertisers is None:
         return MarketSpec(preset=preset, overrides=overrides)
+    _check_size(n_advertisers)
+    presets.get(preset, **overrides)  # fail now on a bad preset or override, not in a worker
     factory = functools.partial(sized_market, n_advertisers, n_categories, preset, **overrides)
     return MarketSpec(preset=None, factory=factory, label=f"{preset} N={n_advertisers}")
 
