@@ -415,7 +415,7 @@ class BPG(PPO):
             count = self.n_advertisers if config.dual_advertisers is None else min(config.dual_advertisers, self.n_advertisers)
             rows = [(state.dual_cursor + offset) % self.n_advertisers for offset in range(count)]
             state.dual_cursor = (state.dual_cursor + count) % self.n_advertisers
-            unified = ActorDeviation(self._eval_modules[X_STAR].actor)
+            unified = ActorDeviation(self._eval_modules[X_STAR].actor)  # modules refreshed above
             for row in rows:
                 evaluator = DeviationEvaluator(config.market, population, int(episodes.advertiser_ids[row]))
                 state.gains[row] = evaluator.returns(unified, seeds).mean() - base[row]
@@ -440,6 +440,12 @@ class BPG(PPO):
         """The unified solution ``x*`` (deterministic) as a population policy."""
         self._refresh_eval_modules()
         return TorchPolicy(self._eval_modules[X_STAR].actor)
+
+    def unified_solution_deviation(self) -> ActorDeviation:
+        """The unified solution ``x*`` played by one advertiser against the others (an
+        :mod:`agents.equilibrium` ``Deviation``), as in the dual step."""
+        self._refresh_eval_modules()
+        return ActorDeviation(self._eval_modules[X_STAR].actor)
 
     def get_state(self, components=None, *, not_components=None, **kwargs) -> dict:
         state = super().get_state(components, not_components=not_components, **kwargs)

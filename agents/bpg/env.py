@@ -171,7 +171,7 @@ class BPGMarketEnv(MultiAgentEnv):
         """
         if kind not in EPISODE_KINDS:
             raise ConfigError(f"kind must be one of {', '.join(EPISODE_KINDS)}, got {describe(kind)}")
-        if not np.isfinite(reward_scale) or reward_scale <= 0:
+        if isinstance(reward_scale, bool) or not isinstance(reward_scale, (int, float, np.number)) or not np.isfinite(reward_scale) or reward_scale <= 0:
             raise ConfigError(f"reward_scale must be a finite number > 0, got {describe(reward_scale)}")
         if team_weights is not None:
             team_weights = np.asarray(team_weights, dtype=np.float64)
