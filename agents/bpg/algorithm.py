@@ -116,8 +116,8 @@ class BPGConfig(PPOConfig):
         self.vf_clip_param = 1e6
         self.batch_mode = "complete_episodes"
         self.num_env_runners = 0
-        self.multi_agent(policies=set(MODULES), policy_mapping_fn=map_agent_to_module, count_steps_by="agent_steps")
-        self.rl_module(rl_module_spec=RLModuleSpec(module_class=RowPolicyModule), model_config={"hidden": [64, 64], "critic_hidden": [64, 64]})
+        self.multi_agent(policies=MODULES, policy_mapping_fn=map_agent_to_module, count_steps_by="agent_steps")
+        self.rl_module(rl_module_spec=RLModuleSpec(module_class=RowPolicyModule), model_config={"hidden": [64, 64], "critic_hidden": [64, 64], "init_seed": derive_seed(0, 11)})
         self._sync_env()
 
     def bpg(
@@ -174,6 +174,7 @@ class BPGConfig(PPOConfig):
             self.market = as_market_spec(market)
         if seed is not NotProvided:
             self.debugging(seed=seed)
+            self.rl_module(model_config={**self._model_config, "init_seed": derive_seed(seed, 11)})
         self._sync_env()
         return self
 
@@ -346,6 +347,8 @@ class BPG(PPO):
         def set_phase(env_runner) -> None:
             runner_seed = derive_seed(seed, env_runner.worker_index)
             seed_everything(runner_seed)
+            for index, module_id in enumerate(MODULES):
+                env_runner.module[module_id].set_exploration_seed(derive_seed(runner_seed, 100 + index))
             for index, env in enumerate(env_runner.env.envs):
                 env.unwrapped.set_phase(
                     kind, team_weights=team_weights, sampling=sampling, reward_scale=reward_scale, seed=derive_seed(runner_seed, index)

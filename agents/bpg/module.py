@@ -75,10 +75,21 @@ class RowPolicyModule(TorchRLModule, ValueFunctionAPI):
 
     ``model_config``: ``hidden`` (actor layers, default [64, 64]),
     ``critic_hidden`` (default [64, 64]), ``log_std_init`` (default -0.7: the multiplier explores
-    by about x/÷ 1.6).
+    by about x/÷ 1.6), ``init_seed`` (seed of the initial weights; ``None``: torch's global
+    generator). RLlib builds the modules in an order that depends on Python's string hashing,
+    so without ``init_seed`` the initial weights, and the whole run, vary between processes.
     """
 
     def setup(self) -> None:
+        seed = self.model_config.get("init_seed")
+        if seed is None:
+            self._build_layers()
+            return
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            self._build_layers()
+
+    def _build_layers(self) -> None:
         config = self.model_config
         self.n_features = int(self.observation_space.shape[-1]) - _N_AUX_COLUMNS
         hidden = list(config.get("hidden", [64, 64]))
@@ -103,6 +114,25 @@ class RowPolicyModule(TorchRLModule, ValueFunctionAPI):
         mean = self.actor.mean(self.features(batch[Columns.OBS]))
         log_std = self.log_std.expand_as(mean)
         return {Columns.ACTION_DIST_INPUTS: torch.cat([mean, log_std], dim=-1)}
+
+    def set_exploration_seed(self, seed: int) -> None:
+        """Draw the exploration noise of the following samples from a generator of its own,
+        seeded with ``seed``. RLlib computes the modules' actions in an order that depends on
+        Python's string hashing, so noise from torch's global generator would land on other
+        modules in another process; a generator per module keeps runs reproducible."""
+        self._exploration_noise = torch.Generator().manual_seed(int(seed))
+
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        output = self._forward(batch)
+        noise = getattr(self, "_exploration_noise", None)
+        if noise is None:
+            return output  # RLlib samples the actions with torch's global generator
+        inputs = output[Columns.ACTION_DIST_INPUTS]
+        mean, log_std = inputs.chunk(2, dim=-1)
+        actions = mean + log_std.exp() * torch.randn(mean.shape, generator=noise).to(mean.device)
+        output[Columns.ACTIONS] = actions
+        output[Columns.ACTION_LOGP] = TorchDiagGaussian.from_logits(inputs).logp(actions)
+        return output
 
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> torch.Tensor:
         """``(B, k)`` per-row values of the row's return signal."""
