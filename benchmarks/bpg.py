@@ -12,7 +12,8 @@ measures how ours grows, and where the time goes:
   (``ParallelPettingZooEnv`` over the same PettingZoo env, the textbook multi-agent set-up), to
   show what the role design saves; skipped above ``--per-agent-max`` advertisers.
 * ``iteration``: one full BPG iteration (x* phase, dual step, primal step) with the default
-  settings, and its phases.
+  settings (best of ``--iterations``; the machine is shared, timings are noisy), and the dual
+  step (measurement rollouts) alone.
 
 "agent-steps" are advertiser-ticks (N per tick) in every row, so the columns compare.
 Markets: ``market_spec(N)`` with 2,000 impressions per advertiser and 48 ticks; at N = 1,000
@@ -28,7 +29,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -102,12 +102,14 @@ def per_advertiser_rate(market, episodes: int) -> float:
 
 
 def iteration_times(algo, iterations: int) -> dict:
-    """Seconds per BPG iteration (after one warm-up iteration) and per phase."""
+    """Seconds per BPG iteration (best of ``iterations``, after one warm-up iteration)."""
     algo.train()
-    started = time.perf_counter()
+    seconds = []
     for _ in range(iterations):
+        started = time.perf_counter()
         algo.train()
-    return {"iteration_seconds": (time.perf_counter() - started) / iterations}
+        seconds.append(time.perf_counter() - started)
+    return {"iteration_seconds": min(seconds)}
 
 
 def run(size: int, episodes: int, iterations: int, per_agent_max: int) -> dict:
@@ -139,13 +141,13 @@ def main() -> None:
     parser.add_argument("--per-agent-max", type=int, default=100, help="largest N for the per-advertiser RLlib reference")
     args = parser.parse_args()
 
-    from agents.bpg import init_ray
+    from agents.equilibrium import ray_session
 
-    init_ray(num_cpus=2, temp_dir=tempfile.mkdtemp(prefix="ray-bench-bpg-"))
     rows = []
-    for size in (int(s) for s in args.sizes.split(",")):
-        rows.append(run(size, args.episodes, args.iterations, args.per_agent_max))
-        print(f"done N={size}", file=sys.stderr, flush=True)
+    with ray_session(num_cpus=2):  # a local 2-CPU instance, shut down and removed afterwards
+        for size in (int(s) for s in args.sizes.split(",")):
+            rows.append(run(size, args.episodes, args.iterations, args.per_agent_max))
+            print(f"done N={size}", file=sys.stderr, flush=True)
 
     header = f"{'N':>6} {'raw steps/s':>12} {'RLlib roles':>12} {'RLlib per-adv':>14} {'roles/raw':>9} {'s/iteration':>12} {'dual step s':>12}"
     print(header)
