@@ -1,0 +1,130 @@
+"""Equilibrium figures and the experiment script: files are written from saved results."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from agents.equilibrium import EstimatorValues, ExploitabilityReport, TrainingHistory
+from experiments import plots
+
+
+def synthetic_report(label: str, scale: float, sampled: bool = False) -> ExploitabilityReport:
+    """A report built from arrays (3 seeds, 5 advertisers): no simulation needed."""
+    generator = np.random.default_rng(int(scale * 100))
+    base = generator.uniform(50, 100, (3, 5))
+    lower = base + scale * generator.uniform(0, 10, (3, 5))
+    return ExploitabilityReport(
+        advertiser_ids=np.arange(5),
+        n_advertisers=50 if sampled else 5,
+        sampled=sampled,
+        objective="value",
+        eval_seeds=np.array([1, 2, 3]),
+        fit_seeds=np.array([7]),
+        population_returns=base,
+        social_welfare=base.sum(axis=1) * (10 if sampled else 1),
+        revenue=base.sum(axis=1) * 0.8,
+        value_welfare=base.sum(axis=1),
+        estimators={
+            "grid-constant": EstimatorValues("grid-constant", "lower", lower, lower.mean(axis=0)),
+            "oracle": EstimatorValues("oracle", "upper", lower + 20, np.full(5, np.nan)),
+        },
+        metadata={"label": label},
+    )
+
+
+def test_every_figure_is_written_as_png_and_svg(tmp_path):
+    reports = [synthetic_report("a N=5", 1.0), synthetic_report("b N=50", 2.0, sampled=True)]
+    rows = []
+    for report, population, size in zip(reports, ("a", "b"), (5, 50)):
+        row = report.summary(epsilons=(0.05,))
+        row.update(population=population, n_advertisers=size, epsilon_setting=0.05 * size / 5)
+        rows.append(row)
+    histories = []
+    for epsilon in (0.05, 0.1):
+        history = TrainingHistory(run={"label": f"eps {epsilon}", "epsilon": epsilon})
+        for iteration, report in enumerate(reports):
+            history.add_report(iteration * 10, report, env_steps=iteration * 1000)
+        histories.append(history.save(tmp_path / f"history-{epsilon}.json"))
+    report_paths = [r.save(tmp_path / f"report-{i}.json") for i, r in enumerate(reports)]
+    (tmp_path / "summary.json").write_text(json.dumps(rows))
+
+    written = []
+    written += plots.plot_exploitability_curves(histories, tmp_path / "curve")
+    written += plots.plot_exploitability_curves(histories[:1], tmp_path / "curve-steps", x="env_steps")
+    written += plots.plot_exploitability_vs_epsilon(histories, tmp_path / "epsilon")
+    written += plots.plot_compliance_vs_epsilon([tmp_path / "summary.json"], tmp_path / "compliance")
+    written += plots.plot_welfare_frontier(rows, tmp_path / "frontier")
+    written += plots.plot_exploitability_vs_size(rows, tmp_path / "size")
+    written += plots.plot_gain_distribution(report_paths, tmp_path / "gains")
+    assert sorted(p.suffix for p in written) == [".png", ".svg"] * 7 or len(written) == 14
+    for path in written:
+        assert path.exists() and path.stat().st_size > 1000, path
+    assert {p.suffix for p in written} == {".png", ".svg"}
+
+
+def test_plot_command_line(tmp_path, capsys):
+    report = synthetic_report("cli", 1.0).save(tmp_path / "report.json")
+    paths = plots.main(["gains", str(report), "-o", str(tmp_path / "gains")])
+    assert [p.name for p in paths] == ["gains.png", "gains.svg"]
+    assert "gains.png" in capsys.readouterr().out
+    plots.main(["frontier", str(report), "-o", str(tmp_path / "frontier")])
+    with pytest.raises(SystemExit, match="epsilon setting"):
+        plots.main(["epsilon", str(report), "-o", str(tmp_path / "epsilon")])
+    (tmp_path / "bad.json").write_text(json.dumps({"hello": 1}))
+    with pytest.raises(SystemExit, match="not a summary"):
+        plots.main(["frontier", str(tmp_path / "bad.json"), "-o", str(tmp_path / "x")])
+    with pytest.raises(SystemExit):
+        plots.main(["nonsense", str(report), "-o", str(tmp_path / "x")])
+
+
+def test_plot_command_registers_on_a_cli(tmp_path):
+    import argparse
+
+    report = synthetic_report("cli", 1.0).save(tmp_path / "report.json")
+    parser = argparse.ArgumentParser(prog="auctionsim")
+    plots.add_plot_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["plot", "gains", str(report), "-o", str(tmp_path / "gains")])
+    assert [p.name for p in args.handler(args)] == ["gains.png", "gains.svg"]
+
+
+def test_equilibrium_experiment_writes_results_and_figures(tmp_path):
+    from experiments import equilibrium
+
+    rows = equilibrium.main(
+        ["--quick", "--sizes", "10", "--populations", "fixed", "--max-advertisers", "2", "--backend", "serial", "--ppo-max-size", "0", "--curve-rounds", "1", "--output-dir", str(tmp_path / "eq")]
+    )
+    output = tmp_path / "eq-quick"
+    assert len(rows) == 1 and rows[0]["n_advertisers"] == 10 and rows[0]["sampled"]
+    for name in ("summary.json", "summary.csv", "history-brd-N10.json", "reports/fixed-N10.json", "frontier.png", "frontier.svg", "curve-brd-N10.png", "gains-N10.svg"):
+        assert (output / name).exists(), name
+    report = ExploitabilityReport.load(output / "reports" / "fixed-N10.json")
+    assert set(report.names) == {"grid-constant", "grid-piecewise", "oracle", "lower", "upper"}
+    assert report.max_exploitability("lower").estimate <= report.max_exploitability("upper").estimate
+
+
+def test_quick_auctionnet_market_scales_budgets_with_impressions():
+    from agents.equilibrium import MarketSpec
+    from experiments import equilibrium
+
+    full = MarketSpec("auctionnet").build()
+    quick = equilibrium.market_spec(48, quick=True).build()
+    scale = quick.config.impressions_per_episode / full.config.impressions_per_episode
+    assert quick.config.impressions_per_episode == 24_000
+    np.testing.assert_allclose(quick.population.budgets, full.population.budgets * scale)
+    np.testing.assert_array_equal(quick.population.cpa_targets, full.population.cpa_targets)
+    assert equilibrium.market_spec(48, quick=False).preset == "auctionnet"
+
+
+def test_experiment_arguments_are_checked():
+    from experiments import equilibrium
+
+    with pytest.raises(SystemExit, match="unknown population"):
+        equilibrium.Args(populations=("fixed", "greedy"))
+    with pytest.raises(SystemExit, match="sizes"):
+        equilibrium.Args(sizes=(1,))
+    quick = equilibrium.Args(quick=True, eval_seeds=5)
+    assert quick.eval_seeds == 5 and quick.fit_seeds == equilibrium.QUICK["fit_seeds"]
+    assert quick.output_dir.endswith("-quick")
