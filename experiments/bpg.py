@@ -239,6 +239,7 @@ def train_population(args: Args, objective: str, epsilon: float, seed: int, n_ad
                 record = algo.history[-1]
                 iteration = record["iteration"]
                 scalars = {key: record[key] for key in ("lambda_sum", "lambda_max", "lambda_mean", "max_violation", "n_violating", "max_gain_normalised")}
+                scalars["train_welfare"] = record["welfare"]  # on the dual step's market seeds
                 common = dict(wall_seconds=time.perf_counter() - started, scalars=scalars)
                 if iteration % args.eval_every == 0 or iteration == args.iterations:
                     report = evaluate_exploitability(algo.population_policy(), spec, config=exploitability_config(args, seed), label=name)
@@ -405,15 +406,22 @@ def plot_curves(output: pathlib.Path) -> None:
     for path in paths:
         history = TrainingHistory.load(path)
         label = history.run.get("label", path.stem).rsplit("-N", 1)[0]
-        iterations, welfare, _, _ = history.series("social_welfare")
-        line, = top.plot(iterations, welfare, label=label)
-        cheap_iterations, cheap, _, _ = history.series("max_exploitability", "unified")
-        bottom.plot(cheap_iterations, cheap, ":", color=line.get_color(), alpha=0.6)
+        # Every iteration: welfare and x*'s gain on the dual step's market seeds (dotted).
+        # Evaluation points: welfare and Max Exploitability on the evaluation seeds (markers).
+        train = [(record["iteration"], record["scalars"].get("train_welfare", record["social_welfare"]["estimate"]), record["scalars"]["max_gain_normalised"])
+                 for record in history.records if "train_welfare" in record["scalars"] or "lower" not in record.get("max_exploitability", {})]
+        train_iterations, train_welfare, unified_gain = (np.array(column) for column in zip(*train)) if train else (np.zeros(0),) * 3
+        line, = top.plot(train_iterations, train_welfare, ":", alpha=0.6)
+        evaluated = [(record["iteration"], record["social_welfare"]["estimate"]) for record in history.records if "lower" in record.get("max_exploitability", {})]
+        if evaluated:
+            top.plot(*zip(*evaluated), "o-", color=line.get_color(), label=label)
+        bottom.plot(train_iterations, unified_gain, ":", color=line.get_color(), alpha=0.6)
         for bound, style in (("lower", "o-"), ("upper", "s--")):
             x, estimate, low, high = history.series("max_exploitability", bound)
             if x.size:
                 bottom.errorbar(x, estimate, yerr=[estimate - low, high - estimate], fmt=style, color=line.get_color(), capsize=2)
     top.set_ylabel("social welfare")
+    top.set_title("o: evaluation seeds; dotted: the dual step's seeds (other days)", fontsize=8)
     top.legend(fontsize=7, ncol=2)
     bottom.set_ylabel("Max Exploitability (/ welfare)")
     bottom.set_xlabel("BPG iteration")
