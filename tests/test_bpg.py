@@ -1,5 +1,5 @@
 """BPG (agents.bpg): the dual/primal arithmetic, the RLlib env and learner pieces, and real RLlib
-runs on tiny markets (one Ray instance for the session)."""
+runs on tiny markets (one Ray instance for the module)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ def tiny_config(n_advertisers: int = 3, **bpg) -> BPGConfig:
     return BPGConfig().bpg(market=market_spec(n_advertisers, **TINY), **settings).training(num_epochs=2, minibatch_size=16)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_instance():
+    """Ray for this module's RLlib runs, shut down after it (other modules expect no Ray)."""
     import ray
 
     temp_dir = tempfile.mkdtemp(prefix="ray-bpg-tests-")

@@ -17,7 +17,7 @@ from experiments import bpg as experiment
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    """Ray started once for the module (or the session's, when tests/test_bpg.py started it)."""
+    """Ray started once for the module (or the caller's, when one is running), shut down after."""
     import ray
 
     if ray.is_initialized():
