@@ -1,9 +1,25 @@
 """BPG experiments: the paper's Table 1 (100 advertisers), Table 3 (10 advertisers), training
 curves and the Q3 ablation (Figure 4), on our AuctionNet-like market.
 
-    python -m experiments.bpg --quick          # ~10 advertisers, a few iterations (< 15 min, 2 cores)
+    python -m experiments.bpg --quick          # 10 advertisers, 8 iterations, 2 seeds
     python -m experiments.bpg                  # the full experiment (wall time in results/bpg/run.json)
     python -m experiments.bpg --plot-only      # redraw the figures from saved results
+    python -m experiments.bpg --resume         # continue after an interruption (last checkpoints)
+
+Wall time. ``--quick`` took 1,169 s (19.5 min) on the shared 2-core development machine under
+heavy load from other jobs (the driver itself used 5.3 CPU-minutes), so it should fit in 15
+minutes on 2 idle cores; this is not measured. The full mode has not been run: from
+``benchmarks/bpg.py`` (about 40 s per BPG iteration at 100 advertisers, loaded machine) its 30
+runs of 40 iterations, with their evaluations, need on the order of 20 hours on 2 cores;
+``run.json`` records the actual wall time of a run.
+
+Where our set-up differs from the paper's: the market is our AuctionNet-like simulator (G_i = value won =
+expected conversions x CPA target, second price, budgets scaled to ``impressions_per_advertiser``, which is 5x
+smaller than AuctionNet's per advertiser for speed), not the authors' system; the SAB, fully
+cooperative and BPG_zero populations are trained with the same BPG loop and PPO (parameter
+shared), and MAAB, DCMAB and the ES algorithm of the paper's Table 1 are replaced by heuristic
+populations; Max Exploitability is a bracket (grid best response below, hindsight oracle above)
+rather than one policy-gradient estimate; quick mode uses 2 seeds, not 10.
 
 What runs (every trained population on the same market, seeds and evaluation):
 
@@ -45,7 +61,7 @@ import numpy as np
 @dataclass
 class Args:
     quick: bool = False
-    """Small, fast version: ~10 advertisers, few iterations and seeds (< 15 min on 2 cores)."""
+    """Small, fast version: 10 advertisers, 8 iterations, 2 seeds (see the wall time above)."""
     plot_only: bool = False
     """Only redraw the figures from the results already saved in output_dir."""
     output_dir: str = "results/bpg"
