@@ -16,10 +16,9 @@ runs of 40 iterations, with their evaluations, need on the order of 20 hours on 
 Where our set-up differs from the paper's: the market is our AuctionNet-like simulator
 (``G_i`` = value won = expected conversions x CPA target; second price; budgets scaled to
 ``impressions_per_advertiser``, 5x smaller than AuctionNet's for speed), not the authors'
-system; the SAB, fully
-cooperative and BPG_zero populations are trained with the same BPG loop and PPO (parameter
-shared), and MAAB, DCMAB and the ES algorithm of the paper's Table 1 are replaced by heuristic
-populations; Max Exploitability is a bracket (grid best response below, hindsight oracle above)
+system; the SAB, fully cooperative and BPG_zero populations are trained with the same BPG
+loop and PPO (parameter shared), and MAAB, DCMAB and the ES algorithm of the paper's Table 1
+are replaced by heuristic populations; Max Exploitability is a bracket (grid best response below, hindsight oracle above)
 rather than one policy-gradient estimate; quick mode uses 2 seeds, not 10.
 
 What runs (every trained population on the same market, seeds and evaluation):
