@@ -17,7 +17,7 @@ measures how ours grows, and where the time goes:
 
 "agent-steps" are advertiser-ticks (N per tick) in every row, so the columns compare.
 Markets: ``market_spec(N)`` with 2,000 impressions per advertiser and 48 ticks; at N = 1,000
-each impression is contested by K = 64 retrieved candidates (as the ``large-1k`` preset).
+each impression is contested by K = 64 retrieved candidates (the ``large-1k`` preset's config).
 
 Usage: ``python benchmarks/bpg.py [--sizes 10,100,1000] [--episodes 4] [--iterations 2]``
 Prints a human table and one ``JSON {...}`` line.
@@ -42,8 +42,8 @@ IMPRESSIONS_PER_ADVERTISER = 2_000
 def market_for(n_advertisers: int):
     from agents.bpg import market_spec
 
-    candidates = None if n_advertisers <= 100 else 64
-    return market_spec(n_advertisers, impressions_per_episode=IMPRESSIONS_PER_ADVERTISER * n_advertisers, n_ticks=TICKS, candidates_per_impression=candidates)
+    preset = "auctionnet" if n_advertisers <= 100 else "large-1k"  # large-1k: K = 64 candidates
+    return market_spec(n_advertisers, preset=preset, impressions_per_episode=IMPRESSIONS_PER_ADVERTISER * n_advertisers, n_ticks=TICKS)
 
 
 def raw_rate(market, episodes: int) -> float:
