@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -110,6 +111,7 @@ def per_advertiser_rate(market, episodes: int) -> float:
         return sum(episode.agent_steps() for episode in sampled) / seconds
     finally:
         algo.stop()
+        shutil.rmtree(algo.logdir, ignore_errors=True)  # the (unused) trial folder in ~/ray_results
 
 
 def iteration_times(algo, iterations: int) -> dict:
