@@ -220,33 +220,59 @@ def plot_exploitability_vs_epsilon(items: Sequence[Any], output: str | pathlib.P
 
 
 def plot_compliance_vs_epsilon(items: Sequence[Any], output: str | pathlib.Path, epsilons: Sequence[float] | None = None) -> list[pathlib.Path]:
-    """Share of evaluation episodes whose Max Exploitability is <= epsilon, for each run: the
-    band runs from certain compliance (the upper bound meets epsilon) to possible compliance
-    (the lower bound does)."""
+    """Share of evaluation episodes whose Max Exploitability is <= epsilon, for each run (one
+    panel per market size when the summaries have ``n_advertisers``): the band runs from certain
+    compliance (the upper bound meets epsilon, dashed) to possible compliance (the lower bound
+    does, solid)."""
     plt = _pyplot()
     summaries = load_summaries(items)
-    per_seed = {
-        _label(s): {name: np.array(entry.get("per_seed_max_exploitability", []), dtype=np.float64) for name, entry in s["estimators"].items()}
-        for s in summaries
-    }
-    finite = np.concatenate([v[v < np.inf] for runs in per_seed.values() for v in runs.values()] + [np.zeros(1)])
-    grid = np.asarray(epsilons if epsilons is not None else np.linspace(0.0, max(finite.max() * 1.1, 1e-3), 200))
-    figure, axis = plt.subplots(figsize=(7.5, 5))
-    for index, (label, runs) in enumerate(per_seed.items()):
-        if LOWER not in runs or UPPER not in runs or runs[LOWER].size == 0:
-            continue
-        possible = (runs[LOWER][None, :] <= grid[:, None]).mean(axis=1)
-        certain = (runs[UPPER][None, :] <= grid[:, None]).mean(axis=1)
-        axis.fill_between(grid, certain, possible, color=f"C{index % 10}", alpha=0.25, step="post", linewidth=0)
-        axis.step(grid, possible, where="post", color=f"C{index % 10}", label=f"{label}")
-        axis.step(grid, certain, where="post", color=f"C{index % 10}", linestyle="--")
-    axis.set_xlabel("epsilon (share of social welfare)")
-    axis.set_ylabel("compliance rate (share of episodes)")
-    axis.set_ylim(-0.02, 1.02)
-    axis.set_title("epsilon-NE compliance: solid = lower bound meets epsilon, dashed = upper bound does")
-    axis.title.set_fontsize(10)
-    axis.legend(loc="lower right", ncol=2)
+    figure, panels = _panels(plt, _group(summaries, "n_advertisers"), width=5.0, height=4.0)
+    colours: dict[str, str] = {}
+    for axis, (group, members) in panels:
+        per_seed = {
+            _series_name(s): {name: np.array(entry.get("per_seed_max_exploitability", []), dtype=np.float64) for name, entry in s["estimators"].items()}
+            for s in members
+        }
+        finite = np.concatenate([v[v < np.inf] for runs in per_seed.values() for v in runs.values()] + [np.zeros(1)])
+        grid = np.asarray(epsilons if epsilons is not None else np.linspace(0.0, max(finite.max() * 1.1, 1e-3), 200))
+        for label, runs in per_seed.items():
+            if LOWER not in runs or UPPER not in runs or runs[LOWER].size == 0:
+                continue
+            colour = colours.setdefault(label, f"C{len(colours) % 10}")
+            possible = (runs[LOWER][None, :] <= grid[:, None]).mean(axis=1)
+            certain = (runs[UPPER][None, :] <= grid[:, None]).mean(axis=1)
+            axis.fill_between(grid, certain, possible, color=colour, alpha=0.2, step="post", linewidth=0)
+            axis.step(grid, possible, where="post", color=colour, label=label)
+            axis.step(grid, certain, where="post", color=colour, linestyle="--")
+        axis.set_title(_panel_title(group))
+        axis.set_xlabel("epsilon (share of social welfare)")
+        axis.set_ylabel("compliance rate (share of episodes)")
+        axis.set_ylim(-0.02, 1.02)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(loc="lower right")
+    figure.suptitle("epsilon-NE compliance over evaluation episodes (solid: lower bound meets epsilon; dashed: upper bound does)", fontsize=11)
     return save_figure(figure, output)
+
+
+def _series_name(summary: dict[str, Any]) -> str:
+    """A run's name within a panel: its population when known, else its label."""
+    return str(summary.get("population") or _label(summary))
+
+
+def _panel_title(group: Any) -> str:
+    return f"N = {group}" if isinstance(group, (int, np.integer)) else str(group)
+
+
+def _panels(plt, groups: dict[Any, list[dict[str, Any]]], width: float, height: float):
+    """A figure with one panel per group (at most 3 a row; sizes in increasing order) and
+    ``[(axis, (group, members)), ...]``; unused panels are hidden."""
+    columns = max(1, min(3, len(groups)))
+    rows = max(1, int(np.ceil(len(groups) / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    ordered = sorted(groups.items(), key=lambda item: str(item[0]).zfill(8))
+    for axis in list(axes.flat)[len(ordered):]:
+        axis.set_visible(False)
+    return figure, list(zip(axes.flat, ordered))
 
 
 def _group(summaries: list[dict[str, Any]], key: str) -> dict[Any, list[dict[str, Any]]]:
@@ -263,14 +289,11 @@ def plot_welfare_frontier(items: Sequence[Any], output: str | pathlib.Path) -> l
     from matplotlib.ticker import MaxNLocator
 
     summaries = load_summaries(items)
-    groups = _group(summaries, "n_advertisers")
-    columns = min(3, len(groups))
-    rows = int(np.ceil(len(groups) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4.2 * rows), squeeze=False)
+    figure, panels = _panels(plt, _group(summaries, "n_advertisers"), width=5.0, height=4.2)
     colours: dict[str, str] = {}
-    for axis, (group, members) in zip(axes.flat, sorted(groups.items(), key=lambda item: str(item[0]).zfill(8))):
+    for axis, (group, members) in panels:
         for summary in members:
-            name = str(summary.get("population") or _label(summary))
+            name = _series_name(summary)
             colour = colours.setdefault(name, f"C{len(colours) % 10}")
             welfare = summary["social_welfare"]
             entries = summary["estimators"]
@@ -287,13 +310,11 @@ def plot_welfare_frontier(items: Sequence[Any], output: str | pathlib.Path) -> l
             )
             if len(ends) > 1:
                 axis.plot(xs[1], welfare["estimate"], ">", color=colour, markersize=7)
-        axis.set_title(f"N = {group}" if isinstance(group, (int, np.integer)) else str(group))
+        axis.set_title(_panel_title(group))
         axis.xaxis.set_major_locator(MaxNLocator(5))
         axis.set_xlabel("Max Exploitability (o lower, > upper bound)")
         axis.set_ylabel("social welfare (currency)")
         axis.legend(loc="best")
-    for axis in list(axes.flat)[len(groups):]:
-        axis.set_visible(False)
     figure.suptitle("Welfare vs exploitability", fontsize=13)
     return save_figure(figure, output)
 
