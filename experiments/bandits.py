@@ -57,7 +57,6 @@ them; ``python -m experiments.bandits --plot-only`` redraws plots and summary fr
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -69,15 +68,30 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import auctionsim
-from agents import CPAPacing, FixedMultipliers, MixedPopulation, OnlineLP, PIDPacing, PopulationPolicy
+from agents import (
+    CPAPacing,
+    FixedMultipliers,
+    MixedPopulation,
+    OnlineLP,
+    PIDPacing,
+    PopulationPolicy,
+)
 from agents.bandits import BatchExp3, Exp3, UniformGridBids, regret_bound
 from agents.datasets import collect_dataset
 from auctionsim import Market, MarketConfig, Population
-from auctionsim.envs import DEFAULT_BID_GRID, AuctionParallelEnv, SingleBidderEnv
 from auctionsim.config import _check_float, _check_int
-from auctionsim.envs.wrappers import PROFIT_VALUES, BatchedDelayedFeedback, NormalizedProfit, ProfitNormalizer, ProfitReward, tick_profit
+from auctionsim.envs import DEFAULT_BID_GRID, AuctionParallelEnv, SingleBidderEnv
+from auctionsim.envs.wrappers import (
+    PROFIT_VALUES,
+    BatchedDelayedFeedback,
+    NormalizedProfit,
+    ProfitNormalizer,
+    ProfitReward,
+    tick_profit,
+)
 from auctionsim.errors import ConfigError
 from auctionsim.presets import auctionnet_population
+from experiments import args as arguments
 
 
 @dataclass
@@ -588,18 +602,8 @@ def plot_snowball(results: dict, output_dir: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for field in dataclasses.fields(Args):
-        flag = "--" + field.name.replace("_", "-")
-        if field.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true")
-        else:
-            parser.add_argument(flag, type=type(field.default), default=field.default)
-    return Args(**vars(parser.parse_args()))
-
-
-def main(args: Args) -> dict:
+def execute(args: Args) -> dict:
+    """Run (unless ``plot_only``), save, summarise and plot; returns the summary."""
     output_dir = pathlib.Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if not args.plot_only:
@@ -614,5 +618,10 @@ def main(args: Args) -> dict:
     return report
 
 
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m experiments.bandits [--quick] ...`` (flags from :class:`Args`)."""
+    return execute(arguments.parse(Args, argv, description=__doc__.split("\n\n")[0]))
+
+
 if __name__ == "__main__":
-    main(parse_args())
+    main()

@@ -3,6 +3,8 @@
     auctionsim simulate --preset auctionnet --population mixed --episodes 2 --output results/simulate.json
     auctionsim dataset  --preset auctionnet --population mixed --episodes 50 --noise 0.2 --output data/auctionnet.npz
     auctionsim simulate --preset auctionnet --set mechanism=fpa --set impressions_per_episode=100000
+    auctionsim bandits --quick                  # any experiment: flags after its name go to it
+    auctionsim plot gains results/equilibrium-quick/reports/*.json -o results/figures
 
 ``--set FIELD=VALUE`` replaces a field of the preset's market config (see
 ``auctionsim.MarketConfig``). Populations are those of :mod:`agents.populations`.
@@ -12,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import pathlib
 import sys
 import time
-
 
 import auctionsim
 from agents.datasets import collect_dataset
@@ -25,6 +27,13 @@ from auctionsim import MarketConfig, presets
 from auctionsim.envs import REWARDS, AuctionParallelEnv, play_episode
 from auctionsim.errors import AuctionSimError, ConfigError
 from auctionsim.metrics import format_table
+from experiments.plots import add_plot_command
+
+#: Experiment modules runnable as ``auctionsim NAME [flags]``; each has ``main(argv)``.
+EXPERIMENTS = {
+    "bandits": "EXP3 / Batch EXP3 / EXP3-IX: regret, bid heatmaps, snowballing (experiments.bandits)",
+    "equilibrium": "exploitability of baseline populations from 10 to 10,000 advertisers (experiments.equilibrium)",
+}
 
 
 def _parse_overrides(pairs: list[str]) -> dict[str, object]:
@@ -108,13 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--noise", type=float, default=0.0, help="log-normal exploration noise on multipliers")
     logs.add_argument("--output", required=True, help="NPZ file to write")
     logs.set_defaults(handler=dataset)
+    add_plot_command(commands)
+    for name, summary in EXPERIMENTS.items():
+        commands.add_parser(name, help=summary, add_help=False).set_defaults(experiment=name)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    experiment = getattr(args, "experiment", None)
+    if experiment is None and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        args.handler(args)
+        if experiment is not None:
+            importlib.import_module(f"experiments.{experiment}").main(rest)
+        else:
+            args.handler(args)
     except AuctionSimError as error:
         print(f"auctionsim: error: {error}", file=sys.stderr)
         return 2

@@ -14,7 +14,6 @@ Run: ``python -m experiments.demo [--output-dir results/demo] [--seed 0]``.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import pathlib
@@ -32,6 +31,7 @@ from agents.oracle import hindsight_oracle  # noqa: E402
 from agents.populations import MIXED_GROUPS, mixed_groups, named_population  # noqa: E402
 from auctionsim.envs import AuctionParallelEnv, play_episode  # noqa: E402
 from auctionsim.metrics import format_table  # noqa: E402
+from experiments import args as arguments  # noqa: E402
 
 
 @dataclass
@@ -138,14 +138,8 @@ def plot(output_dir: str) -> pathlib.Path:
     return path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    defaults = DemoArgs()
-    parser.add_argument("--output-dir", default=defaults.output_dir)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--preset", default=defaults.preset)
-    parsed = parser.parse_args()
-    args = DemoArgs(output_dir=parsed.output_dir, seed=parsed.seed, preset=parsed.preset)
+def main(argv: list[str] | None = None) -> None:
+    args = arguments.parse(DemoArgs, argv, description=__doc__.splitlines()[0])
     run(args)
     print(f"saved {plot(args.output_dir)}")
 

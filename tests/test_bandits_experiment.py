@@ -29,7 +29,7 @@ def tiny_run(tmp_path_factory):
         snowball_impressions_per_day=2_000,
         output_dir=str(output_dir),
     )
-    report = bandits.main(args)
+    report = bandits.execute(args)
     return args, output_dir, report
 
 
@@ -86,7 +86,7 @@ def test_regret_curve_matches_raw_rewards(tiny_run):
 def test_plot_only_redraws_from_saved_results(tiny_run):
     args, output_dir, report = tiny_run
     (output_dir / "heatmaps.png").unlink()
-    again = bandits.main(bandits.Args(plot_only=True, output_dir=args.output_dir))
+    again = bandits.execute(bandits.Args(plot_only=True, output_dir=args.output_dir))
     assert (output_dir / "heatmaps.png").exists()
     assert json.dumps(again, sort_keys=True) == json.dumps(report, sort_keys=True)
 

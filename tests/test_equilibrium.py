@@ -11,7 +11,6 @@ import dataclasses
 import itertools
 import json
 import math
-import os
 
 import numpy as np
 import pytest
