@@ -44,7 +44,6 @@ Outputs under ``output_dir``: ``histories/*.json``, ``reports/*.json``, ``table1
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -52,8 +51,7 @@ import math
 import pathlib
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -146,28 +144,11 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    """Command line flags from the fields of :class:`Args` (``--name value``; booleans are flags;
-    tuples take comma-separated values)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for item in dataclasses.fields(Args):
-        flag = "--" + item.name.replace("_", "-")
-        if item.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true")
-        elif str(item.type).startswith("tuple"):
-            parser.add_argument(flag, default=None, help="comma separated")
-        else:
-            parser.add_argument(flag, default=None, type=float if "float" in str(item.type) else int if "int" in str(item.type) else str)
-    namespace = vars(parser.parse_args(argv))
-    values: dict[str, Any] = {}
-    for item in dataclasses.fields(Args):
-        value = namespace[item.name]
-        if value is None or value is False:
-            continue
-        if str(item.type).startswith("tuple"):
-            cast = float if "float" in str(item.type) else int if "int" in str(item.type) else str
-            value = tuple(cast(part) for part in str(value).split(",") if part)
-        values[item.name] = value
-    return Args(**values)
+    """Command line flags from the fields of :class:`Args` (the shared :mod:`experiments.args`
+    parser: ``--name value``; booleans are flags; tuples take several values)."""
+    from experiments.args import parse
+
+    return parse(Args, argv, description=__doc__.splitlines()[0])
 
 
 # ---------------------------------------------------------------------- markets and populations

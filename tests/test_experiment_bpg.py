@@ -31,7 +31,7 @@ def ray_instance():
 
 
 def test_parse_args_reads_tuples_numbers_and_flags():
-    args = experiment.parse_args(["--epsilons", "0.1,0", "--seeds", "3,4", "--iterations", "5", "--resume", "--n-advertisers", "7"])
+    args = experiment.parse_args(["--epsilons", "0.1", "0", "--seeds", "3", "4", "--iterations", "5", "--resume", "--n-advertisers", "7"])
     assert args.epsilons == (0.1, 0.0) and args.seeds == (3, 4)
     assert args.iterations == 5 and args.n_advertisers == 7 and args.resume and not args.quick
     assert experiment.parse_args(["--quick"]).n_advertisers == 10
