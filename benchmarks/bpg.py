@@ -25,6 +25,10 @@ Measured (best of 2, shared 2-core machine under heavy load: noisy, +-30% or wor
     N    raw steps/s  RLlib roles  RLlib per-adv  s/iteration  dual step s
    10          4,375        1,111            633          9.8          3.1
   100          7,298        5,112          1,628         39.7         26.3 (32 advertisers)
+ 1000          8,659       12,499              -        323.0        170.7 (32 advertisers)
+
+(N = 1000: ``--sizes 1000 --episodes 1 --iterations 1``, one timed iteration, run while the
+test suite was running; its raw rate below the RLlib one is that noise.)
 
 The cost per iteration is not independent of N here: each episode holds N x more impressions
 (budgets scale per advertiser), and the dual step measures each re-measured advertiser's
