@@ -1,0 +1,35 @@
+"""BPG: Nash-equilibrium-constrained population policies (Mou et al., the BPG paper), on RLlib.
+
+* :mod:`agents.bpg.duals`: the dual update (Eq. 13) and the coefficients of gradient (11);
+* :mod:`agents.bpg.env`: the RLlib multi-agent view of the PettingZoo market (roles
+  ``population``, ``nu_bar``, ``x_star``) and :class:`MarketSpec`;
+* :mod:`agents.bpg.module`: the shared per-advertiser torch RLModule (theta, nu-bar, x*);
+* :mod:`agents.bpg.learner`: per-row advantages (a learner connector) and the weighted PPO loss;
+* :mod:`agents.bpg.algorithm`: Algorithm 1 as an RLlib ``Algorithm`` (:class:`BPG`,
+  :class:`BPGConfig`);
+* :mod:`agents.bpg.runtime`: starting Ray locally or on a cluster.
+"""
+
+from agents.bpg.algorithm import BPG, BPGConfig, BPGState
+from agents.bpg.duals import OBJECTIVES, DualState, PrimalWeights, dual_update, primal_weights
+from agents.bpg.env import BPGMarketEnv, market_spec, sized_market
+from agents.bpg.module import RowActor, RowPolicyModule, population_policy
+from agents.bpg.runtime import init_ray
+
+__all__ = [
+    "BPG",
+    "BPGConfig",
+    "BPGMarketEnv",
+    "BPGState",
+    "DualState",
+    "market_spec",
+    "sized_market",
+    "OBJECTIVES",
+    "PrimalWeights",
+    "RowActor",
+    "RowPolicyModule",
+    "dual_update",
+    "init_ray",
+    "population_policy",
+    "primal_weights",
+]

@@ -1,0 +1,354 @@
+"""BPG (agents.bpg): the dual/primal arithmetic, the RLlib env and learner pieces, and real RLlib
+runs on tiny markets (one Ray instance for the module)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import shutil
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from ray.rllib.core.columns import Columns
+from ray.rllib.evaluation.postprocessing import Postprocessing
+from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
+
+from agents.bpg import BPG, BPGConfig, BPGMarketEnv, dual_update, init_ray, market_spec, primal_weights
+from agents.bpg.env import NU_BAR, POPULATION, X_STAR
+from agents.bpg.learner import row_gae
+from agents.bpg.module import RowPolicyModule, row_log_probs
+from agents.equilibrium import ExploitabilityConfig, GridBestResponse, evaluate_exploitability
+from auctionsim.envs import AuctionParallelEnv
+from auctionsim.errors import ConfigError
+
+TINY = dict(impressions_per_episode=2_000, n_ticks=6)
+
+
+def tiny_config(n_advertisers: int = 3, **bpg) -> BPGConfig:
+    settings = dict(seed=3, episodes_per_kind=2, xstar_episodes=2, xstar_updates=1, nu_minibatch_size=16)
+    settings.update(bpg)
+    return BPGConfig().bpg(market=market_spec(n_advertisers, **TINY), **settings).training(num_epochs=2, minibatch_size=16)
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """Ray for this module's RLlib runs, shut down after it (other modules expect no Ray)."""
+    import ray
+
+    temp_dir = tempfile.mkdtemp(prefix="ray-bpg-tests-")
+    started = not ray.is_initialized()
+    init_ray(num_cpus=2, temp_dir=temp_dir)
+    yield ray
+    if started:
+        ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def module_weights(algo: BPG, module_id: str) -> dict[str, np.ndarray]:
+    return {name: np.array(value) for name, value in algo.learner_group.get_weights(module_ids=[module_id])[module_id].items()}
+
+
+def weights_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------------- dual / primal arithmetic
+@given(
+    st.lists(st.floats(1.0, 100.0), min_size=2, max_size=12),
+    st.data(),
+    st.floats(0.0, 0.3),
+    st.floats(0.0, 1.0),
+)
+def test_dual_update_is_eq13_in_mean_advertiser_units(returns, data, epsilon, mix):
+    returns = np.array(returns)
+    gains = np.array(data.draw(st.lists(st.floats(-50.0, 50.0), min_size=len(returns), max_size=len(returns))))
+    duals = dual_update(returns, gains, epsilon, mix)
+    welfare = returns.sum()
+    expected = np.maximum(gains - epsilon * welfare, 0.0) / (welfare / len(returns))
+    np.testing.assert_allclose(duals.lambdas, expected)
+    assert np.all((duals.lambdas > 0) == (duals.violation > 0))
+    assert math.isclose(duals.kappa.sum(), 1.0) and math.isclose(duals.sampling.sum(), 1.0)
+    if duals.lambda_sum > 0:
+        np.testing.assert_allclose(duals.kappa, duals.lambdas / duals.lambda_sum)
+    else:
+        np.testing.assert_allclose(duals.kappa, 1.0 / len(returns))
+    np.testing.assert_allclose(duals.sampling, (1 - mix) * duals.kappa + mix / len(returns))
+
+
+def test_primal_weights_follow_gradient_11_and_c21():
+    returns, n = np.full(4, 10.0), 4
+    slack = dual_update(returns, np.array([1.0, -2.0, 0.0, 3.0]), epsilon=0.1)  # every gain <= 4 = eps x SW
+    assert slack.lambda_sum == 0.0
+    for objective in ("bpg", "bpg_zero"):
+        weights = primal_weights(slack, objective, xi=5.0)
+        # Appendix C.2.1: Delta theta = -L1 (cooperative episodes, weights 1), Delta nu-bar = 0.
+        assert weights.episode_kinds == ("cooperative",)
+        np.testing.assert_array_equal(weights.team_weights, np.ones(n))
+        assert not weights.deviation.any() and not weights.weighted.any() and not weights.nu_bar.any()
+    tight = dual_update(returns, np.array([30.0, 0.0, 10.0, 0.0]), epsilon=0.0, kappa_uniform_mix=0.5)
+    lambda_sum, kappa, q = tight.lambda_sum, tight.kappa, tight.sampling  # lambda = [3, 0, 1, 0]
+    np.testing.assert_allclose(tight.lambdas, [3.0, 0.0, 1.0, 0.0])
+    bpg = primal_weights(tight, "bpg", xi=10.0)
+    np.testing.assert_allclose(bpg.team_weights, 1 + tight.lambdas)
+    np.testing.assert_allclose(bpg.deviation, (10.0 - lambda_sum) * kappa / q)  # (xi - lambda_bar) E_kappa
+    np.testing.assert_allclose(bpg.weighted, -10.0 * kappa / q)  # -xi L*_w
+    np.testing.assert_allclose(bpg.nu_bar, (1 - lambda_sum / 10.0) * kappa / q)
+    # Importance weights make the q-sampled terms unbiased for the kappa-weighted expectations.
+    assert math.isclose(float((q * bpg.weighted).sum()), -10.0)
+    zero = primal_weights(tight, "bpg_zero", xi=10.0)
+    assert zero.episode_kinds == ("cooperative", "weighted")
+    np.testing.assert_allclose(zero.weighted, -lambda_sum * kappa / q)
+    assert primal_weights(tight, "cooperative", xi=1.0).episode_kinds == ("cooperative",)
+    np.testing.assert_array_equal(primal_weights(tight, "cooperative", xi=1.0).team_weights, np.ones(n))
+    assert primal_weights(tight, "selfish", xi=1.0).episode_kinds == ("selfish",)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: dual_update([1.0, 2.0], [0.0], 0.1),
+        lambda: dual_update([1.0, np.nan], [0.0, 0.0], 0.1),
+        lambda: dual_update([1.0, 2.0], [0.0, 0.0], -0.1),
+        lambda: dual_update([1.0, 2.0], [0.0, 0.0], 0.1, kappa_uniform_mix=1.5),
+        lambda: primal_weights(dual_update([1.0, 2.0], [0.0, 0.0], 0.1), "altruistic", 1.0),
+        lambda: primal_weights(dual_update([1.0, 2.0], [0.0, 0.0], 0.1), "bpg", float("inf")),
+        lambda: BPGConfig().bpg(objective="nash").validate(),
+        lambda: BPGConfig().bpg(epsilon=float("nan")).validate(),
+        lambda: BPGConfig().bpg(episodes_per_kind=0).validate(),
+        lambda: BPGConfig().bpg(objective="bpg", track_exploitability=False).validate(),
+        lambda: market_spec(1),
+        lambda: BPGMarketEnv({"market": market_spec(3, **TINY), "log_multiplier_low": 5.0}),
+        lambda: BPGMarketEnv({"market": market_spec(3, **TINY)}).set_phase("mixed"),
+        lambda: BPGMarketEnv({"market": market_spec(3, **TINY)}).set_phase("deviation", sampling=[1.0, -1.0, 1.0]),
+        lambda: BPGMarketEnv({"market": market_spec(3, **TINY)}).set_phase("cooperative", reward_scale=0.0),
+    ],
+)
+def test_bad_input_raises_config_error(call):
+    with pytest.raises(ConfigError):
+        call()
+
+
+# ---------------------------------------------------------------------- env and learner pieces
+def test_env_signals_match_a_replay_of_the_pettingzoo_env():
+    spec = market_spec(4, **TINY)
+    env = BPGMarketEnv({"market": spec})
+    n, d = env.n, env.n_features
+    team = np.array([1.0, 2.0, 1.5, 1.0])
+    replay = AuctionParallelEnv(spec.build(), reward="value")
+    for kind in ("cooperative", "selfish", "deviation", "weighted"):
+        env.set_phase(kind, team_weights=team, sampling=[0.0, 0.0, 1.0, 0.0], reward_scale=2.0, seed=11)
+        observations, infos = env.reset()
+        deviator = env.deviator
+        assert (deviator == 2) == (kind in ("deviation", "weighted")) and (deviator == -1) != (deviator == 2)
+        deviating_agent = {"deviation": NU_BAR, "weighted": X_STAR}.get(kind)
+        assert set(observations) == {POPULATION} | ({deviating_agent} if deviating_agent else set())
+        replay_observations = replay.reset_arrays(infos[POPULATION]["market_seed"])
+        np.testing.assert_array_equal(observations[POPULATION][:, :d], replay_observations)
+        generator = np.random.default_rng(0)
+        done = False
+        while not done:
+            actions = {POPULATION: generator.uniform(-1, 1, n).astype(np.float32)}
+            multipliers = np.exp(actions[POPULATION].astype(np.float64))
+            if deviating_agent:
+                actions[deviating_agent] = np.array([0.8], dtype=np.float32)
+                multipliers[deviator] = np.exp(np.float64(np.float32(0.8)))
+            observations, rewards, terminateds, truncateds, _ = env.step(actions)
+            step = replay.step_arrays(np.where(replay.live, multipliers, 0.0))
+            signal = observations[POPULATION][:, d + 2]
+            expected = {
+                "cooperative": np.full(n, team @ step.rewards),
+                "selfish": step.rewards,
+            }.get(kind, np.full(n, step.rewards[deviator] if deviator >= 0 else 0.0))
+            np.testing.assert_allclose(signal, expected / 2.0, rtol=1e-5)
+            np.testing.assert_array_equal(observations[POPULATION][:, :d], step.observations)
+            roles = observations[POPULATION][:, d]
+            np.testing.assert_array_equal(roles[~step.live & (np.arange(n) != deviator)], 0)
+            done = terminateds["__all__"] or truncateds["__all__"]
+            if deviating_agent and done and not replay.market.done:
+                assert not step.live[deviator]  # the episode ends with the deviator
+        assert done
+
+
+def test_module_init_and_exploration_do_not_depend_on_global_rng_or_call_order():
+    # RLlib builds and queries the modules in an order that depends on string hashing; with
+    # init_seed and set_exploration_seed, neither the global generator nor the order matters.
+    env = BPGMarketEnv({"market": market_spec(3, **TINY)})
+    observations = {"obs": torch.rand(4, *env.observation_spaces[POPULATION].shape)}
+
+    def build_and_sample(order, global_seed):
+        torch.manual_seed(global_seed)
+        modules = {}
+        for name in order:
+            torch.rand(7)  # other code drawing from the global generator in between
+            modules[name] = RowPolicyModule(
+                observation_space=env.observation_spaces[POPULATION], action_space=env.action_spaces[POPULATION],
+                model_config={"hidden": [8], "critic_hidden": [8], "init_seed": 5},
+            )
+            modules[name].set_exploration_seed({"a": 1, "b": 2}[name])
+        actions = {}
+        for name in order:
+            torch.rand(3)
+            with torch.no_grad():
+                output = modules[name].forward_exploration(observations)
+            actions[name] = output[Columns.ACTIONS].numpy()
+            expected_logp = row_log_probs(output[Columns.ACTION_DIST_INPUTS], output[Columns.ACTIONS]).sum(-1)
+            np.testing.assert_allclose(output[Columns.ACTION_LOGP].numpy(), expected_logp.numpy(), rtol=1e-5)
+        return actions, {name: [p.detach().clone() for p in module.parameters()] for name, module in modules.items()}
+
+    actions, parameters = build_and_sample(["a", "b"], 0)
+    swapped_actions, swapped_parameters = build_and_sample(["b", "a"], 1)
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(actions[name], swapped_actions[name])
+        assert all(torch.equal(p, q) for p, q in zip(parameters[name], swapped_parameters[name]))
+    assert not np.array_equal(actions["a"], actions["b"])  # distinct seeds, distinct noise
+
+
+@given(st.integers(1, 4), st.integers(2, 7), st.floats(0.5, 1.0), st.floats(0.0, 1.0))
+def test_row_gae_matches_rllib_column_by_column(rows, length, gamma, lambda_):
+    generator = np.random.default_rng(rows * 100 + length)
+    # Two episodes (one terminated, one truncated), each followed by RLlib's bootstrap step.
+    terminateds = np.array([0] * (length - 1) + [1, 0] + [0] * (length - 1) + [0, 0], dtype=bool)
+    truncateds = np.array([0] * (length - 1) + [0, 0] + [0] * (length - 1) + [1, 0], dtype=bool)
+    values = generator.normal(size=(2 * length + 2, rows))
+    rewards = generator.normal(size=(2 * length + 2, rows))
+    advantages = row_gae(values, rewards, terminateds, truncateds, gamma, lambda_)
+    for column in range(rows):
+        targets = compute_value_targets(values[:, column], rewards[:, column], terminateds.astype(float), truncateds.astype(float), gamma, lambda_)
+        mask = np.ones(2 * length + 2, dtype=bool)
+        mask[[length, 2 * length + 1]] = False  # the bootstrap steps are masked out of the loss
+        np.testing.assert_allclose((advantages[:, column] + values[:, column])[mask], targets[mask], rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------- real RLlib runs
+def test_tiny_bpg_run_end_to_end(ray_instance):
+    algo = tiny_config(epsilon=0.0, kappa_uniform_mix=0.5).build_algo()
+    try:
+        before = {module: module_weights(algo, module) for module in (POPULATION, NU_BAR, X_STAR)}
+        result = algo.train()
+        algo.train()
+        history = algo.history
+        assert [record["iteration"] for record in history] == [1, 2]
+        for record in history:
+            assert all(math.isfinite(record[key]) for key in ("welfare", "revenue", "lambda_sum", "max_gain_normalised"))
+            assert record["lambda_sum"] >= 0 and record["welfare"] > 0
+        assert result["bpg"]["welfare"] == history[0]["welfare"]
+        after = {module: module_weights(algo, module) for module in (POPULATION, NU_BAR, X_STAR)}
+        assert not weights_equal(before[POPULATION], after[POPULATION])
+        assert not weights_equal(before[X_STAR], after[X_STAR])
+        # nu-bar trains exactly when some lambda was positive (Appendix C.2.1 otherwise).
+        assert weights_equal(before[NU_BAR], after[NU_BAR]) == all(record["lambda_sum"] == 0 for record in history)
+        policy = algo.population_policy()
+        assert policy.act(np.zeros((5, algo.market_env.n_features), dtype=np.float32)).shape == (5,)
+    finally:
+        algo.stop()
+
+
+def _learner_loss_gradients(learner, episodes, coefficients):
+    """Gradients of the learner's population loss and of the L1 reference on one batch."""
+    learner.set_primal_weights(coefficients)
+    batch = learner._learner_connector(rl_module=learner.module, batch={}, episodes=copy.deepcopy(episodes), shared_data={}, metrics=learner.metrics)
+    data = batch[POPULATION]
+    module = learner.module[POPULATION].unwrapped()
+    parameters = list(module.actor.parameters())
+    output = module.forward_train(data)
+    loss = learner.compute_loss_for_module(module_id=POPULATION, config=learner.config.get_config_for_module(POPULATION), batch=data, fwd_out=output)
+    gradients = torch.autograd.grad(loss, parameters)
+    # Reference: the cooperative policy gradient, sum over acting rows of A x log pi, on the
+    # cooperative timesteps only (at the sampling parameters PPO's surrogate has this gradient).
+    observations = data[Columns.OBS]
+    roles = observations[..., module.n_features]
+    cooperative = ~(roles >= 2).any(dim=-1) & data[Columns.LOSS_MASK].bool()
+    acting = (roles == 1) & cooperative[:, None]
+    log_probs = row_log_probs(module.forward_train(data)[Columns.ACTION_DIST_INPUTS], data[Columns.ACTIONS])
+    reference = -(data[Postprocessing.ADVANTAGES] * log_probs * acting).sum() / (cooperative.sum() * roles.shape[-1])
+    return gradients, torch.autograd.grad(reference, parameters)
+
+
+def test_lambda_zero_primal_gradient_is_the_cooperative_gradient(ray_instance):
+    algo = tiny_config(epsilon=0.0).build_algo()
+    try:
+        algo.train()  # sets the signal unit and trains a little, so advantages are not trivial
+        n = algo.n_advertisers
+        slack = dual_update(np.ones(n), np.zeros(n), epsilon=0.5)
+        weights = primal_weights(slack, "bpg", algo.xi)
+        assert weights.episode_kinds == ("cooperative",)
+        episodes = []
+        for kind in ("cooperative", "deviation", "weighted"):
+            episodes += algo._sample(kind, 2, seed=5 + len(episodes), team_weights=weights.team_weights, sampling=slack.sampling)
+        coefficients = {"deviation": weights.deviation, "weighted": weights.weighted, "nu_bar": weights.nu_bar}
+
+        def gradients(learner):
+            return [[g.numpy() for g in pair] for pair in _learner_loss_gradients(learner, episodes, coefficients)]
+
+        (call,) = algo.learner_group.foreach_learner(gradients)
+        loss_gradients, reference_gradients = call.result_or_error.get()
+        assert any(np.abs(g).max() > 0 for g in reference_gradients)
+        for got, expected in zip(loss_gradients, reference_gradients):
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
+    finally:
+        algo.stop()
+
+
+def _train(config: BPGConfig, iterations: int):
+    algo = config.build_algo()
+    try:
+        for _ in range(iterations):
+            algo.train()
+        return algo.history, algo.population_policy()
+    finally:
+        algo.stop()
+
+
+def test_two_advertisers_bpg_between_cooperative_and_nash(ray_instance):
+    market = market_spec(2, impressions_per_episode=3_000, n_ticks=8)
+
+    def config(objective, epsilon):
+        return (
+            BPGConfig()
+            .bpg(market=market, objective=objective, epsilon=epsilon, seed=2, episodes_per_kind=3, xstar_episodes=3, xstar_updates=2, nu_minibatch_size=16)
+            .training(num_epochs=3, minibatch_size=16, lr=1e-3)
+        )
+
+    iterations = 5
+    cooperative_history, cooperative = _train(config("cooperative", 0.0), iterations)
+    loose_history, _ = _train(config("bpg", 10.0), iterations)
+    # With epsilon this large every lambda is 0, so BPG is the cooperative algorithm (C.2.1).
+    assert all(record["lambda_sum"] == 0 for record in loose_history)
+    assert math.isclose(loose_history[-1]["welfare"], cooperative_history[-1]["welfare"], rel_tol=0.02)
+    strict_history, strict = _train(config("bpg", 0.0), iterations)
+    assert any(record["lambda_sum"] > 0 for record in strict_history)
+    measure = ExploitabilityConfig(eval_seeds=(50, 51, 52), fit_seeds=(60, 61), estimators=(GridBestResponse(),), oracle=False, backend="serial", progress=False)
+    cooperative_report = evaluate_exploitability(cooperative, market, config=measure)
+    strict_report = evaluate_exploitability(strict, market, config=measure)
+    cooperative_gain = cooperative_report.max_exploitability("lower").estimate
+    strict_gain = strict_report.max_exploitability("lower").estimate
+    # Measured exploitability of the epsilon = 0 population is no higher than the cooperative
+    # one's (up to the measurement's own noise, 0.01 of social welfare).
+    assert strict_gain <= cooperative_gain + 0.01, (strict_gain, cooperative_gain)
+
+
+def test_checkpoint_resume_reproduces_the_next_iteration(ray_instance, tmp_path):
+    config = tiny_config(epsilon=0.0, kappa_uniform_mix=0.5)
+    algo = config.build_algo()
+    try:
+        algo.train()
+        checkpoint = algo.save_to_path(str(tmp_path / "checkpoint"))
+        algo.train()
+        expected_history = copy.deepcopy(algo.history)
+        expected = {module: module_weights(algo, module) for module in (POPULATION, NU_BAR, X_STAR)}
+    finally:
+        algo.stop()
+    restored = BPG.from_checkpoint(checkpoint)
+    try:
+        assert len(restored.history) == 1
+        restored.train()
+        for got, want in zip(restored.history, expected_history):
+            assert {k: v for k, v in got.items() if k != "time_s"} == {k: v for k, v in want.items() if k != "time_s"}
+        for module in (POPULATION, NU_BAR, X_STAR):
+            assert weights_equal(module_weights(restored, module), expected[module]), module
+    finally:
+        restored.stop()
