@@ -33,6 +33,7 @@ from experiments.plots import add_plot_command
 EXPERIMENTS = {
     "bandits": "EXP3 / Batch EXP3 / EXP3-IX: regret, bid heatmaps, snowballing (experiments.bandits)",
     "equilibrium": "exploitability of baseline populations from 10 to 10,000 advertisers (experiments.equilibrium)",
+    "bpg": "BPG Nash-constrained population policy with RLlib: Tables 1 and 3, curves, ablation (experiments.bpg)",
     "pemorl": "PE-MORL vs MLP models and vs BC/IQL/CQL/DT bidders, pessimism ablation (experiments.pemorl)",
 }
 
