@@ -190,6 +190,6 @@ def train_act(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(act.parameters(), 1.0)
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     act.eval()
     return losses

@@ -309,10 +309,12 @@ class Backbone(nn.Module):
             start = ids.shape[1] - len(sequence) + len(prompt)
             labels[row, start:] = ids[row, start:]
         hidden, _ = self.transform(self.embed(ids), mask, positions_from_mask(mask))
-        logits = self.logits(hidden[:, :-1])
-        token_loss = F.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none")
-        counted = (labels[:, 1:] != -100).float()
-        return ((token_loss * counted).sum(1) / counted.sum(1).clamp(min=1)).mean()
+        # Logits only where a target token is predicted (the prompt needs none): with a large
+        # vocabulary the output layer dominates the cost otherwise.
+        predicting = labels[:, 1:] != -100
+        token_loss = F.cross_entropy(self.logits(hidden[:, :-1][predicting]), labels[:, 1:][predicting], reduction="none")
+        per_sequence = torch.zeros(len(sequences), device=self.device).index_add_(0, predicting.nonzero()[:, 0], token_loss)
+        return (per_sequence / predicting.sum(1).clamp(min=1)).mean()
 
     @torch.no_grad()
     def generate(

@@ -188,7 +188,7 @@ def vocabulary_texts() -> list[str]:
     texts = []
     for spend, conversions in ((0.0, 0), (10.0, 0), (100.0, 1), (10.0, 5)):
         for budget_left_share in (0.1, 0.5, 0.9):
-            status = BiddingStatus(5, 10, 100.0, 10.0, spend, conversions, (kpi,) * (spend > 0))
+            status = BiddingStatus(5, 10, 100.0, 10.0, spend, conversions, (kpi,) * (2 * (spend > 0)))
             status = BiddingStatus(5, 10, spend / (1 - budget_left_share) if spend else 100.0, 10.0, spend, conversions, status.recent)
             cot = teacher_cot(status)
             texts += [build_prompt(status), cot] + [force_direction(cot, d) for d in DIRECTIONS.values()]

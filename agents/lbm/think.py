@@ -92,6 +92,6 @@ class LBMThink:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.backbone.parameters(), 1.0)
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         self.backbone.eval()
         return losses
