@@ -16,6 +16,10 @@ last ``L`` ticks ``{R_{t-L+1}, s_{t-L+1}, a_{t-L+1}, ..., R_t, s_t}`` (``3L - 1`
   direction of the data, ``sign(a_t - a_{t-1})``; a conflicting CoT is discarded and the
   decision is learnt from the numeric part alone.
 
+Actions (inputs and outputs) are unit actions on the log scale of
+:class:`agents.offline.data.ActionScale`, exactly as the DT baseline sees them, so LBM-Act,
+LLM-DT and DT differ only in their inputs and layers (the paper regresses the raw parameter).
+
 Without a CoT the same module is **LLM-DT** (Shi et al. 2024): a decision transformer whose
 layers come from a language model, with the same decision embedding. We add DT's learned
 timestep embedding to the numeric items (the paper does not say whether LBM keeps it).
@@ -33,6 +37,7 @@ from tqdm.auto import tqdm
 
 from agents.lbm.backbones import Backbone, left_pad, positions_from_mask
 from agents.lbm.data import Trajectories, Window
+from agents.offline.data import ActionScale
 from auctionsim.errors import ConfigError
 
 __all__ = ["ActConfig", "DecisionEmbedding", "LBMAct", "train_act"]
@@ -80,22 +85,21 @@ class ActConfig:
         state_dim: observation features ``D``.
         n_ticks: ticks per episode (size of the timestep embedding).
         context: ``L``, ticks of numeric history (10 in the paper).
-        action_bounds: multipliers are clipped to these when acting.
+        action_scale: multipliers <-> unit actions (log scale, clipped to its bounds).
     """
 
     state_dim: int
     n_ticks: int
     context: int = 10
-    action_bounds: tuple[float, float] = (0.0, 5.0)
+    action_scale: ActionScale = ActionScale()
 
     def __post_init__(self) -> None:
         for name in ("state_dim", "n_ticks", "context"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f"ActConfig.{name} must be a positive integer, got {value!r}")
-        low, high = self.action_bounds
-        if not 0 <= low < high < np.inf:
-            raise ConfigError(f"ActConfig.action_bounds must satisfy 0 <= low < high < inf, got {self.action_bounds}")
+        if not isinstance(self.action_scale, ActionScale):
+            raise ConfigError(f"ActConfig.action_scale must be an ActionScale, got {self.action_scale!r}")
 
 
 class LBMAct(nn.Module):
@@ -128,7 +132,8 @@ class LBMAct(nn.Module):
         device = self.device
         tensor = lambda array: torch.as_tensor(array, device=device)  # noqa: E731
         states = (tensor(window.states) - self.state_mean) / self.state_std
-        numeric = self.decision_embedding(tensor(window.returns_to_go), states, tensor(window.actions), tensor(window.timesteps))
+        actions = torch.where(tensor(window.mask), self.config.action_scale.to_unit(tensor(window.actions)), 0.0)
+        numeric = self.decision_embedding(tensor(window.returns_to_go), states, actions, tensor(window.timesteps))
         numeric_mask = tensor(window.mask).long().repeat_interleave(3, dim=1)[:, :-1]
         if max((len(c) for c in cot_ids), default=0) == 0:
             return numeric, numeric_mask
@@ -136,18 +141,17 @@ class LBMAct(nn.Module):
         return torch.cat([self.backbone.embed(ids), numeric], dim=1), torch.cat([cot_mask, numeric_mask], dim=1)
 
     def forward(self, cot_ids: Sequence[Sequence[int]], window: Window) -> torch.Tensor:
-        """``(B,)`` predicted multipliers (unclipped) for ``B`` decisions."""
+        """``(B,)`` predicted unit actions (unclipped) for ``B`` decisions."""
         embeds, mask = self.fuse(cot_ids, window)
         hidden, _ = self.backbone.transform(embeds, mask, positions_from_mask(mask))
         return self.head(hidden[:, -1]).squeeze(-1)
 
     @torch.no_grad()
     def act(self, cot_ids: Sequence[Sequence[int]], window: Window) -> np.ndarray:
-        """``(B,)`` multipliers, clipped to the action bounds."""
+        """``(B,)`` bid multipliers (within the action scale's bounds)."""
         was_training = self.training
         self.eval()
-        low, high = self.config.action_bounds
-        multipliers = self(cot_ids, window).clamp(low, high).cpu().numpy().astype(np.float64)
+        multipliers = self.config.action_scale.to_multiplier(self(cot_ids, window)).cpu().numpy().astype(np.float64)
         self.train(was_training)
         return multipliers
 
@@ -165,7 +169,8 @@ def train_act(
     progress: bool = True,
     description: str = "LBM-Act",
 ) -> list[float]:
-    """Language-guided decision training (Eq. 5) on the decisions ``(rows, ticks)``.
+    """Language-guided decision training (Eq. 5, squared error in unit actions) on the
+    decisions ``(rows, ticks)``.
 
     Args:
         cot_ids: per decision, the accepted CoT's token ids (empty where the CoT conflicted
@@ -178,7 +183,8 @@ def train_act(
         raise ConfigError(f"need one CoT per decision, got {len(cot_ids)} for {len(rows)} decisions")
     generator = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(act.parameters(), lr=learning_rate, weight_decay=1e-4)
-    targets_all = torch.as_tensor(trajectories.actions[rows, ticks], dtype=torch.float32, device=act.device)
+    multipliers = torch.as_tensor(trajectories.actions[rows, ticks], dtype=torch.float32, device=act.device)
+    targets_all = act.config.action_scale.to_unit(multipliers)
     act.train()
     losses = []
     for _ in tqdm(range(steps), desc=description, disable=not progress, unit="step"):

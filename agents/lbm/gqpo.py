@@ -26,7 +26,7 @@ from agents.lbm.data import Trajectories
 from agents.lbm.think import LBMThink
 from auctionsim.errors import ConfigError
 
-__all__ = ["Critic", "GQPOResult", "relative_q", "select_best", "gqpo"]
+__all__ = ["Critic", "GQPOResult", "OfflineCritic", "relative_q", "select_best", "gqpo"]
 
 
 @runtime_checkable
@@ -137,3 +137,23 @@ def gqpo(
         )
     return GQPOResult(relative_q=values, selected=selected, cots=cots, losses=losses)
 
+
+
+class OfflineCritic:
+    """:class:`Critic` over an :mod:`agents.offline` IQL critic (Eqs. 8-9, Table 9): its ``q``
+    takes ``(B, D)`` observation tensors and unit actions ``(B, 1)``; ``action_scale`` maps
+    multipliers to unit actions (the log scale of :class:`agents.offline.data.ActionScale`).
+    Needs an MLP critic (``context_length = 1``): GQPO scores single decisions."""
+
+    def __init__(self, critic, action_scale) -> None:
+        if getattr(getattr(critic, "config", None), "context_length", 1) != 1:
+            raise ConfigError("OfflineCritic needs an IQL critic with context_length = 1")
+        self.critic = critic
+        self.action_scale = action_scale
+
+    @torch.no_grad()
+    def q_values(self, observations: np.ndarray, multipliers: np.ndarray) -> np.ndarray:
+        device = next(self.critic.parameters()).device
+        states = torch.as_tensor(np.asarray(observations), dtype=torch.float32, device=device)
+        units = self.action_scale.to_unit(torch.as_tensor(np.asarray(multipliers), dtype=torch.float32, device=device))
+        return self.critic.q(states, units[:, None]).cpu().numpy().astype(np.float64)
