@@ -12,10 +12,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.lbm import ActConfig, DecisionEmbedding, LBMAct, LBMThink, Trajectories, load_backbone, relative_q, select_best
+from agents.lbm import ActConfig, DecisionEmbedding, LBMAct, LBMThink, Trajectories, load_backbone, relative_q, select_best, train_act
 from agents.lbm.backbones import WordTokenizer, left_pad, positions_from_mask, smollm2_gguf_path
 from agents.lbm.bidder import LBMPolicy
-from agents.lbm.evaluate import FocalCase
+from agents.lbm.evaluate import FocalCase, evaluate_focal
+from agents.lbm.gqpo import OfflineCritic, gqpo
 from agents.lbm.prompts import (
     BiddingStatus,
     TickKPI,
@@ -27,9 +28,26 @@ from agents.lbm.prompts import (
     teacher_direction,
     vocabulary_texts,
 )
+from agents.datasets import collect_dataset
+from agents.offline.data import OfflineData
+from agents.offline.iql import IQLConfig, train_iql
+from agents.populations import named_population
+from auctionsim import presets
+from auctionsim.envs import AuctionParallelEnv
 from auctionsim.errors import ConfigError
+from auctionsim.market import Market
 
-torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Small models run fastest on one thread, and far faster on a shared, loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 TOKENIZER = WordTokenizer(vocabulary_texts())
 
 statuses = st.builds(
@@ -222,6 +240,70 @@ def test_bidder_validates_its_arguments(tiny):
         FocalCase(0, 0, budget_ratio=float("nan"))
     with pytest.raises(ConfigError, match="context"):
         ActConfig(state_dim=5, n_ticks=48, context=0)
+
+
+# ------------------------------------------------------------------ end to end
+def _parameters(module):
+    return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+def test_tiny_end_to_end_logs_iql_act_gqpo_bidder_in_env():
+    """Logs of a small market -> IQL critic -> LBM-Think warm-up -> LBM-Act (Eq. 5) -> one GQPO
+    round -> the LBM bidder playing focal advertisers of the single-bidder env."""
+    reward = "expected_conversions"
+    scenario = presets.get("auctionnet", impressions_per_episode=20_000, n_ticks=8)
+    market, population = scenario.market, scenario.population
+    env = AuctionParallelEnv(Market(market, population), reward=reward)
+    dataset = collect_dataset(env, named_population("mixed", population.ids), 2, seed=0, action_noise=0.3, progress=False)
+    data = Trajectories.from_dataset(dataset)
+    rows, ticks = data.decisions()
+    assert len(rows) == dataset.live[:, :8].sum() > 0
+
+    offline = OfflineData(dataset, reward=reward, device="cpu")
+    critic = OfflineCritic(train_iql(offline, IQLConfig(steps=60, hidden_dim=64, seed=0)).critic, offline.action_scale)
+
+    rng = np.random.default_rng(0)
+    sample = rng.choice(len(rows), size=96, replace=False)
+    statuses = [data.status(int(r), int(t)) for r, t in zip(rows[sample], ticks[sample])]
+    think = LBMThink(load_backbone("tiny", device="cpu", seed=0), max_new_tokens=40)
+    think_losses = think.fine_tune(think.prompt_ids(statuses), [teacher_cot(s) for s in statuses], epochs=4, batch_size=32, learning_rate=3e-3, progress=False)
+    assert np.mean(think_losses[-3:]) < 0.8 * np.mean(think_losses[:3])
+
+    # Language-guided decision training on CoTs whose direction agrees with the data.
+    texts = think.think(think.prompt_ids(statuses)).texts
+    accepted = np.array([parse_direction(t) for t in texts], dtype=object) == data.anchor_directions(rows[sample], ticks[sample], 0.02)
+    cot_by_decision = {int(k): texts[i] for i, k in enumerate(sample) if accepted[i]}
+    cot_ids = [think.backbone.tokenizer.encode(" " + cot_by_decision[k]) if k in cot_by_decision else [] for k in range(len(rows))]
+    states = data.states[rows, ticks]
+    act = LBMAct(copy.deepcopy(think.backbone), ActConfig(state_dim=states.shape[1], n_ticks=8, context=3), states.mean(0), states.std(0))
+    act_losses = train_act(act, data, rows, ticks, cot_ids, 40, learning_rate=1e-3, progress=False)
+    assert np.mean(act_losses[-10:]) < np.mean(act_losses[:10])
+
+    # GQPO: the selection follows Eq. (13) and only kept groups train Think.
+    think_gqpo = LBMThink(copy.deepcopy(think.backbone), think.max_new_tokens)
+    before = _parameters(think_gqpo.backbone)
+    late = np.flatnonzero(ticks >= 1)[:12]
+    result = gqpo(think_gqpo, act, critic, data, rows[late], ticks[late], group_size=3, epochs=1.0, batch_size=8, seed=0, progress=False)
+    assert result.relative_q.shape == (12, 3) and np.isfinite(result.relative_q).all()
+    assert np.array_equal(result.selected, select_best(result.relative_q))
+    assert all(len(group) == 3 for group in result.cots)
+    assert (len(result.losses) > 0) == (result.selected >= 0).any()
+    assert (not torch.equal(before, _parameters(think_gqpo.backbone))) == (result.selected >= 0).any()
+
+    # The bidder in the env: LBM and LLM-DT, two focal advertisers, two budget ratios.
+    cases = [FocalCase(int(a), 5, ratio) for a in population.ids[:2] for ratio in (0.5, 1.0)]
+    others = lambda: named_population("mixed", population.ids)  # noqa: E731
+    target = float(np.quantile(data.returns_to_go[:, 0], 0.9))
+    policy = LBMPolicy(act, think_gqpo, target, reward, instruction=1)  # Table 4: forced increase
+    results = evaluate_focal(policy, market, population, others, cases, reward, progress=False)
+    assert len(policy.cots) == len(cases) and all(parse_direction(cot) == 1 for cot in policy.cots)
+    played = results.multipliers[results.multipliers > 0]
+    scale = act.config.action_scale
+    assert played.size > 0 and ((played >= scale.low - 1e-6) & (played <= scale.high + 1e-6)).all()
+    assert (results.spend <= results.budget * (1 + 1e-9)).all() and (results.conversions >= 0).all()
+    assert results.budget[0] == pytest.approx(0.5 * results.budget[1])
+    llm_dt = evaluate_focal(LBMPolicy(act, None, 1.0, reward), market, population, others, cases[:1], reward, progress=False)
+    assert np.isfinite(llm_dt.multipliers).all()
 
 
 # ------------------------------------------------------------------ smollm2
