@@ -96,8 +96,8 @@ class Args:
     """* teacher (prompt, CoT) pairs for LBM-Think pre-training / warm-up"""
     think_epochs: float = 3.0
     """* epochs over them"""
-    think_learning_rate: float = 1e-3
-    """LBM-Think pre-training step size (use ~5e-5 for pretrained backbones)"""
+    think_learning_rate: float = 2e-3
+    """LBM-Think pre-training step size (tiny from scratch; use ~5e-5 for pretrained backbones)"""
     act_steps: int = 1500
     """* gradient steps of LBM-Act and of LLM-DT (batch 64)"""
     act_learning_rate: float = 3e-4
@@ -128,12 +128,15 @@ class Args:
     """initial return-to-go = this quantile of the logged returns (DT and LBM)"""
     seed: int = 0
     """base seed (logs, training, evaluation)"""
+    torch_threads: int = 0
+    """* torch CPU threads (0: torch's default). Small models run fastest on 1, and a loaded
+    machine slows multi-threaded torch down many times (measured here: 10x)"""
     plot_only: bool = False
     """redraw tables and plots from saved results"""
     quick_overrides: dict = field(default_factory=lambda: dict(
-        impressions_per_episode=100_000, train_episodes=6, training_seeds=1, context=5, think_samples=2400,
+        impressions_per_episode=50_000, train_episodes=6, training_seeds=1, context=5, think_samples=2400,
         think_epochs=2.0, act_steps=250, act_cot_decisions=2500, gqpo_decisions=300, gqpo_epochs=2.0,
-        iql_steps=3000, dt_steps=600, eval_advertisers=6, eval_seeds=2,
+        iql_steps=2000, dt_steps=600, eval_advertisers=4, eval_seeds=2, torch_threads=1,
     ), repr=False)
     """(the sizes ``--quick`` uses)"""
 
@@ -146,6 +149,8 @@ class Args:
         unknown = set(self.variants) - {"dense", "sparse"}
         if unknown:
             raise ValueError(f"variants must be dense and/or sparse, got {sorted(unknown)}")
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
         if min(self.budget_ratios) <= 0 or 1.0 not in self.budget_ratios:
             raise ValueError(f"budget_ratios must be > 0 and include 1.0, got {self.budget_ratios}")
 
@@ -194,6 +199,8 @@ def run(args: Args) -> dict:
     output = pathlib.Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     auctionsim.warm_up()
     seed_everything(args.seed)
 
