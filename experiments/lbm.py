@@ -386,6 +386,9 @@ def summarise(output_dir: str) -> dict:
             cells = {key: _mean_std(runs, variant, method, key) for key in keys}
             summary["table2"].setdefault(variant, {})[method] = cells
             lines.append(f"| {method} | " + " | ".join(f"{m:.3f} +- {s:.3f}" if key != "conversions" else f"{m:.2f} +- {s:.2f}" for key, (m, s) in cells.items()) + " |")
+        ours = sorted(METHODS, key=lambda method: summary["table2"][variant][method]["score"][0])
+        summary.setdefault("ordering", {})[variant] = ours
+        lines += ["", f"Ordering by score (paper, Tables 1-2: {' < '.join(METHODS)}); ours: {' < '.join(ours)}"]
         ratios = sorted({r["budget_ratio"] for r in variant_runs[0]["evaluations"]["DT"]})
         lines += ["", "Table 5 (conversions by budget ratio)", "", "| method | " + " | ".join(f"{r:g}" for r in ratios) + " |", "|---|" + "---|" * len(ratios)]
         for method in METHODS:
