@@ -29,7 +29,7 @@ import numpy as np
 
 from auctionsim import kernel
 from auctionsim.config import MarketConfig, Population
-from auctionsim.errors import ActionError, ActionTypeError, ConfigError, EpisodeOverError, describe
+from auctionsim.errors import ActionError, ActionTypeError, ConfigError, EpisodeOverError, as_numeric_array, describe
 from auctionsim.metrics import EpisodeMetrics
 from auctionsim.traffic import EpisodeTraffic, ExplicitTraffic, generate_episode_traffic
 
@@ -137,17 +137,6 @@ class TickValues:
 
 def _safe_mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-
-
-def _as_numeric_array(name: str, values: object) -> np.ndarray:
-    """``values`` as a float64 array, rejecting non-numeric input with a ``TypeError``."""
-    try:
-        array = np.asarray(values)
-    except (TypeError, ValueError):
-        raise ActionTypeError(f"{name} must be an array of numbers, got {describe(values)}") from None
-    if array.dtype.kind not in "iuf":
-        raise ActionTypeError(f"{name} must be an array of numbers, got dtype {array.dtype} ({describe(values)})")
-    return array.astype(np.float64)
 
 
 class Market:
@@ -340,7 +329,7 @@ class Market:
     # ------------------------------------------------------------------ validation
     def validate_multipliers(self, multipliers: object) -> np.ndarray:
         """Check bid multipliers: ``(N,)``, numeric, finite, ``>= 0``. Returns a float64 copy."""
-        array = _as_numeric_array("multipliers", multipliers)
+        array = as_numeric_array("multipliers", multipliers)
         if array.shape != (self.n_advertisers,):
             raise ActionError(f"multipliers must have shape ({self.n_advertisers},), got {array.shape}")
         bad = ~np.isfinite(array) | (array < 0)
@@ -363,7 +352,7 @@ class Market:
                 position = int(self._population.positions_of([advertiser_id])[0])
             except ConfigError:
                 raise ActionError(f"impression_bids names unknown advertiser id {describe(advertiser_id)}") from None
-            array = _as_numeric_array(f"impression_bids[{advertiser_id}]", bids)
+            array = as_numeric_array(f"impression_bids[{advertiser_id}]", bids)
             if array.shape != (n_impressions,):
                 raise ActionError(
                     f"impression_bids[{advertiser_id}] must have shape ({n_impressions},) (this tick's "

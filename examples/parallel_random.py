@@ -28,7 +28,7 @@ def dict_api(seed: int = 0) -> None:
 
 def array_api(seed: int = 0) -> None:
     env = AuctionParallelEnv("large-1k", impressions_per_episode=200_000)
-    observations = env.reset_arrays(seed)
+    env.reset_arrays(seed)
     generator = np.random.default_rng(seed)
     total = np.zeros(env.max_num_agents)
     while not env.market.done:

@@ -17,7 +17,6 @@ import pathlib
 import sys
 import time
 
-import numpy as np
 
 import auctionsim
 from agents.datasets import collect_dataset

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from auctionsim import ConfigError, Market, MarketConfig, Population
+from auctionsim import ConfigError
 from auctionsim.config import Mechanism
 from auctionsim.envs import AuctionParallelEnv, FixedMultipliers, SingleBidderEnv, play_episode
 from agents import BidderPolicy, CPAPacing, FunctionPolicy, MixedPopulation, OnlineLP, PIDPacing, TorchPolicy

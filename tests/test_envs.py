@@ -10,7 +10,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from pettingzoo.test import parallel_api_test
 
-from auctionsim import ActionError, ActionTypeError, ConfigError, Market, presets
+from auctionsim import ActionError, ActionTypeError, ConfigError, Market
 from auctionsim.envs import (
     ENV_IDS,
     FEATURE_NAMES,

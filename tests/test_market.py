@@ -14,7 +14,6 @@ from auctionsim import (
     EpisodeOverError,
     Market,
     MarketConfig,
-    Population,
 )
 from tests.conftest import small_config, small_population
 

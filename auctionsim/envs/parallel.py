@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from auctionsim.errors import ActionError, ActionTypeError, ConfigError, describe
+from auctionsim.errors import ActionError, ActionTypeError, ConfigError, as_numeric_array, as_single_number, describe
 from auctionsim.envs.observations import ObservationBuilder, RewardTracker
 from auctionsim.market import Market, TickResult, TickValues
 
@@ -187,13 +187,7 @@ class AuctionParallelEnv(ParallelEnv):
         """Check an ``(N,)`` multiplier array: numbers, finite and within the action bounds for
         live advertisers (entries of finished advertisers are ignored). Returns a float64 copy
         with finished advertisers' entries set to 0."""
-        try:
-            array = np.asarray(multipliers)
-        except (TypeError, ValueError):
-            raise ActionTypeError(f"multipliers must be an array of numbers, got {describe(multipliers)}") from None
-        if array.dtype.kind not in "iuf":
-            raise ActionTypeError(f"multipliers must be an array of numbers, got dtype {array.dtype}")
-        array = array.astype(np.float64)
+        array = as_numeric_array("multipliers", multipliers)
         if array.shape != self._live.shape:
             raise ActionError(f"multipliers must have shape {self._live.shape}, got {array.shape}")
         low, high = self.multiplier_bounds
@@ -257,13 +251,7 @@ class AuctionParallelEnv(ParallelEnv):
             raise ActionError(f"missing actions for {len(missing)} live agents, e.g. {missing[0]}")
         multipliers = np.zeros(len(self.possible_agents))
         for name, action in actions.items():
-            try:
-                value = np.asarray(action, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise ActionTypeError(f"action of {name} must be a number, got {describe(action)}") from None
-            if value.size != 1:
-                raise ActionError(f"action of {name} must be one multiplier (shape (1,)), got shape {value.shape}")
-            multipliers[self._row_of[name]] = value.reshape(())
+            multipliers[self._row_of[name]] = as_single_number(f"action of {name}", action)
         acting = [self._row_of[name] for name in self.agents]
         step = self.step_arrays(multipliers)
         names = self.possible_agents

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from auctionsim.errors import ActionError, ConfigError, describe
+from auctionsim.errors import ActionError, ConfigError, as_single_number, describe
 from auctionsim.envs.parallel import AuctionParallelEnv
 from auctionsim.envs.policy import FixedMultipliers, PolicyContext, PopulationPolicy, TickFeedback
 from auctionsim.market import Market
@@ -140,13 +140,7 @@ class SingleBidderEnv(gym.Env):
             if not 0 <= index < self.bid_grid.size:
                 raise ActionError(f"action must be an integer in [0, {self.bid_grid.size}), got {index}")
             return float(self.bid_grid[index])
-        try:
-            value = np.asarray(action, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ActionError(f"action must be a multiplier, got {describe(action)}") from None
-        if value.size != 1:
-            raise ActionError(f"action must be one multiplier (shape (1,)), got shape {value.shape}")
-        return float(value.reshape(()))
+        return as_single_number("action", action)
 
     def step(self, action: object):
         if not self.core.live[self.focal_row]:
