@@ -27,6 +27,15 @@ the tiny backbone at reduced sizes (one training seed; the +- is then over evalu
 the pretrained SmolLM2-135M (see docs in agents.lbm.backbones). GPU when present.
 
 Run: ``python -m experiments.lbm --quick`` (plots: ``python -m experiments.lbm --plot-only``).
+
+Measured on the shared 2-core machine at load ~10 (timings inflated several times; see the
+LBM report for the numbers). ``--quick``, dense market: DT 31.8 +- 1.1 and LLM-DT 32.1 +- 1.1
+score, while LBM(P) 0.2 and LBM(GQPO) 2.2 collapse (they bid almost nothing): at quick sizes
+only ~19% of 2,500 CoT decisions survive the direction filter, i.e. ~4% of the training
+decisions carry a CoT, yet every decision carries one at test time. The paper's ordering is not
+reproduced at these sizes. smollm2 (Think 6 layers, Act 2 layers, sparse, tiny sizes): Think
+pre-training ~150 s per step of 32 prompts, LLM-DT/LBM-Act ~5 s per step, LBM evaluation
+~17-19 s per tick for 2 focal cases; that run was stopped during evaluation.
 """
 
 from __future__ import annotations
