@@ -13,6 +13,7 @@ from auctionsim.envs.observations import feature_names
 
 BANDIT_OFFSET = 0.6  # the behaviour policy bids exp(0.6) ~ 1.8x the optimal multiplier on average
 BANDIT_NOISE = 0.5  # log-normal exploration noise of the behaviour policy
+BANDIT_STATES = 16  # distinct contexts
 
 
 def optimal_log_multiplier(observations: np.ndarray) -> np.ndarray:
@@ -21,12 +22,17 @@ def optimal_log_multiplier(observations: np.ndarray) -> np.ndarray:
 
 
 def bandit_dataset(episodes: int = 64, advertisers: int = 32, seed: int = 0) -> OfflineDataset:
-    """One-tick episodes; the reward ("value") is ``exp(-(log m - log m*)^2 / 0.5)`` (1 at the
+    """One-tick episodes of a contextual bandit; the reward ("value") is ``exp(-(log m - log m*)^2 / 0.5)`` (1 at the
     optimum); budgets equal CPA targets so the scaled reward equals the raw one."""
     generator = np.random.default_rng(seed)
     names = feature_names(6)
     shape = (episodes, 1, advertisers)
-    observations = generator.uniform(0.0, 1.0, (episodes, 2, advertisers, len(names))).astype(np.float32)
+    # The context is the first feature on a grid of BANDIT_STATES values (the rest constant), so
+    # every state is logged with many actions. With unique continuous states (e.g. noise in the
+    # other features) IQL's V(s) can memorise Q(s, a) of the one logged action, which makes every
+    # advantage ~0 and IQL collapse to behaviour cloning.
+    observations = np.zeros((episodes, 2, advertisers, len(names)), dtype=np.float32)
+    observations[..., 0] = generator.integers(0, BANDIT_STATES, (episodes, 2, advertisers)) / (BANDIT_STATES - 1)
     best = optimal_log_multiplier(observations[:, :1])
     log_multiplier = best + BANDIT_OFFSET + BANDIT_NOISE * generator.standard_normal(shape)
     reward = np.exp(-((log_multiplier - best) ** 2) / 0.5)

@@ -35,6 +35,10 @@ from tests.offline_helpers import BANDIT_OFFSET, bandit_dataset, bandit_log_erro
 
 SMALL_NET = dict(hidden_dim=64, hidden_layers=2)
 
+# Small networks train several times faster on one thread than on two on a loaded machine
+# (OpenMP threads spin-waiting for each other); the determinism tests do not depend on it.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="module")
 def bandit():
@@ -192,10 +196,11 @@ def test_bc_recovers_the_behaviour_policy(bandit):
 
 def test_iql_improves_on_the_behaviour_policy(bandit):
     """The expectile value and advantage weights pull the policy from the behaviour's biased
-    actions towards the best logged ones."""
+    actions towards the best logged ones. With exact Q and V, the advantage-weighted mean of the
+    logged offsets ``d ~ N(0.6, 0.5^2)`` under ``exp(10 (Q - V))`` is ~0.06 (behaviour: 0.6)."""
     dataset, data = bandit
     result = train_iql(data, IQLConfig(steps=1500, batch_size=128, learning_rate=1e-3, expectile=0.9, temperature=10.0, **SMALL_NET))
-    assert bandit_log_error(result.bidder, dataset) < 0.6 * BANDIT_OFFSET
+    assert bandit_log_error(result.bidder, dataset) < 0.3 * BANDIT_OFFSET
     # V is the upper expectile of Q over logged actions: above the mean reward of the data.
     mean_reward = data.rewards[data.valid].mean().item()
     values = result.critic.v(data.flat_observations()).detach()
@@ -203,8 +208,11 @@ def test_iql_improves_on_the_behaviour_policy(bandit):
 
 
 def test_cql_improves_on_the_behaviour_policy(bandit):
+    """A moderate conservative weight: the bandit's returns are at most 1 (one tick), so
+    ``alpha = 1`` already ties the policy to the behaviour's actions (offset ~0.37 of 0.6)."""
     dataset, data = bandit
-    bidder = train_cql(data, CQLConfig(steps=800, batch_size=128, n_actions=4, critic_learning_rate=1e-3, actor_learning_rate=1e-3, **SMALL_NET))
+    config = CQLConfig(steps=800, batch_size=128, n_actions=4, critic_learning_rate=1e-3, actor_learning_rate=1e-3, conservative_weight=0.3, **SMALL_NET)
+    bidder = train_cql(data, config)
     assert bandit_log_error(bidder, dataset) < 0.6 * BANDIT_OFFSET
 
 

@@ -1,0 +1,227 @@
+"""PE-MORL: the permutation-equivariant environment model, the uncertainty penalty, branched
+rollouts and the end-to-end bidder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agents.evaluation import play_focal_episode
+from agents.offline import IQLConfig, OfflineData, load_bidder
+from agents.offline.bc import BCConfig, train_bc
+from agents.pemorl import (
+    GlobalTransitions,
+    ModelConfig,
+    ModelEnsemble,
+    ModelTrainingConfig,
+    PEMORLConfig,
+    PEModel,
+    MLPModel,
+    branched_rollouts,
+    prediction_error,
+    train_ensemble,
+    train_pemorl,
+    uncertainty_penalty,
+)
+from agents.pemorl.data import DYNAMIC_FEATURES
+from auctionsim.envs import SingleBidderEnv
+from auctionsim.errors import ConfigError
+from tests.offline_helpers import behaviour_mix, tiny_logs, tiny_market_env
+
+torch.set_num_threads(1)  # see tests/test_offline.py
+
+DIMENSION = 24
+TINY_MODEL = dict(observation_dim=DIMENSION, hidden_dim=16, layers=2, heads=2)
+
+
+@pytest.fixture(scope="module")
+def logs():
+    return tiny_logs(episodes=2)
+
+
+@pytest.fixture(scope="module")
+def transitions(logs):
+    return GlobalTransitions(logs, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def ensemble(transitions):
+    config = ModelConfig(kind="pe", observation_dim=transitions.observation_dim, hidden_dim=32, layers=1, heads=2)
+    return train_ensemble(transitions, config, ModelTrainingConfig(steps=40, batch_size=8, members=3))
+
+
+def _random_inputs(size: int, seed: int, batch: int = 2):
+    generator = torch.Generator().manual_seed(seed)
+    states = torch.rand(batch, size, DIMENSION, generator=generator)
+    actions = 2 * torch.rand(batch, size, generator=generator) - 1
+    live = torch.rand(batch, size, generator=generator) < 0.8
+    return states, actions * live, live
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 40), st.integers(0, 10_000))
+def test_pe_model_is_permutation_equivariant_at_any_set_size(size, seed):
+    torch.manual_seed(seed % 7)
+    model = PEModel(ModelConfig(kind="pe", **TINY_MODEL)).eval()
+    states, actions, live = _random_inputs(size, seed)
+    permutation = torch.randperm(size, generator=torch.Generator().manual_seed(seed + 1))
+    with torch.no_grad():
+        mean, log_variance = model(states, actions, live)
+        permuted_mean, permuted_log_variance = model(states[:, permutation], actions[:, permutation], live[:, permutation])
+    assert mean.shape == (2, size, DYNAMIC_FEATURES + 1)
+    torch.testing.assert_close(permuted_mean, mean[:, permutation], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(permuted_log_variance, log_variance[:, permutation], atol=1e-5, rtol=1e-5)
+
+
+def test_dead_advertisers_do_not_influence_the_live_ones():
+    torch.manual_seed(0)
+    model = PEModel(ModelConfig(kind="pe", **TINY_MODEL)).eval()
+    states, actions, live = _random_inputs(10, seed=3)
+    live[:, :3] = False
+    changed = states.clone()
+    changed[:, :3] = torch.rand(2, 3, DIMENSION)
+    with torch.no_grad():
+        torch.testing.assert_close(model(changed, actions, live)[0][live], model(states, actions, live)[0][live])
+
+
+def test_mlp_model_is_not_equivariant_and_takes_larger_sets_in_chunks():
+    """The comparison model depends on the order (so the equivariance test above can fail)."""
+    torch.manual_seed(0)
+    model = MLPModel(ModelConfig(kind="mlp", n_advertisers=6, **TINY_MODEL)).eval()
+    states, actions, live = _random_inputs(6, seed=1)
+    live[:] = True
+    permutation = torch.tensor([1, 0, 2, 3, 4, 5])
+    with torch.no_grad():
+        mean = model(states, actions, live)[0]
+        permuted = model(states[:, permutation], actions[:, permutation], live[:, permutation])[0]
+        assert not torch.allclose(permuted, mean[:, permutation], atol=1e-3)
+        larger = model(*_random_inputs(14, seed=2))[0]
+    assert larger.shape == (2, 14, DYNAMIC_FEATURES + 1)
+
+
+def test_trained_model_predicts_better_than_the_mean(transitions, ensemble):
+    """Standardised MSE 1.0 is predicting the training mean; the ensemble mean does better."""
+    error = prediction_error(ensemble, transitions.all_ticks())
+    assert error["mse"] < 0.95 and np.isfinite(error["nll"])
+
+
+# ----------------------------------------------------------------------------- uncertainty
+
+
+@given(st.integers(2, 6), st.integers(1, 20), st.floats(0.01, 100.0), st.integers(0, 1000))
+def test_penalty_is_zero_when_members_agree_and_grows_with_disagreement(members, features, scale, seed):
+    generator = torch.Generator().manual_seed(seed)
+    centre = torch.randn(1, 5, features, generator=generator, dtype=torch.float64)
+    assert torch.equal(uncertainty_penalty(centre.expand(members, 5, features)), torch.zeros(5, dtype=torch.float64))
+    spread = torch.randn(members, 5, features, generator=generator, dtype=torch.float64)
+    base = uncertainty_penalty(centre + spread)
+    torch.testing.assert_close(uncertainty_penalty(centre + scale * spread), scale * base)
+    assert (uncertainty_penalty(centre + (1 + scale) * spread) >= base).all()
+
+
+def test_rollout_penalty_is_zero_on_an_ensemble_of_identical_members(transitions, ensemble, logs):
+    clone = ModelEnsemble(ensemble.config, 3)
+    for member in clone.members:
+        member.load_state_dict(ensemble.members[0].state_dict())
+    behaviour = train_bc(OfflineData(logs, device="cpu"), BCConfig(steps=5, batch_size=16, hidden_dim=16, stochastic=True)).actor
+    policy = lambda observations: torch.zeros(len(observations), 1)  # noqa: E731
+    agreeing = branched_rollouts(clone.eval(), transitions, policy, behaviour, 16, 3, 5.0, torch.Generator().manual_seed(0))
+    assert torch.equal(agreeing.penalties, torch.zeros_like(agreeing.penalties))
+    disagreeing = branched_rollouts(ensemble, transitions, policy, behaviour, 16, 3, 5.0, torch.Generator().manual_seed(0))
+    assert (disagreeing.penalties > 0).all()
+    torch.testing.assert_close(disagreeing.transitions.rewards, disagreeing.raw_rewards - disagreeing.penalties)
+    assert len(disagreeing.raw_rewards) <= 16 * 3
+    # The advertiser's own constants (budget, CPA target, category) are carried over unchanged.
+    observed = disagreeing.transitions
+    torch.testing.assert_close(observed.next_observations[:, DYNAMIC_FEATURES:], observed.observations[:, DYNAMIC_FEATURES:])
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_tiny_end_to_end_run_and_weights_only_checkpoint(logs, transitions, ensemble, tmp_path):
+    """Logs -> model -> penalised Q-learning -> a bidder in the single-bidder env; its weights-only
+    checkpoint reproduces its episode exactly."""
+    config = PEMORLConfig(iql=IQLConfig(steps=40, batch_size=32, hidden_dim=32), rollouts_per_refresh=16, rollout_every=20, behaviour_steps=20)
+    result = train_pemorl(OfflineData(logs, device="cpu"), transitions, ensemble, config)
+    assert [row["step"] for row in result.history] == [0, 20]
+    assert all(np.isfinite(row["q_loss"]) and row["penalty"] > 0 for row in result.history)
+    env = SingleBidderEnv(tiny_market_env().market, population=behaviour_mix(tiny_market_env()), focal=5, reward="score")
+    played = play_focal_episode(env, result.bidder, seed=1)
+    assert played.spend <= played.budget + 1e-9 and played.mean_multiplier > 0
+    path = result.bidder.save(tmp_path / "pemorl.pt")
+    assert torch.load(path, weights_only=True)["config"]["algorithm"] == "pe-morl"
+    assert play_focal_episode(env, load_bidder(path, device="cpu"), seed=1) == played
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "build, field",
+    [
+        (lambda: ModelConfig(kind="gnn"), "kind"),
+        (lambda: ModelConfig(hidden_dim=30, heads=4), "heads"),
+        (lambda: ModelConfig(layers=0), "layers"),
+        (lambda: ModelTrainingConfig(members=0), "members"),
+        (lambda: PEMORLConfig(penalty_coefficient=-1.0), "penalty_coefficient"),
+        (lambda: PEMORLConfig(penalty_coefficient=float("nan")), "penalty_coefficient"),
+        (lambda: PEMORLConfig(iql=IQLConfig(context_length=3)), "context_length"),
+        (lambda: PEMORLConfig(real_fraction=1.5), "real_fraction"),
+        (lambda: PEMORLConfig(horizon=0), "horizon"),
+    ],
+)
+def test_configs_name_the_bad_field(build, field):
+    with pytest.raises(ConfigError, match=field):
+        build()
+
+
+def test_models_and_data_reject_bad_input(transitions, logs):
+    model = PEModel(ModelConfig(kind="pe", **TINY_MODEL))
+    states, actions, live = _random_inputs(4, seed=0)
+    with pytest.raises(ConfigError, match="states"):
+        model(states[..., :5], actions, live)
+    with pytest.raises(ConfigError, match="actions and live"):
+        model(states, actions[:, :3], live)
+    with pytest.raises(ConfigError, match="MLP model needs data of 10"):
+        train_ensemble(transitions, ModelConfig(kind="mlp", observation_dim=DIMENSION, n_advertisers=10), ModelTrainingConfig(steps=1))
+    with pytest.raises(ConfigError, match="OfflineDataset"):
+        GlobalTransitions([])
+    with pytest.raises(ConfigError, match="holdout_fraction"):
+        transitions.split(1.0)
+    with pytest.raises(ConfigError, match=">= 2 members"):
+        uncertainty_penalty(torch.zeros(1, 3, 4))
+
+
+def test_experiment_runs_end_to_end_and_redraws_plots_from_saved_results(tmp_path):
+    from experiments import pemorl
+
+    args = pemorl.parse_args(
+        ["--quick", "--output-dir", str(tmp_path), "--impressions-per-episode", "20000", "--n-ticks", "6", "--train-episodes", "2", "--test-episodes", "1",
+         "--model-steps", "3", "--policy-steps", "10", "--dt-steps", "10", "--eval-seeds", "1", "--focal-advertisers", "3", "--shifted-budget-scales", "0.5"]
+    )  # fmt: skip
+    assert args.model_members == 3 and args.penalty_grid == (1.0,)  # quick defaults fill what is not given
+    results = pemorl.run(args)
+    assert set(results["model_errors"]) == {"pe", "mlp"}
+    assert set(results["model_errors"]["pe"]) >= {"held-out", "budget x0.5", "72 advertisers"}
+    bidders = {row["bidder"] for row in results["policies"]}
+    assert bidders >= {"BC", "IQL", "CQL", "DT", "PE-MORL lambda=0", "PE-MORL lambda=1", "PID pacing"}
+    for name in ("models.png", "policies.png"):
+        (tmp_path / name).unlink()
+    pemorl.plot(tmp_path)
+    assert (tmp_path / "models.png").stat().st_size > 0 and (tmp_path / "policies.png").stat().st_size > 0
+    assert (tmp_path / "policies.csv").read_text().startswith("market,bidder,conversions")
+
+
+@pytest.mark.parametrize("flags, field", [(["--population", "bots"], "population"), (["--model-members", "1"], "model_members"), (["--n-ticks", "0"], "n_ticks")])
+def test_experiment_arguments_are_validated(flags, field):
+    from experiments import pemorl
+
+    with pytest.raises(ConfigError, match=field):
+        pemorl.parse_args(flags)
