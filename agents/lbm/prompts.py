@@ -1,0 +1,195 @@
+"""LBM-Think's language: prompts from the bidding status, the rule-based teacher's CoTs, parsing.
+
+The prompt follows the paper's Fig. 4 (Appendix A.3): the campaign's targets, what has been
+spent and converted so far, and the key performance indicators of the last ``H = 4`` ticks
+(``{p_i, a_i}_{i=t-H..t-1}``, Eq. 3): the bid multiplier played, conversions, budget left and
+the predicted impression value (mean pValue x impression opportunities of the tick, i.e. the
+conversions on offer). The model is asked for the CPA ratio (a self-check that exposes
+hallucinations: :func:`parse_cpa_ratio`) and for the adjustment direction of the bid parameter.
+
+The CoT ends with ``Decision: increase|decrease|keep`` (:func:`parse_direction`). The
+rule-based :func:`teacher_cot` writes templated CoTs from the same status; they pre-train the
+tiny backbone (which knows no English) and warm up pretrained ones. Its rule is deliberately
+simple (the budget-pacing + CPA-cap heuristic an expert would state): lower the bid when the
+CPA is above target or the budget is spent faster than time passes, raise it when the CPA is
+within target and budget is left over, else keep it. GQPO then moves LBM-Think away from the
+teacher where the critic says another direction is better.
+
+Where we differ from the paper: its LBM-Think is a pretrained Qwen2.5-3B-Instruct used zero-shot
+(LBM(P)); on our CPU budget the Think model is a small one, so "pretrained" means trained on the
+teacher's CoTs (tiny) or warmed up on them (smollm2). The paper's exact prompt text is only shown
+as a figure; ours carries the same information.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "DIRECTIONS",
+    "TickKPI",
+    "BiddingStatus",
+    "build_prompt",
+    "teacher_cot",
+    "teacher_direction",
+    "force_direction",
+    "parse_direction",
+    "parse_cpa_ratio",
+    "vocabulary_texts",
+]
+
+HISTORY_TICKS = 4  # H in Eq. (3)
+DIRECTIONS = {"increase": 1, "keep": 0, "decrease": -1}
+_WORDS = {value: word for word, value in DIRECTIONS.items()}
+
+# Teacher thresholds (fractions): CPA ratio bands and the pacing tolerance.
+CPA_HIGH, CPA_LOW, PACE_TOLERANCE = 1.1, 0.9, 0.05
+
+
+@dataclass(frozen=True)
+class TickKPI:
+    """Key performance indicators of one past tick (``p_i, a_i`` in Eq. 3).
+
+    Attributes:
+        tick: 0-based tick index.
+        multiplier: the bid multiplier played (the action ``a_i``).
+        conversions: conversions won in the tick (expected: value won / CPA target).
+        budget_left: budget left after the tick, as a fraction of the budget.
+        predicted_value: conversions on offer in the tick (mean pValue x opportunities).
+    """
+
+    tick: int
+    multiplier: float
+    conversions: float
+    budget_left: float
+    predicted_value: float
+
+
+@dataclass(frozen=True)
+class BiddingStatus:
+    """What LBM-Think sees before tick ``tick`` (money in currency units)."""
+
+    tick: int
+    n_ticks: int
+    budget: float
+    cpa_target: float
+    spend: float  # spent so far
+    conversions: float  # won so far (expected conversions)
+    recent: tuple[TickKPI, ...]  # the last <= 4 ticks, oldest first
+
+    @property
+    def time_left(self) -> float:
+        """Share of the ticks still to play, in (0, 1]."""
+        return (self.n_ticks - self.tick) / self.n_ticks
+
+    @property
+    def budget_left(self) -> float:
+        """Share of the budget left, in [0, 1]."""
+        return max(0.0, 1.0 - self.spend / self.budget)
+
+    @property
+    def cpa_ratio(self) -> float | None:
+        """Realised CPA / CPA target so far (``None`` without a conversion)."""
+        return self.spend / self.conversions / self.cpa_target if self.conversions > 0 else None
+
+
+def _percent(fraction: float) -> int:
+    return int(round(100 * fraction))
+
+
+def build_prompt(status: BiddingStatus) -> str:
+    """The Fig. 4-style prompt for ``status``."""
+    periods = "; ".join(
+        f"period {kpi.tick + 1}: bid {kpi.multiplier:.2f}, conversions {kpi.conversions:.0f}, "
+        f"budget left {_percent(kpi.budget_left)}%, predicted value {kpi.predicted_value:.1f}"
+        for kpi in status.recent
+    )
+    history = f"Last periods: {periods}." if periods else "No periods played yet."
+    return (
+        "Adjust the bid to maximise conversions with CPA at most the target. "
+        f"CPA target {status.cpa_target:.0f}, budget {status.budget:.0f}, time left {_percent(status.time_left)}%. "
+        f"So far: spent {status.spend:.0f}, conversions {status.conversions:.1f}. {history} "
+        "What is the CPA ratio, and should the bid go up or down?"
+    )
+
+
+def _pacing(status: BiddingStatus) -> int:
+    """+1 behind plan (budget to spare), -1 ahead of plan (spending too fast), 0 on plan.
+    The plan spends the budget in proportion to time."""
+    gap = status.budget_left - status.time_left
+    return 1 if gap > PACE_TOLERANCE else -1 if gap < -PACE_TOLERANCE else 0
+
+
+def teacher_direction(status: BiddingStatus) -> int:
+    """The teacher's adjustment direction (+1 increase, -1 decrease, 0 keep)."""
+    ratio, pacing = status.cpa_ratio, _pacing(status)
+    if ratio is not None and ratio > CPA_HIGH:
+        return -1
+    if pacing < 0:
+        return -1
+    if pacing > 0 and (ratio is None or ratio < CPA_LOW):
+        return 1
+    return 0
+
+
+def teacher_cot(status: BiddingStatus) -> str:
+    """The rule-based teacher's templated CoT for ``status``, ending in ``Decision: <direction>``."""
+    ratio, pacing = status.cpa_ratio, _pacing(status)
+    if ratio is not None:
+        first = f"CPA ratio {ratio:.2f}."
+    elif status.spend > 0:
+        first = "No conversions yet, CPA ratio unknown."
+    else:
+        first = "Nothing spent yet."
+    plan = {1: "behind plan", 0: "on plan", -1: "ahead of plan"}[pacing]
+    second = f"Budget left {_percent(status.budget_left)}%, time left {_percent(status.time_left)}%: {plan}."
+    direction = teacher_direction(status)
+    if ratio is not None and ratio > CPA_HIGH:
+        reason = "CPA above target."
+    elif pacing < 0:
+        reason = "Spending too fast."
+    elif direction > 0:
+        reason = "Budget to spare."
+    else:
+        reason = "On track."
+    return f"{first} {second} {reason} Decision: {_WORDS[direction]}."
+
+
+_DECISION = re.compile(r"decision\s*:\s*(increase|decrease|keep)", re.IGNORECASE)
+_RATIO = re.compile(r"CPA ratio\s*(\d+(?:\s*\.\s*\d+)?)", re.IGNORECASE)
+
+
+def parse_direction(cot: str) -> int | None:
+    """The direction of the last ``Decision: ...`` in ``cot`` (+1/-1/0), ``None`` if absent."""
+    matches = _DECISION.findall(cot)
+    return DIRECTIONS[matches[-1].lower()] if matches else None
+
+
+def parse_cpa_ratio(cot: str) -> float | None:
+    """The CPA ratio stated in ``cot``, ``None`` if it states none."""
+    match = _RATIO.search(cot)
+    return float(re.sub(r"\s", "", match.group(1))) if match else None
+
+
+def force_direction(cot: str, direction: int) -> str:
+    """``cot`` with its decision replaced by an instruction to move the bid in ``direction``
+    (the paper's Table 4 instruction-following experiment)."""
+    if direction not in _WORDS:
+        raise ValueError(f"direction must be -1, 0 or 1, got {direction!r}")
+    head = _DECISION.split(cot)[0].rstrip() if _DECISION.search(cot) else cot.rstrip()
+    verb = {1: "raise", 0: "keep", -1: "lower"}[direction]
+    return f"{head} Instruction: {verb} the bid. Decision: {_WORDS[direction]}."
+
+
+def vocabulary_texts() -> list[str]:
+    """Texts covering every word prompts and CoTs can contain (the tiny tokenizer's vocabulary)."""
+    kpi = TickKPI(tick=0, multiplier=1.0, conversions=1, budget_left=0.5, predicted_value=1.0)
+    texts = []
+    for spend, conversions in ((0.0, 0), (10.0, 0), (100.0, 1), (10.0, 5)):
+        for budget_left_share in (0.1, 0.5, 0.9):
+            status = BiddingStatus(5, 10, 100.0, 10.0, spend, conversions, (kpi,) * (2 * (spend > 0)))
+            status = BiddingStatus(5, 10, spend / (1 - budget_left_share) if spend else 100.0, 10.0, spend, conversions, status.recent)
+            cot = teacher_cot(status)
+            texts += [build_prompt(status), cot] + [force_direction(cot, d) for d in DIRECTIONS.values()]
+    return texts

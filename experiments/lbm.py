@@ -1,0 +1,548 @@
+"""LBM (hierarchical LLM bidder) against DT and LLM-DT on our market: the paper's Tables 1, 2, 4, 5
+and Fig. 2, dense and sparse.
+
+Steps, top to bottom in :func:`run` (paper section in brackets):
+
+1. Markets. ``sparse``: the AuctionNet preset (CPA targets 60-130, like AuctionNet-sparse);
+   ``dense``: pValues x 10 and CPA targets / 10 (like AuctionNet's dense data, CPA 6-12), so
+   values and prices are unchanged and conversions are ten times as many. Budgets scale with
+   ``impressions_per_episode / 500,000`` so they bind as in the preset.
+2. Logs: every advertiser of the ``mixed`` baseline population (fixed, PID, CPA pacing,
+   OnlineLP) with log-normal exploration noise, reward = expected conversions (the paper's
+   ``sum o_i v_i``) [A.1].
+3. Per training seed: LBM-Think "pretrained" on the rule-based teacher's CoTs of both markets
+   (the tiny backbone learns the language from them; a pretrained backbone is warmed up) [3.1].
+4. Per market: the IQL critic (Eqs. 8-9) and the DT baseline (agents.offline, same data, same
+   context length); LLM-DT = LBM-Act without CoT; LBM-Act by language-guided decision training
+   (Eq. 5) on CoTs from LBM-Think, conflicting directions discarded [3.2]; GQPO (Eqs. 12-14)
+   fine-tunes a copy of LBM-Think [3.3].
+5. Evaluation in the single-bidder env against the ``mixed`` population (no noise): focal
+   advertisers x evaluation seeds x budget ratios 0.5-1.5 (Table 5) for every method, plus
+   LBM(GQPO) with forced increase/decrease instructions (Table 4); Fig. 2 from the played
+   multipliers and the CPA ratio before each tick.
+
+Results (raw per-case JSON, summary tables, plots) go to ``results/lbm/``. ``--quick`` runs
+the tiny backbone at reduced sizes (one training seed; the +- is then over evaluation seeds).
+``--think-backbone smollm2 --think-layers 8 --act-backbone smollm2 --act-layers 2`` runs
+the pretrained SmolLM2-135M (see docs in agents.lbm.backbones). GPU when present.
+
+Run: ``python -m experiments.lbm --quick`` (plots: ``python -m experiments.lbm --plot-only``).
+
+Measured on the shared 2-core machine at load ~10 (timings inflated several times; see the
+LBM report for the numbers). ``--quick``, dense market: DT 31.8 +- 1.1 and LLM-DT 32.1 +- 1.1
+score, while LBM(P) 0.2 and LBM(GQPO) 2.2 collapse (they bid almost nothing): at quick sizes
+only ~19% of 2,500 CoT decisions survive the direction filter, i.e. ~4% of the training
+decisions carry a CoT, yet every decision carries one at test time. The paper's ordering is not
+reproduced at these sizes. smollm2 (Think 6 layers, Act 2 layers, sparse, tiny sizes): Think
+pre-training ~150 s per step of 32 prompts, LLM-DT/LBM-Act ~5 s per step, LBM evaluation
+~17-19 s per tick for 2 focal cases; that run was stopped during evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import pathlib
+import time
+from dataclasses import dataclass, field
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import auctionsim  # noqa: E402
+from agents.datasets import collect_dataset  # noqa: E402
+from agents.lbm import ActConfig, FocalCase, LBMAct, LBMPolicy, LBMThink, Trajectories, evaluate_focal, gqpo, load_backbone, train_act  # noqa: E402
+from agents.lbm.gqpo import OfflineCritic  # noqa: E402
+from agents.lbm.prompts import parse_cpa_ratio, parse_direction, teacher_cot, teacher_direction  # noqa: E402
+from agents.offline.data import OfflineData  # noqa: E402
+from agents.offline.dt import DTConfig, train_dt  # noqa: E402
+from agents.offline.iql import IQLConfig, train_iql  # noqa: E402
+from agents.populations import named_population  # noqa: E402
+from auctionsim import presets  # noqa: E402
+from auctionsim.config import MarketConfig, Population  # noqa: E402
+from auctionsim.envs import AuctionParallelEnv  # noqa: E402
+from auctionsim.market import Market  # noqa: E402
+
+REWARD = "expected_conversions"
+METHODS = ("DT", "LLM-DT", "LBM(P)", "LBM(GQPO)")
+
+
+@dataclass
+class Args:
+    """Arguments of the LBM experiment (``--quick`` replaces the sizes marked *)."""
+
+    quick: bool = False
+    """tiny backbone, reduced sizes, one training seed: under 15 minutes on 2 cores"""
+    output_dir: str = "results/lbm"
+    """where raw results, tables and plots are written"""
+    variants: tuple[str, ...] = ("dense", "sparse")
+    """markets: dense (10x conversions, CPA 6-13) and sparse (the AuctionNet preset)"""
+    think_backbone: str = "tiny"
+    """LBM-Think's language model: tiny, smollm2 or hf:<dir>"""
+    think_layers: int | None = None
+    """keep the first k transformer layers of a pretrained Think backbone"""
+    act_backbone: str = "tiny"
+    """LBM-Act/LLM-DT's language model (tiny: a copy of the pretrained tiny Think)"""
+    act_layers: int | None = None
+    """keep the first k transformer layers of a pretrained Act backbone"""
+    impressions_per_episode: int = 200_000
+    """* market size (the preset has 500,000); budgets scale with it"""
+    train_episodes: int = 16
+    """* logged episodes per market (x 48 advertisers = trajectories)"""
+    action_noise: float = 0.3
+    """log-normal exploration noise of the logging population"""
+    training_seeds: int = 3
+    """* independent training runs (mean +- std over them)"""
+    context: int = 10
+    """* L, ticks of numeric history of LBM-Act, LLM-DT and DT (paper: 10)"""
+    think_samples: int = 6000
+    """* teacher (prompt, CoT) pairs for LBM-Think pre-training / warm-up"""
+    think_epochs: float = 3.0
+    """* epochs over them"""
+    think_learning_rate: float = 2e-3
+    """LBM-Think pre-training step size (tiny from scratch; use ~5e-5 for pretrained backbones)"""
+    act_steps: int = 1500
+    """* gradient steps of LBM-Act and of LLM-DT (batch 64)"""
+    act_learning_rate: float = 3e-4
+    """LBM-Act / LLM-DT step size (paper: 1e-5 for 400,000 steps)"""
+    act_cot_decisions: int = 8000
+    """* logged decisions given a LBM-Think CoT for language-guided training"""
+    direction_tolerance: float = 0.02
+    """relative change of the logged multiplier below which its direction is "keep" """
+    gqpo_decisions: int = 2000
+    """* logged decisions per GQPO round (paper: 2,000)"""
+    gqpo_group_size: int = 3
+    """N, CoTs sampled per decision (paper: 3)"""
+    gqpo_epochs: float = 3.0
+    """* fine-tuning epochs on the selected CoTs (paper: 5)"""
+    gqpo_learning_rate: float = 3e-4
+    """GQPO fine-tuning step size (paper: 1e-6 on a 3B model)"""
+    iql_steps: int = 20_000
+    """* IQL critic gradient steps (paper Table 9: 400,000)"""
+    dt_steps: int = 5_000
+    """* DT gradient steps"""
+    eval_advertisers: int = 16
+    """* focal advertisers evaluated (spread over the 48)"""
+    eval_seeds: int = 3
+    """* evaluation episodes per focal advertiser and budget ratio"""
+    budget_ratios: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
+    """Table 5: the focal advertiser's budget x ratio"""
+    target_quantile: float = 0.9
+    """initial return-to-go = this quantile of the logged returns (DT and LBM)"""
+    seed: int = 0
+    """base seed (logs, training, evaluation)"""
+    torch_threads: int = 0
+    """* torch CPU threads (0: torch's default). Small models run fastest on 1, and a loaded
+    machine slows multi-threaded torch down many times (measured here: 10x)"""
+    plot_only: bool = False
+    """redraw tables and plots from saved results"""
+    quick_overrides: dict = field(default_factory=lambda: dict(
+        impressions_per_episode=50_000, train_episodes=6, training_seeds=1, context=5, think_samples=2400,
+        think_epochs=2.0, act_steps=250, act_cot_decisions=2500, gqpo_decisions=300, gqpo_epochs=2.0,
+        iql_steps=2000, dt_steps=600, eval_advertisers=4, eval_seeds=2, torch_threads=1,
+    ), repr=False)
+    """(the sizes ``--quick`` uses)"""
+
+    def __post_init__(self) -> None:
+        if self.quick:  # quick sizes, except where a size was given explicitly
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            for name, value in self.quick_overrides.items():
+                if getattr(self, name) == defaults[name]:
+                    setattr(self, name, value)
+        unknown = set(self.variants) - {"dense", "sparse"}
+        if unknown:
+            raise ValueError(f"variants must be dense and/or sparse, got {sorted(unknown)}")
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
+        if min(self.budget_ratios) <= 0 or 1.0 not in self.budget_ratios:
+            raise ValueError(f"budget_ratios must be > 0 and include 1.0, got {self.budget_ratios}")
+
+
+# ------------------------------------------------------------------------------ setup
+def build_market(variant: str, impressions: int) -> tuple[MarketConfig, Population]:
+    """The sparse (AuctionNet preset) or dense market at ``impressions`` per episode."""
+    scenario = presets.get("auctionnet", impressions_per_episode=impressions)
+    population = dataclasses.replace(scenario.population, budgets=scenario.population.budgets * impressions / 500_000)
+    market = scenario.market
+    if variant == "dense":
+        market = dataclasses.replace(market, traffic=dataclasses.replace(market.traffic, pvalue_base_mean=market.traffic.pvalue_base_mean * 10))
+        population = dataclasses.replace(population, cpa_targets=population.cpa_targets / 10)
+    return market, population
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _sample(rng: np.random.Generator, rows: np.ndarray, ticks: np.ndarray, size: int, first_tick: int = 0):
+    eligible = np.flatnonzero(ticks >= first_tick)
+    chosen = rng.choice(eligible, size=min(size, eligible.size), replace=False)
+    return rows[chosen], ticks[chosen]
+
+
+def think_diagnostics(think: LBMThink, trajectories: Trajectories, rows, ticks) -> dict:
+    """How LBM-Think's CoTs relate to the teacher: direction agreement, stated-CPA-ratio error
+    (hallucination check of Fig. 4), and parse failures."""
+    statuses = [trajectories.status(int(r), int(t)) for r, t in zip(rows, ticks)]
+    texts = think.think(think.prompt_ids(statuses)).texts
+    directions = [parse_direction(text) for text in texts]
+    errors = [abs(parse_cpa_ratio(text) - s.cpa_ratio) for text, s in zip(texts, statuses) if s.cpa_ratio is not None and parse_cpa_ratio(text) is not None]
+    return {
+        "teacher_agreement": float(np.mean([d == teacher_direction(s) for d, s in zip(directions, statuses)])),
+        "no_direction": float(np.mean([d is None for d in directions])),
+        "direction_shares": {str(k): float(np.mean([d == k for d in directions])) for k in (-1, 0, 1)},
+        "cpa_ratio_abs_error_median": float(np.median(errors)) if errors else None,
+        "example": texts[0],
+    }
+
+
+# ------------------------------------------------------------------------------ the run
+def run(args: Args) -> dict:
+    output = pathlib.Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    auctionsim.warm_up()
+    seed_everything(args.seed)
+
+    # 1-2. Markets and logs.
+    markets, datasets, trajectories = {}, {}, {}
+    for index, variant in enumerate(args.variants):
+        market, population = build_market(variant, args.impressions_per_episode)
+        env = AuctionParallelEnv(Market(market, population), reward=REWARD)
+        datasets[variant] = collect_dataset(
+            env, named_population("mixed", population.ids), args.train_episodes, seed=args.seed + 1000 * index,
+            action_noise=args.action_noise, description=f"lbm {variant}: mixed population",
+        )
+        markets[variant] = (market, population)
+        trajectories[variant] = Trajectories.from_dataset(datasets[variant])
+    timings = {"logs": time.perf_counter() - started}
+
+    all_runs = []
+    for training_seed in range(args.training_seeds):
+        seed = args.seed + training_seed
+        seed_everything(seed)
+        rng = np.random.default_rng(seed)
+        run_started = time.perf_counter()
+
+        # 3. LBM-Think "pretrained": teacher CoTs of both markets.
+        think_backbone = load_backbone(args.think_backbone, layers=args.think_layers, seed=seed)
+        think_pretrained = LBMThink(think_backbone)
+        statuses, cots = [], []
+        for variant in args.variants:
+            rows, ticks = _sample(rng, *trajectories[variant].decisions(), args.think_samples // len(args.variants))
+            batch = [trajectories[variant].status(int(r), int(t)) for r, t in zip(rows, ticks)]
+            statuses += batch
+            cots += [teacher_cot(s) for s in batch]
+        think_losses = think_pretrained.fine_tune(
+            think_pretrained.prompt_ids(statuses), cots, epochs=args.think_epochs, learning_rate=args.think_learning_rate,
+            seed=seed, description=f"LBM-Think pre-training (seed {seed})",
+        )
+        timings_seed = {"think_pretraining": time.perf_counter() - run_started}
+
+        for variant in args.variants:
+            market, population = markets[variant]
+            data = trajectories[variant]
+            all_rows, all_ticks = data.decisions()
+            variant_started = time.perf_counter()
+
+            # 4a. IQL critic and DT on the same logs (agents.offline).
+            offline = OfflineData(datasets[variant], reward=REWARD)
+            critic = OfflineCritic(train_iql(offline, IQLConfig(steps=args.iql_steps, seed=seed), progress=True).critic, offline.action_scale)
+            dt = train_dt(offline, DTConfig(context_length=args.context, steps=args.dt_steps, seed=seed, target_quantile=args.target_quantile), progress=True)
+            timings_seed[f"{variant}_iql_dt"] = time.perf_counter() - variant_started
+
+            # 4b. LLM-DT and LBM-Act share the Act backbone's initial weights.
+            if args.act_backbone == "tiny":
+                act_backbone = think_pretrained.backbone  # "a smaller LLM": here the same tiny one
+            else:
+                act_backbone = load_backbone(args.act_backbone, layers=args.act_layers, seed=seed)
+            flat_states = data.states[all_rows, all_ticks]
+            config = ActConfig(state_dim=flat_states.shape[1], n_ticks=data.n_ticks, context=args.context)
+            make_act = lambda: LBMAct(copy.deepcopy(act_backbone), config, flat_states.mean(0), flat_states.std(0))  # noqa: E731
+            step_started = time.perf_counter()
+            llm_dt = make_act()
+            llm_dt_losses = train_act(llm_dt, data, all_rows, all_ticks, None, args.act_steps, learning_rate=args.act_learning_rate, seed=seed, description=f"LLM-DT {variant}")
+
+            # 4c. Language-guided decision training (Eq. 5): CoTs from LBM-Think, kept where
+            # their direction agrees with the logged one, on a subset of decisions.
+            cot_rows, cot_ticks = _sample(rng, all_rows, all_ticks, args.act_cot_decisions)
+            cot_statuses = [data.status(int(r), int(t)) for r, t in zip(cot_rows, cot_ticks)]
+            cot_texts = think_pretrained.think(think_pretrained.prompt_ids(cot_statuses)).texts
+            directions = np.array([parse_direction(text) if parse_direction(text) is not None else 99 for text in cot_texts])
+            anchors = data.anchor_directions(cot_rows, cot_ticks, args.direction_tolerance)
+            accepted = directions == anchors
+            position = {(int(r), int(t)): k for k, (r, t) in enumerate(zip(cot_rows, cot_ticks))}
+            tokenizer = act_backbone.tokenizer
+            cot_ids = []
+            for r, t in zip(all_rows, all_ticks):
+                k = position.get((int(r), int(t)))
+                cot_ids.append(tokenizer.encode(" " + cot_texts[k]) if k is not None and accepted[k] else [])
+            lbm_act = make_act()
+            lbm_act_losses = train_act(lbm_act, data, all_rows, all_ticks, cot_ids, args.act_steps, learning_rate=args.act_learning_rate, seed=seed, description=f"LBM-Act {variant}")
+            timings_seed[f"{variant}_act"] = time.perf_counter() - step_started
+
+            # 4d. GQPO on a copy of LBM-Think.
+            step_started = time.perf_counter()
+            think_gqpo = LBMThink(copy.deepcopy(think_pretrained.backbone), think_pretrained.max_new_tokens)
+            gqpo_rows, gqpo_ticks = _sample(rng, all_rows, all_ticks, args.gqpo_decisions, first_tick=1)
+            result = gqpo(
+                think_gqpo, lbm_act, critic, data, gqpo_rows, gqpo_ticks, group_size=args.gqpo_group_size,
+                epochs=args.gqpo_epochs, learning_rate=args.gqpo_learning_rate, seed=seed,
+            )
+            timings_seed[f"{variant}_gqpo"] = time.perf_counter() - step_started
+            probe_rows, probe_ticks = _sample(np.random.default_rng(seed + 99), all_rows, all_ticks, 200, first_tick=1)
+
+            # 5. Evaluation: every method on the same cases (paired market episodes).
+            step_started = time.perf_counter()
+            focal_ids = population.ids[np.linspace(0, len(population) - 1, args.eval_advertisers).round().astype(int)]
+            eval_seeds = [10_000 + 100 * seed + k for k in range(args.eval_seeds)]
+            cases = [FocalCase(int(a), s, r) for r in args.budget_ratios for a in focal_ids for s in eval_seeds]
+            base_cases = [c for c in cases if c.budget_ratio == 1.0]
+            target = float(np.quantile(data.returns_to_go[:, 0], args.target_quantile))
+            policies = {
+                "DT": dt,
+                "LLM-DT": LBMPolicy(llm_dt, None, target, REWARD),
+                "LBM(P)": LBMPolicy(lbm_act, think_pretrained, target, REWARD),
+                "LBM(GQPO)": LBMPolicy(lbm_act, think_gqpo, target, REWARD),
+            }
+            others = lambda: named_population("mixed", population.ids)  # noqa: E731
+            evaluations = {
+                name: evaluate_focal(policy, market, population, others, cases, REWARD, description=f"{name} {variant}").records()
+                for name, policy in policies.items()
+            }
+            for label, direction in (("increase", 1), ("decrease", -1)):
+                policy = LBMPolicy(lbm_act, think_gqpo, target, REWARD, instruction=direction)
+                evaluations[f"LBM(GQPO)+{label}"] = evaluate_focal(policy, market, population, others, base_cases, REWARD, description=f"{label} {variant}").records()
+            timings_seed[f"{variant}_evaluation"] = time.perf_counter() - step_started
+
+            record = {
+                "variant": variant,
+                "training_seed": seed,
+                "evaluations": evaluations,
+                "losses": {"think_pretraining": think_losses, "llm_dt": llm_dt_losses, "lbm_act": lbm_act_losses, "gqpo": result.losses},
+                "language_guided": {"cot_decisions": int(len(cot_rows)), "accepted_share": float(accepted.mean())},
+                "gqpo": {
+                    "decisions": int(len(gqpo_rows)),
+                    "kept_share": result.kept_share,
+                    "relative_q_mean": float(result.relative_q.mean()),
+                    "best_relative_q_mean": float(result.relative_q.max(axis=1).mean()),
+                },
+                "think": {
+                    "pretrained": think_diagnostics(think_pretrained, data, probe_rows, probe_ticks),
+                    "gqpo": think_diagnostics(think_gqpo, data, probe_rows, probe_ticks),
+                },
+                "target_return": target,
+            }
+            all_runs.append(record)
+            (output / f"run_{variant}_seed{seed}.json").write_text(json.dumps(record))
+        timings[f"seed{seed}"] = {**timings_seed, "total": time.perf_counter() - run_started}
+
+    timings["total"] = time.perf_counter() - started
+    meta = {
+        "args": {k: v for k, v in dataclasses.asdict(args).items() if k != "quick_overrides"},
+        "timings_s": timings,
+        "device": str(think_backbone.device),
+        "torch_threads": torch.get_num_threads(),
+        "auctionsim_version": auctionsim.__version__,
+    }
+    (output / "meta.json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+# ------------------------------------------------------------------------------ tables and plots
+def _load_runs(output: pathlib.Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(output.glob("run_*.json"))]
+
+
+def _case_means(records: list[dict], key: str, ratio: float = 1.0) -> float:
+    values = [r[key] for r in records if r["budget_ratio"] == ratio]
+    return float(np.mean(values))
+
+
+def _mean_std(runs: list[dict], variant: str, method: str, key: str, ratio: float = 1.0) -> tuple[float, float]:
+    """Mean +- std over training seeds, or over evaluation seeds when there is one training seed."""
+    chosen = [run for run in runs if run["variant"] == variant and method in run["evaluations"]]
+    if len(chosen) > 1:
+        values = [_case_means(run["evaluations"][method], key, ratio) for run in chosen]
+    else:
+        records = [r for r in chosen[0]["evaluations"][method] if r["budget_ratio"] == ratio]
+        values = [np.mean([r[key] for r in records if r["seed"] == s]) for s in sorted({r["seed"] for r in records})]
+    return float(np.mean(values)), float(np.std(values))
+
+
+def summarise(output_dir: str) -> dict:
+    """Tables 1/2, 4, 5 and Fig. 2's numbers from the saved runs; writes ``summary.json`` and
+    ``tables.md``."""
+    output = pathlib.Path(output_dir)
+    runs = _load_runs(output)
+    variants = sorted({run["variant"] for run in runs})
+    keys = ("budget_utilisation", "cpa_ratio", "conversions", "score")
+    summary: dict = {"table2": {}, "table5": {}, "table4": {}, "fig2": {}, "think": {}, "gqpo": {}}
+    lines = ["# LBM on auctionsim", ""]
+    for variant in variants:
+        variant_runs = [run for run in runs if run["variant"] == variant]
+        lines += [f"## {variant}", "", "| method | budget utilisation | CPA ratio | conversions | score |", "|---|---|---|---|---|"]
+        for method in METHODS:
+            cells = {key: _mean_std(runs, variant, method, key) for key in keys}
+            summary["table2"].setdefault(variant, {})[method] = cells
+            lines.append(f"| {method} | " + " | ".join(f"{m:.3f} +- {s:.3f}" if key != "conversions" else f"{m:.2f} +- {s:.2f}" for key, (m, s) in cells.items()) + " |")
+        ours = sorted(METHODS, key=lambda method: summary["table2"][variant][method]["score"][0])
+        summary.setdefault("ordering", {})[variant] = ours
+        lines += ["", f"Ordering by score (paper, Tables 1-2: {' < '.join(METHODS)}); ours: {' < '.join(ours)}"]
+        ratios = sorted({r["budget_ratio"] for r in variant_runs[0]["evaluations"]["DT"]})
+        lines += ["", "Table 5 (conversions by budget ratio)", "", "| method | " + " | ".join(f"{r:g}" for r in ratios) + " |", "|---|" + "---|" * len(ratios)]
+        for method in METHODS:
+            row = [_mean_std(runs, variant, method, "conversions", ratio)[0] for ratio in ratios]
+            summary["table5"].setdefault(variant, {})[method] = dict(zip(map(str, ratios), row))
+            lines.append(f"| {method} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+        lines += ["", "Table 4 (LBM(GQPO) with instructions)", "", "| instruction | budget utilisation | CPA ratio | conversions | score |", "|---|---|---|---|---|"]
+        for label, method in (("base", "LBM(GQPO)"), ("increase", "LBM(GQPO)+increase"), ("decrease", "LBM(GQPO)+decrease")):
+            cells = {key: _mean_std(runs, variant, method, key)[0] for key in keys}
+            summary["table4"].setdefault(variant, {})[label] = cells
+            lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in cells.values()) + " |")
+        lines += ["", "Fig. 2 (share of moves against the CPA ratio: down when > 1, up when < 1)", ""]
+        for method in METHODS:
+            points = direction_points(variant_runs, method)
+            summary["fig2"].setdefault(variant, {})[method] = principled_share(points)
+            lines.append(f"- {method}: {principled_share(points):.3f} of {len(points)} moves")
+        summary["think"][variant] = [run["think"] for run in variant_runs]
+        summary["gqpo"][variant] = [run["gqpo"] | run["language_guided"] for run in variant_runs]
+        lines += ["", f"LBM-Think (pretrained -> GQPO): {json.dumps([run['think'] for run in variant_runs])}", "",
+                  f"GQPO / language-guided: {json.dumps(summary['gqpo'][variant])}", ""]
+    meta_path = output / "meta.json"
+    if meta_path.exists():
+        lines += ["## run", "", "```", meta_path.read_text(), "```"]
+    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    (output / "tables.md").write_text("\n".join(lines) + "\n")
+    return summary
+
+
+def direction_points(runs: list[dict], method: str) -> np.ndarray:
+    """Fig. 2: ``(K, 2)`` (CPA ratio before the tick, change of the multiplier) over the played
+    ticks of the budget-ratio-1 cases (after the first conversion)."""
+    points = []
+    for run in runs:
+        for record in run["evaluations"][method]:
+            if record["budget_ratio"] != 1.0:
+                continue
+            multipliers = np.array(record["multipliers"])
+            spend = np.cumsum(record["tick_spend"])
+            conversions = np.cumsum(record["tick_conversions"])
+            for tick in range(1, len(multipliers)):
+                if multipliers[tick] > 0 and conversions[tick - 1] > 0:
+                    ratio = spend[tick - 1] / conversions[tick - 1] / record["cpa_target"]
+                    points.append((ratio, multipliers[tick] - multipliers[tick - 1]))
+    return np.array(points).reshape(-1, 2)
+
+
+def principled_share(points: np.ndarray) -> float:
+    """Share of moves in the direction the CPA constraint suggests (Fig. 2's principle)."""
+    if len(points) == 0:
+        return float("nan")
+    right = np.where(points[:, 0] > 1, points[:, 1] < 0, points[:, 1] > 0)
+    return float(right.mean())
+
+
+def plot(output_dir: str) -> list[pathlib.Path]:
+    """Draw the tables and Fig. 2 from the saved runs."""
+    output = pathlib.Path(output_dir)
+    runs = _load_runs(output)
+    summary = summarise(output_dir)
+    variants = sorted({run["variant"] for run in runs})
+    paths = []
+    figure, axes = plt.subplots(len(variants), 4, figsize=(16, 3.6 * len(variants)), squeeze=False)
+    for row, variant in enumerate(variants):
+        for column, key in enumerate(("budget_utilisation", "cpa_ratio", "conversions", "score")):
+            cells = summary["table2"][variant]
+            axes[row, column].bar(METHODS, [cells[m][key][0] for m in METHODS], yerr=[cells[m][key][1] for m in METHODS], color="tab:blue")
+            axes[row, column].set_title(f"{variant}: {key}")
+            axes[row, column].tick_params(axis="x", rotation=20)
+    figure.tight_layout()
+    paths.append(output / "table2.png")
+    figure.savefig(paths[-1], dpi=110)
+    plt.close(figure)
+
+    figure, axes = plt.subplots(1, len(variants), figsize=(6 * len(variants), 4), squeeze=False)
+    for column, variant in enumerate(variants):
+        for method, values in summary["table5"][variant].items():
+            axes[0, column].plot([float(r) for r in values], list(values.values()), marker="o", label=method)
+        axes[0, column].set(title=f"Table 5 ({variant})", xlabel="budget ratio", ylabel="conversions")
+        axes[0, column].legend()
+    figure.tight_layout()
+    paths.append(output / "table5.png")
+    figure.savefig(paths[-1], dpi=110)
+    plt.close(figure)
+
+    figure, axes = plt.subplots(len(variants), len(METHODS), figsize=(4 * len(METHODS), 3.4 * len(variants)), squeeze=False)
+    for row, variant in enumerate(variants):
+        for column, method in enumerate(METHODS):
+            points = direction_points([r for r in runs if r["variant"] == variant], method)
+            if len(points) > 1000:
+                points = points[np.random.default_rng(0).choice(len(points), 1000, replace=False)]
+            axis = axes[row, column]
+            axis.scatter(points[:, 0], points[:, 1], s=4, alpha=0.5)
+            axis.axvline(1.0, color="grey", lw=0.8)
+            axis.axhline(0.0, color="grey", lw=0.8)
+            axis.set(title=f"{method} ({variant}): {principled_share(points):.2f}", xlabel="CPA ratio", ylabel="change of multiplier", xlim=(0, 2.5))
+    figure.tight_layout()
+    paths.append(output / "fig2.png")
+    figure.savefig(paths[-1], dpi=110)
+    plt.close(figure)
+
+    figure, axes = plt.subplots(1, len(variants), figsize=(6 * len(variants), 4), squeeze=False)
+    for column, variant in enumerate(variants):
+        for run in (r for r in runs if r["variant"] == variant):
+            for name in ("llm_dt", "lbm_act"):
+                losses = np.array(run["losses"][name])
+                smooth = np.convolve(losses, np.ones(20) / 20, mode="valid") if len(losses) >= 20 else losses
+                axes[0, column].plot(smooth, label=f"{name} (seed {run['training_seed']})")
+        axes[0, column].set(title=f"Fig. 3: training loss ({variant})", xlabel="step", ylabel="squared error", yscale="log")
+        axes[0, column].legend()
+    figure.tight_layout()
+    paths.append(output / "fig3_losses.png")
+    figure.savefig(paths[-1], dpi=110)
+    plt.close(figure)
+    return paths
+
+
+def parse_args() -> Args:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    defaults = Args()
+    for item in dataclasses.fields(Args):
+        if item.name == "quick_overrides":
+            continue
+        flag = "--" + item.name.replace("_", "-")
+        default = getattr(defaults, item.name)
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help=item.name)
+        elif isinstance(default, tuple):
+            parser.add_argument(flag, nargs="+", type=type(default[0]), default=default)
+        elif item.name in ("think_layers", "act_layers"):
+            parser.add_argument(flag, type=int, default=None)
+        else:
+            parser.add_argument(flag, type=type(default), default=default)
+    parsed = vars(parser.parse_args())
+    return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in parsed.items()})
+
+
+def main() -> None:
+    args = parse_args()
+    if not args.plot_only:
+        meta = run(args)
+        print(f"total wall time {meta['timings_s']['total']:.0f} s")
+    for path in plot(args.output_dir):
+        print(f"saved {path}")
+    print((pathlib.Path(args.output_dir) / "tables.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
