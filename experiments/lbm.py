@@ -40,13 +40,12 @@ pre-training ~150 s per step of 32 prompts, LLM-DT/LBM-Act ~5 s per step, LBM ev
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
 import pathlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -56,8 +55,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import auctionsim  # noqa: E402
+from experiments import args as arguments  # noqa: E402
 from agents.datasets import collect_dataset  # noqa: E402
-from agents.lbm import ActConfig, FocalCase, LBMAct, LBMPolicy, LBMThink, Trajectories, evaluate_focal, gqpo, load_backbone, train_act  # noqa: E402
+from agents.lbm import ActConfig, FocalCase, IntentRecorder, LBMAct, LBMPolicy, LBMThink, Trajectories, evaluate_focal, gqpo, load_backbone, train_act  # noqa: E402
 from agents.lbm.gqpo import OfflineCritic  # noqa: E402
 from agents.lbm.prompts import parse_cpa_ratio, parse_direction, teacher_cot, teacher_direction  # noqa: E402
 from agents.offline.data import OfflineData  # noqa: E402
@@ -71,6 +71,14 @@ from auctionsim.market import Market  # noqa: E402
 
 REWARD = "expected_conversions"
 METHODS = ("DT", "LLM-DT", "LBM(P)", "LBM(GQPO)")
+
+
+QUICK = dict(
+    impressions_per_episode=50_000, train_episodes=6, training_seeds=1, context=5, think_samples=2400,
+    think_epochs=2.0, act_steps=250, act_cot_decisions=2500, gqpo_decisions=300, gqpo_epochs=2.0,
+    iql_steps=2000, dt_steps=600, eval_advertisers=4, eval_seeds=2, torch_threads=1,
+)
+"""The sizes ``--quick`` gives the fields left at their defaults (the ``*`` fields of :class:`Args`)."""
 
 
 @dataclass
@@ -142,19 +150,8 @@ class Args:
     machine slows multi-threaded torch down many times (measured here: 10x)"""
     plot_only: bool = False
     """redraw tables and plots from saved results"""
-    quick_overrides: dict = field(default_factory=lambda: dict(
-        impressions_per_episode=50_000, train_episodes=6, training_seeds=1, context=5, think_samples=2400,
-        think_epochs=2.0, act_steps=250, act_cot_decisions=2500, gqpo_decisions=300, gqpo_epochs=2.0,
-        iql_steps=2000, dt_steps=600, eval_advertisers=4, eval_seeds=2, torch_threads=1,
-    ), repr=False)
-    """(the sizes ``--quick`` uses)"""
 
     def __post_init__(self) -> None:
-        if self.quick:  # quick sizes, except where a size was given explicitly
-            defaults = {f.name: f.default for f in dataclasses.fields(self)}
-            for name, value in self.quick_overrides.items():
-                if getattr(self, name) == defaults[name]:
-                    setattr(self, name, value)
         unknown = set(self.variants) - {"dense", "sparse"}
         if unknown:
             raise ValueError(f"variants must be dense and/or sparse, got {sorted(unknown)}")
@@ -218,12 +215,13 @@ def run(args: Args) -> dict:
     for index, variant in enumerate(args.variants):
         market, population = build_market(variant, args.impressions_per_episode)
         env = AuctionParallelEnv(Market(market, population), reward=REWARD)
+        logger = IntentRecorder(named_population("mixed", population.ids))
         datasets[variant] = collect_dataset(
-            env, named_population("mixed", population.ids), args.train_episodes, seed=args.seed + 1000 * index,
+            env, logger, args.train_episodes, seed=args.seed + 1000 * index,
             action_noise=args.action_noise, description=f"lbm {variant}: mixed population",
         )
         markets[variant] = (market, population)
-        trajectories[variant] = Trajectories.from_dataset(datasets[variant])
+        trajectories[variant] = Trajectories.from_dataset(datasets[variant], logger.intended_actions)
     timings = {"logs": time.perf_counter() - started}
 
     all_runs = []
@@ -348,7 +346,7 @@ def run(args: Args) -> dict:
 
     timings["total"] = time.perf_counter() - started
     meta = {
-        "args": {k: v for k, v in dataclasses.asdict(args).items() if k != "quick_overrides"},
+        "args": dataclasses.asdict(args),
         "timings_s": timings,
         "device": str(think_backbone.device),
         "torch_threads": torch.get_num_threads(),
@@ -514,28 +512,19 @@ def plot(output_dir: str) -> list[pathlib.Path]:
     return paths
 
 
-def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None) -> Args:
+    """Flags from :class:`Args`; with ``--quick``, the fields left at their defaults take the
+    :data:`QUICK` sizes."""
+    args = arguments.parse(Args, argv, description=__doc__.split("\n\n")[0])
+    if not args.quick:
+        return args
     defaults = Args()
-    for item in dataclasses.fields(Args):
-        if item.name == "quick_overrides":
-            continue
-        flag = "--" + item.name.replace("_", "-")
-        default = getattr(defaults, item.name)
-        if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", help=item.name)
-        elif isinstance(default, tuple):
-            parser.add_argument(flag, nargs="+", type=type(default[0]), default=default)
-        elif item.name in ("think_layers", "act_layers"):
-            parser.add_argument(flag, type=int, default=None)
-        else:
-            parser.add_argument(flag, type=type(default), default=default)
-    parsed = vars(parser.parse_args())
-    return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in parsed.items()})
+    return dataclasses.replace(args, **{key: value for key, value in QUICK.items() if getattr(args, key) == getattr(defaults, key)})
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    """``python -m experiments.lbm [--quick] ...`` (``auctionsim lbm ...``)."""
+    args = parse_args(argv)
     if not args.plot_only:
         meta = run(args)
         print(f"total wall time {meta['timings_s']['total']:.0f} s")

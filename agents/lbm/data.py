@@ -12,6 +12,10 @@ over the CPA target (realised conversions are Bernoulli draws around them; the d
 both). Returns are normalised per advertiser by what its budget buys at its CPA target
 (``budget / CPA target`` conversions for conversion rewards, ``budget`` for value rewards), so
 that one return-to-go scale serves advertisers of every size.
+
+Logs recorded with exploration noise also keep the logging policy's *intended* multipliers
+(:class:`IntentRecorder`): language-guided training checks CoT directions against the
+policy's deliberate move, not against the noise (see :meth:`Trajectories.anchor_directions`).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import numpy as np
 
 from agents.datasets import OfflineDataset
 from agents.lbm.prompts import HISTORY_TICKS, BiddingStatus, TickKPI
+from auctionsim.envs.policy import PolicyContext, PopulationPolicy, TickFeedback
 from auctionsim.errors import ConfigError
 
-__all__ = ["Trajectories", "Window", "REWARD_KINDS"]
+__all__ = ["IntentRecorder", "Trajectories", "Window", "REWARD_KINDS"]
 
 REWARD_KINDS = ("expected_conversions", "conversions", "value")
 
@@ -67,6 +72,8 @@ class Trajectories:
         budgets, cpa_targets: ``(n,)`` the advertiser of each row.
         returns_to_go: normalised return from each tick on (from the data, or for a live
             bidder the target return minus what was collected).
+        intended_actions: the multiplier the logging policy chose before exploration noise
+            (``None``: the played ``actions``).
     """
 
     states: np.ndarray
@@ -81,8 +88,13 @@ class Trajectories:
     cpa_targets: np.ndarray
     returns_to_go: np.ndarray
     reward_kind: str
+    intended_actions: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.intended_actions is None:
+            self.intended_actions = self.actions
+        if self.intended_actions.shape != self.actions.shape:
+            raise ConfigError(f"intended_actions must have the shape of actions {self.actions.shape}, got {self.intended_actions.shape}")
         if self.reward_kind not in REWARD_KINDS:
             raise ConfigError(f"reward kind must be one of {', '.join(REWARD_KINDS)} for LBM, got {self.reward_kind!r}")
 
@@ -110,9 +122,15 @@ class Trajectories:
         )
 
     @classmethod
-    def from_dataset(cls, dataset: OfflineDataset) -> "Trajectories":
-        """Every advertiser-episode of ``dataset`` as a row (row ``e x N + i``)."""
+    def from_dataset(cls, dataset: OfflineDataset, intended_actions: np.ndarray | None = None) -> "Trajectories":
+        """Every advertiser-episode of ``dataset`` as a row (row ``e x N + i``).
+
+        ``intended_actions``: ``(E, T, N)`` multipliers before exploration noise, from the
+        :class:`IntentRecorder` that logged ``dataset`` (``None``: the played ones).
+        """
         episodes, n_ticks, n_advertisers = dataset.actions.shape
+        if intended_actions is not None and np.shape(intended_actions) != dataset.actions.shape:
+            raise ConfigError(f"intended_actions must have the shape of the dataset's actions {dataset.actions.shape}, got {np.shape(intended_actions)}")
 
         def rows(array: np.ndarray) -> np.ndarray:  # (E, T, N, ...) -> (E x N, T, ...)
             return np.swapaxes(array, 1, 2).reshape(episodes * n_advertisers, n_ticks, *array.shape[3:])
@@ -134,6 +152,7 @@ class Trajectories:
             cpa_targets=cpa_targets,
             returns_to_go=np.zeros_like(rewards),
             reward_kind=kind,
+            intended_actions=None if intended_actions is None else rows(np.asarray(intended_actions)).astype(np.float64),
         )
         reverse_cumulative = np.cumsum(rewards[:, ::-1], axis=1)[:, ::-1]
         trajectories.returns_to_go = reverse_cumulative / trajectories.return_scales[:, None]
@@ -184,13 +203,51 @@ class Trajectories:
         )
 
     def anchor_directions(self, rows: np.ndarray, ticks: np.ndarray, tolerance: float) -> np.ndarray:
-        """Direction of the logged action against the previous one, ``sign(a_t - a_{t-1})``
-        (0 within a relative ``tolerance``, and at the first tick): the anchor that
-        language-guided training (Section 3.2) checks CoT directions against."""
+        """The data's adjustment direction at each decision, ``sign(a_t - a_{t-1})`` on the
+        logging policy's *intended* multipliers (0 within a relative ``tolerance``, and at the
+        first tick): the anchor that language-guided training (Section 3.2, Eq. 5) checks CoT
+        directions against.
+
+        Why intended, not played: with exploration noise (log-normal, sigma 0.3 in our logs)
+        the played direction is mostly the sign of the noise difference, so a CoT kept because
+        it "agrees" tells LBM-Act which way the noise went (a ~30% step), and at test time,
+        where every decision carries a CoT, LBM-Act compounds such steps (measured: bidding
+        collapsed to ~0.3 x). The paper's logs come from deliberate agents, where the two
+        coincide.
+        """
         rows, ticks = np.asarray(rows), np.asarray(ticks)
-        previous = self.actions[rows, np.maximum(ticks - 1, 0)]
-        change = self.actions[rows, ticks] - previous
+        actions = self.intended_actions
+        previous = actions[rows, np.maximum(ticks - 1, 0)]
+        change = actions[rows, ticks] - previous
         direction = np.sign(change).astype(np.int64)
         direction[np.abs(change) <= tolerance * np.abs(previous)] = 0
         direction[ticks == 0] = 0
         return direction
+
+
+class IntentRecorder(PopulationPolicy):
+    """Wraps a logging policy and records the multipliers it chooses, before the exploration
+    noise that :func:`auctionsim.envs.play_episode` adds: ``intended_actions`` is
+    ``(episodes, T, N)`` over the episodes played since construction,
+    aligned with the dataset that :func:`agents.datasets.collect_dataset` logs with it."""
+
+    def __init__(self, policy: PopulationPolicy) -> None:
+        self.policy = policy
+        self.needs_impression_values = policy.needs_impression_values
+        self._episodes: list[list[np.ndarray]] = []
+
+    def reset(self, context: PolicyContext) -> None:
+        self.policy.reset(context)
+        self._episodes.append([])
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        multipliers = np.asarray(self.policy.act(observations), dtype=np.float64)
+        self._episodes[-1].append(multipliers.copy())
+        return multipliers
+
+    def observe(self, feedback: TickFeedback) -> None:
+        self.policy.observe(feedback)
+
+    @property
+    def intended_actions(self) -> np.ndarray:
+        return np.stack([np.stack(ticks) for ticks in self._episodes])
