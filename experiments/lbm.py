@@ -59,7 +59,7 @@ from experiments import args as arguments  # noqa: E402
 from agents.datasets import collect_dataset  # noqa: E402
 from agents.lbm import ActConfig, FocalCase, IntentRecorder, LBMAct, LBMPolicy, LBMThink, Trajectories, evaluate_focal, gqpo, load_backbone, train_act  # noqa: E402
 from agents.lbm.gqpo import OfflineCritic  # noqa: E402
-from agents.lbm.prompts import parse_cpa_ratio, parse_direction, teacher_cot, teacher_direction  # noqa: E402
+from agents.lbm.prompts import force_direction, parse_cpa_ratio, parse_direction, teacher_cot, teacher_direction, with_direction  # noqa: E402
 from agents.offline.data import OfflineData  # noqa: E402
 from agents.offline.dt import DTConfig, train_dt  # noqa: E402
 from agents.offline.iql import IQLConfig, train_iql  # noqa: E402
@@ -75,7 +75,7 @@ METHODS = ("DT", "LLM-DT", "LBM(P)", "LBM(GQPO)")
 
 QUICK = dict(
     impressions_per_episode=50_000, train_episodes=6, training_seeds=1, context=5, think_samples=2400,
-    think_epochs=2.0, act_steps=250, act_cot_decisions=2500, gqpo_decisions=300, gqpo_epochs=2.0,
+    think_epochs=4.0, act_steps=250, gqpo_decisions=300, gqpo_epochs=2.0,
     iql_steps=2000, dt_steps=600, eval_advertisers=4, eval_seeds=2, torch_threads=1,
 )
 """The sizes ``--quick`` gives the fields left at their defaults (the ``*`` fields of :class:`Args`)."""
@@ -119,10 +119,15 @@ class Args:
     """* gradient steps of LBM-Act and of LLM-DT (batch 64)"""
     act_learning_rate: float = 3e-4
     """LBM-Act / LLM-DT step size (paper: 1e-5 for 400,000 steps)"""
-    act_cot_decisions: int = 8000
-    """* logged decisions given a LBM-Think CoT for language-guided training"""
+    act_cot_decisions: int = 0
+    """logged decisions given a LBM-Think CoT for language-guided training (0: every decision,
+    as the paper; at test time every decision carries one)"""
+    conflicting_cots: str = "relabel"
+    """CoTs whose direction conflicts with the data's (Eq. 5): "discard" them (the paper; the
+    decision is learnt from the numbers alone) or "relabel" their decision with the data's
+    direction (ours; see the module docstring for why)"""
     direction_tolerance: float = 0.02
-    """relative change of the logged multiplier below which its direction is "keep" """
+    """relative change of the intended multiplier below which its direction is "keep" """
     gqpo_decisions: int = 2000
     """* logged decisions per GQPO round (paper: 2,000)"""
     gqpo_group_size: int = 3
@@ -155,6 +160,10 @@ class Args:
         unknown = set(self.variants) - {"dense", "sparse"}
         if unknown:
             raise ValueError(f"variants must be dense and/or sparse, got {sorted(unknown)}")
+        if self.conflicting_cots not in ("discard", "relabel"):
+            raise ValueError(f"conflicting_cots must be 'discard' or 'relabel', got {self.conflicting_cots!r}")
+        if self.act_cot_decisions < 0:
+            raise ValueError(f"act_cot_decisions must be >= 0 (0: every decision), got {self.act_cot_decisions}")
         if self.torch_threads < 0:
             raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
         if min(self.budget_ratios) <= 0 or 1.0 not in self.budget_ratios:
@@ -197,6 +206,31 @@ def think_diagnostics(think: LBMThink, trajectories: Trajectories, rows, ticks) 
         "direction_shares": {str(k): float(np.mean([d == k for d in directions])) for k in (-1, 0, 1)},
         "cpa_ratio_abs_error_median": float(np.median(errors)) if errors else None,
         "example": texts[0],
+    }
+
+
+def act_diagnostics(lbm_act: LBMAct, llm_dt: LBMAct, think: LBMThink, trajectories: Trajectories, rows, ticks) -> dict:
+    """Does LBM-Act read the CoT? On logged decisions: the mean log change of its multiplier
+    against the logged previous one when LBM-Think's CoT is forced to decrease / keep /
+    increase (instruction following should order them), and its mean absolute log error
+    against the logged multiplier with LBM-Think's CoT, without a CoT, and LLM-DT's."""
+    window = trajectories.window(rows, ticks, lbm_act.config.context)
+    logged = np.maximum(trajectories.actions[rows, ticks], 1e-3)
+    previous = np.maximum(trajectories.actions[rows, np.maximum(ticks - 1, 0)], 1e-3)
+    texts = think.think(think.prompt_ids([trajectories.status(int(r), int(t)) for r, t in zip(rows, ticks)])).texts
+    encode = lambda cots: [lbm_act.backbone.tokenizer.encode(" " + cot) for cot in cots]  # noqa: E731
+    log_change = {
+        label: float(np.mean(np.log(lbm_act.act(encode([force_direction(t, direction) for t in texts]), window) / previous)))
+        for label, direction in (("decrease", -1), ("keep", 0), ("increase", 1))
+    }
+    error = lambda multipliers: float(np.mean(np.abs(np.log(multipliers / logged))))  # noqa: E731
+    return {
+        "forced_log_change": log_change,
+        "abs_log_error": {
+            "lbm_act_with_cot": error(lbm_act.act(encode(texts), window)),
+            "lbm_act_without_cot": error(lbm_act.act([[]] * len(rows), window)),
+            "llm_dt": error(llm_dt.act([[]] * len(rows), window)),
+        },
     }
 
 
@@ -270,20 +304,23 @@ def run(args: Args) -> dict:
             llm_dt = make_act()
             llm_dt_losses = train_act(llm_dt, data, all_rows, all_ticks, None, args.act_steps, learning_rate=args.act_learning_rate, seed=seed, description=f"LLM-DT {variant}")
 
-            # 4c. Language-guided decision training (Eq. 5): CoTs from LBM-Think, kept where
-            # their direction agrees with the logged one, on a subset of decisions.
-            cot_rows, cot_ticks = _sample(rng, all_rows, all_ticks, args.act_cot_decisions)
+            # 4c. Language-guided decision training (Eq. 5): CoTs from LBM-Think for the logged
+            # decisions; one whose direction conflicts with the data's anchor direction is
+            # discarded (paper) or relabelled with the anchor direction.
+            cot_rows, cot_ticks = (all_rows, all_ticks) if not args.act_cot_decisions else _sample(rng, all_rows, all_ticks, args.act_cot_decisions)
             cot_statuses = [data.status(int(r), int(t)) for r, t in zip(cot_rows, cot_ticks)]
             cot_texts = think_pretrained.think(think_pretrained.prompt_ids(cot_statuses)).texts
-            directions = np.array([parse_direction(text) if parse_direction(text) is not None else 99 for text in cot_texts])
             anchors = data.anchor_directions(cot_rows, cot_ticks, args.direction_tolerance)
-            accepted = directions == anchors
+            accepted = (np.array([parse_direction(text) for text in cot_texts], dtype=object) == anchors).astype(bool)
+            if args.conflicting_cots == "relabel":
+                cot_texts = [text if ok else with_direction(text, int(anchor)) for text, ok, anchor in zip(cot_texts, accepted, anchors)]
             position = {(int(r), int(t)): k for k, (r, t) in enumerate(zip(cot_rows, cot_ticks))}
             tokenizer = act_backbone.tokenizer
             cot_ids = []
             for r, t in zip(all_rows, all_ticks):
                 k = position.get((int(r), int(t)))
-                cot_ids.append(tokenizer.encode(" " + cot_texts[k]) if k is not None and accepted[k] else [])
+                keep = k is not None and (accepted[k] or args.conflicting_cots == "relabel")
+                cot_ids.append(tokenizer.encode(" " + cot_texts[k]) if keep else [])
             lbm_act = make_act()
             lbm_act_losses = train_act(lbm_act, data, all_rows, all_ticks, cot_ids, args.act_steps, learning_rate=args.act_learning_rate, seed=seed, description=f"LBM-Act {variant}")
             timings_seed[f"{variant}_act"] = time.perf_counter() - step_started
@@ -327,7 +364,8 @@ def run(args: Args) -> dict:
                 "training_seed": seed,
                 "evaluations": evaluations,
                 "losses": {"think_pretraining": think_losses, "llm_dt": llm_dt_losses, "lbm_act": lbm_act_losses, "gqpo": result.losses},
-                "language_guided": {"cot_decisions": int(len(cot_rows)), "accepted_share": float(accepted.mean())},
+                "language_guided": {"cot_decisions": int(len(cot_rows)), "accepted_share": float(accepted.mean()), "conflicting_cots": args.conflicting_cots},
+                "act": act_diagnostics(lbm_act, llm_dt, think_pretrained, data, probe_rows, probe_ticks),
                 "gqpo": {
                     "decisions": int(len(gqpo_rows)),
                     "kept_share": result.kept_share,
@@ -415,6 +453,7 @@ def summarise(output_dir: str) -> dict:
         summary["think"][variant] = [run["think"] for run in variant_runs]
         summary["gqpo"][variant] = [run["gqpo"] | run["language_guided"] for run in variant_runs]
         lines += ["", f"LBM-Think (pretrained -> GQPO): {json.dumps([run['think'] for run in variant_runs])}", "",
+                  f"LBM-Act on logged decisions (forced-direction log change vs the previous multiplier; abs log error): {json.dumps([run.get('act') for run in variant_runs])}", "",
                   f"GQPO / language-guided: {json.dumps(summary['gqpo'][variant])}", ""]
     meta_path = output / "meta.json"
     if meta_path.exists():

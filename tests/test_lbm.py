@@ -26,6 +26,7 @@ from agents.lbm.prompts import (
     teacher_cot,
     teacher_direction,
     vocabulary_texts,
+    with_direction,
 )
 from agents.datasets import collect_dataset
 from agents.offline.data import OfflineData
@@ -88,6 +89,8 @@ def test_teacher_cot_states_its_rule_and_survives_the_tiny_tokenizer(status):
         assert teacher_direction(status) == -1  # spending ahead of plan
     for direction in (-1, 1):
         assert parse_direction(force_direction(cot, direction)) == direction
+        relabelled = with_direction(cot, direction)
+        assert parse_direction(relabelled) == direction and relabelled.split("Decision")[0] == cot.split("Decision")[0]
 
 
 def test_prompt_carries_the_last_four_ticks():

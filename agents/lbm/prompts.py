@@ -172,14 +172,23 @@ def parse_cpa_ratio(cot: str) -> float | None:
     return float(re.sub(r"\s", "", match.group(1))) if match else None
 
 
+def _without_decision(cot: str, direction: int) -> str:
+    if direction not in _WORDS:
+        raise ValueError(f"direction must be -1, 0 or 1, got {direction!r}")
+    return _DECISION.split(cot)[0].rstrip() if _DECISION.search(cot) else cot.rstrip()
+
+
+def with_direction(cot: str, direction: int) -> str:
+    """``cot`` with its decision set to ``direction`` (the reasoning before it unchanged): the
+    relabelling of conflicting CoTs in language-guided training (see ``experiments.lbm``)."""
+    return f"{_without_decision(cot, direction)} Decision: {_WORDS[direction]}."
+
+
 def force_direction(cot: str, direction: int) -> str:
     """``cot`` with its decision replaced by an instruction to move the bid in ``direction``
     (the paper's Table 4 instruction-following experiment)."""
-    if direction not in _WORDS:
-        raise ValueError(f"direction must be -1, 0 or 1, got {direction!r}")
-    head = _DECISION.split(cot)[0].rstrip() if _DECISION.search(cot) else cot.rstrip()
-    verb = {1: "raise", 0: "keep", -1: "lower"}[direction]
-    return f"{head} Instruction: {verb} the bid. Decision: {_WORDS[direction]}."
+    verb = {1: "raise", 0: "keep", -1: "lower"}[direction] if direction in _WORDS else None
+    return f"{_without_decision(cot, direction)} Instruction: {verb} the bid. Decision: {_WORDS[direction]}."
 
 
 def vocabulary_texts() -> list[str]:
