@@ -9,12 +9,14 @@ Steps, top to bottom in :func:`run` (paper section in brackets):
    ``impressions_per_episode / 500,000`` so they bind as in the preset.
 2. Logs: every advertiser of the ``mixed`` baseline population (fixed, PID, CPA pacing,
    OnlineLP) with log-normal exploration noise, reward = expected conversions (the paper's
-   ``sum o_i v_i``) [A.1].
+   ``sum o_i v_i``) [A.1]; the policies' intended (pre-noise) multipliers are recorded too
+   (:class:`agents.lbm.IntentRecorder`) for Eq. 5's anchor direction.
 3. Per training seed: LBM-Think "pretrained" on the rule-based teacher's CoTs of both markets
    (the tiny backbone learns the language from them; a pretrained backbone is warmed up) [3.1].
 4. Per market: the IQL critic (Eqs. 8-9) and the DT baseline (agents.offline, same data, same
    context length); LLM-DT = LBM-Act without CoT; LBM-Act by language-guided decision training
-   (Eq. 5) on CoTs from LBM-Think, conflicting directions discarded [3.2]; GQPO (Eqs. 12-14)
+   (Eq. 5) on a LBM-Think CoT for every logged decision, a CoT whose direction conflicts with
+   the data's being relabelled (default) or discarded (paper) [3.2]; GQPO (Eqs. 12-14)
    fine-tunes a copy of LBM-Think [3.3].
 5. Evaluation in the single-bidder env against the ``mixed`` population (no noise): focal
    advertisers x evaluation seeds x budget ratios 0.5-1.5 (Table 5) for every method, plus
@@ -26,14 +28,43 @@ the tiny backbone at reduced sizes (one training seed; the +- is then over evalu
 ``--think-backbone smollm2 --think-layers 8 --act-backbone smollm2 --act-layers 2`` runs
 the pretrained SmolLM2-135M (see docs in agents.lbm.backbones). GPU when present.
 
-Run: ``python -m experiments.lbm --quick`` (plots: ``python -m experiments.lbm --plot-only``).
+Run: ``python -m experiments.lbm --quick`` or ``auctionsim lbm --quick`` (plots:
+``--plot-only``).
 
-Measured on the shared 2-core machine at load ~10 (timings inflated several times; see the
-LBM report for the numbers). ``--quick``, dense market: DT 31.8 +- 1.1 and LLM-DT 32.1 +- 1.1
-score, while LBM(P) 0.2 and LBM(GQPO) 2.2 collapse (they bid almost nothing): at quick sizes
-only ~19% of 2,500 CoT decisions survive the direction filter, i.e. ~4% of the training
-decisions carry a CoT, yet every decision carries one at test time. The paper's ordering is not
-reproduced at these sizes. smollm2 (Think 6 layers, Act 2 layers, sparse, tiny sizes): Think
+Where we depart from Eq. 5, and why (measured on the dense market at the former quick sizes:
+Think 150 steps, LBM-Act 250 steps, tiny backbone). The paper
+disregards a CoT whose direction conflicts with the data's anchor ``sign(a_t - a_{t-1})``.
+Done literally on our logs, LBM bid almost nothing (score 0.2 vs DT 32) because LBM-Act learnt
+"a CoT is present => bid ~35% lower" and ignored what the CoT said: forcing the CoT to
+decrease / keep / increase gave the same mean log change (-0.22, -0.20, -0.22) against the
+logged previous multiplier (no CoT: +0.07), while every test decision carries a CoT. Two
+causes: (a) with exploration noise the played direction is mostly the noise's sign, so a kept
+CoT marked a noise drop (kept "decrease" decisions: -0.36 mean log change); anchoring on the
+logging policy's intended multipliers fixes this part; (b) LBM-Think says "decrease" far more
+often than the data moves down, so even with intended anchors and a CoT for every decision the
+kept CoTs are mostly drops (1,522 decrease, 942 keep, 17 increase kept of 12,424, Think after
+150 steps), and the same presence shift remained (-0.22 / -0.20 / -0.22). Relabelling a conflicting CoT's decision with
+the data's direction (``--conflicting-cots relabel``, the default) gives every training
+decision a CoT that agrees with its action, as at test time: no presence shift (LBM-Act with
+LBM-Think's CoT: |log error| 0.33 against the logged multipliers, as LLM-DT's 0.32) and the
+decision word is read (forced increase +0.18 vs keep/decrease +0.10). ``act`` in each run
+record repeats this diagnostic.
+
+Measured ``--quick`` (dense and sparse, tiny backbone, 1 torch thread, the 2-core machine
+lightly loaded): 11 min 20 s wall (Think pre-training 95 s; per market: IQL + DT ~115 s,
+LLM-DT + CoT generation for every decision + LBM-Act ~90 s, GQPO ~9 s, evaluation ~65 s).
+Score at budget ratio 1 (mean +- std over 2 evaluation seeds x 4 focal advertisers):
+dense DT 31.8 +- 1.1, LLM-DT 32.6 +- 1.2, LBM(P) 29.7 +- 0.5, LBM(GQPO) 31.7 +- 0.3;
+sparse DT 2.56 +- 0.15, LLM-DT 2.81 +- 0.30, LBM(P) 2.75 +- 0.06, LBM(GQPO) 2.78 +- 0.05.
+GQPO improves on LBM(P) in both markets, as in the paper, but LBM does not beat LLM-DT at these
+sizes, and instructions are followed on logged states (forced increase +0.05 / +0.13 log change,
+decrease ~0) but not in closed loop (Table 4: a forced increase lowers budget utilisation).
+LBM-Think is the weak part: after 300 steps it agrees with the teacher on 44% of states and
+misstates the CPA ratio by 0.21 (median). The paper's rule as first implemented (played-action
+anchor, CoTs on 2,500 decisions, conflicting ones discarded) scored LBM(P) 0.2 and LBM(GQPO)
+2.2 on dense (the collapse above); ``--conflicting-cots discard`` with the intended anchor was
+checked only open loop (the presence shift above), not re-run in closed loop.
+smollm2 (Think 6 layers, Act 2 layers, sparse, tiny sizes): Think
 pre-training ~150 s per step of 32 prompts, LLM-DT/LBM-Act ~5 s per step, LBM evaluation
 ~17-19 s per tick for 2 focal cases; that run was stopped during evaluation.
 """
