@@ -86,7 +86,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import auctionsim  # noqa: E402
-from experiments import args as arguments  # noqa: E402
 from agents.datasets import collect_dataset  # noqa: E402
 from agents.lbm import ActConfig, FocalCase, IntentRecorder, LBMAct, LBMPolicy, LBMThink, Trajectories, evaluate_focal, gqpo, load_backbone, train_act  # noqa: E402
 from agents.lbm.gqpo import OfflineCritic  # noqa: E402
@@ -99,6 +98,7 @@ from auctionsim import presets  # noqa: E402
 from auctionsim.config import MarketConfig, Population  # noqa: E402
 from auctionsim.envs import AuctionParallelEnv  # noqa: E402
 from auctionsim.market import Market  # noqa: E402
+from experiments import args as arguments  # noqa: E402
 
 REWARD = "expected_conversions"
 METHODS = ("DT", "LLM-DT", "LBM(P)", "LBM(GQPO)")
