@@ -62,8 +62,10 @@ decrease ~0) but not in closed loop (Table 4: a forced increase lowers budget ut
 LBM-Think is the weak part: after 300 steps it agrees with the teacher on 44% of states and
 misstates the CPA ratio by 0.21 (median). The paper's rule as first implemented (played-action
 anchor, CoTs on 2,500 decisions, conflicting ones discarded) scored LBM(P) 0.2 and LBM(GQPO)
-2.2 on dense (the collapse above); ``--conflicting-cots discard`` with the intended anchor was
-checked only open loop (the presence shift above), not re-run in closed loop.
+2.2 on dense (the collapse above); ``--quick --variants dense --conflicting-cots discard`` (the
+paper's rule with the intended anchor and a CoT for every decision; 7 min 48 s) still bids too
+little: LBM(P) 6.5 +- 3.2, LBM(GQPO) 15.8 +- 4.1 (budget utilisation 0.15 / 0.35), with LBM-Act
+ignoring the CoT's word (forced decrease / keep / increase: -0.03 / -0.03 / -0.02).
 smollm2 (Think 6 layers, Act 2 layers, sparse, tiny sizes): Think
 pre-training ~150 s per step of 32 prompts, LLM-DT/LBM-Act ~5 s per step, LBM evaluation
 ~17-19 s per tick for 2 focal cases; that run was stopped during evaluation.
