@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py
+	$(PY) benchmarks/envs.py
 
 clean-cache:
 	find . -name '*.nbi' -o -name '*.nbc' | xargs rm -f
