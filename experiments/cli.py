@@ -34,6 +34,7 @@ EXPERIMENTS = {
     "bandits": "EXP3 / Batch EXP3 / EXP3-IX: regret, bid heatmaps, snowballing (experiments.bandits)",
     "equilibrium": "exploitability of baseline populations from 10 to 10,000 advertisers (experiments.equilibrium)",
     "bpg": "BPG Nash-constrained population policy with RLlib: Tables 1 and 3, curves, ablation (experiments.bpg)",
+    "lbm": "LBM hierarchical LLM bidder vs DT and LLM-DT: Tables 1/2, 4, 5, Fig. 2 (experiments.lbm)",
     "pemorl": "PE-MORL vs MLP models and vs BC/IQL/CQL/DT bidders, pessimism ablation (experiments.pemorl)",
 }
 
