@@ -53,3 +53,13 @@ def parse(cls: type[T], argv: Sequence[str] | None = None, description: str | No
             parser.add_argument(flag, type=kind, default=default, help=help_text)
     values: dict[str, Any] = vars(parser.parse_args(argv))
     return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
+
+
+def parse_with_quick(cls: type[T], quick_sizes: dict[str, Any], argv: Sequence[str] | None = None, description: str | None = None) -> T:
+    """:func:`parse`, then, when ``--quick`` is given, every field left at its default takes its
+    value from ``quick_sizes`` (fields given on the command line keep the given value)."""
+    args = parse(cls, argv, description)
+    if not getattr(args, "quick"):
+        return args
+    defaults = cls()
+    return dataclasses.replace(args, **{key: value for key, value in quick_sizes.items() if getattr(args, key) == getattr(defaults, key)})  # type: ignore[type-var]

@@ -587,11 +587,7 @@ def plot(output_dir: str) -> list[pathlib.Path]:
 def parse_args(argv: list[str] | None = None) -> Args:
     """Flags from :class:`Args`; with ``--quick``, the fields left at their defaults take the
     :data:`QUICK` sizes."""
-    args = arguments.parse(Args, argv, description=__doc__.split("\n\n")[0])
-    if not args.quick:
-        return args
-    defaults = Args()
-    return dataclasses.replace(args, **{key: value for key, value in QUICK.items() if getattr(args, key) == getattr(defaults, key)})
+    return arguments.parse_with_quick(Args, QUICK, argv, description=__doc__.split("\n\n")[0])
 
 
 def main(argv: list[str] | None = None) -> None:
