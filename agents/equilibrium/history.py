@@ -32,15 +32,13 @@ from an :class:`~agents.equilibrium.report.ExploitabilityReport`.
 
 from __future__ import annotations
 
-import json
 import math
-import pathlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 
-from agents.equilibrium.report import ExploitabilityReport
+from agents.equilibrium.report import ExploitabilityReport, JsonFile
 from agents.equilibrium.stats import Interval
 from auctionsim.errors import ConfigError, describe
 
@@ -69,7 +67,7 @@ def _interval(name: str, value: object) -> dict[str, float]:
 
 
 @dataclass
-class TrainingHistory:
+class TrainingHistory(JsonFile):
     """Equilibrium metrics of a training run over its iterations (see the module docstring).
 
     Attributes:
@@ -166,13 +164,3 @@ class TrainingHistory:
         for record in data.get("records", []):
             history.add(**record)
         return history
-
-    def save(self, path: str | pathlib.Path) -> pathlib.Path:
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
-
-    @classmethod
-    def load(cls, path: str | pathlib.Path) -> "TrainingHistory":
-        return cls.from_dict(json.loads(pathlib.Path(path).read_text()))

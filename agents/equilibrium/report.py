@@ -112,8 +112,25 @@ class EstimatorValues:
         )
 
 
+class JsonFile:
+    """``save``/``load`` as JSON for a class with ``to_dict`` and a validating ``from_dict``
+    (reports and training histories share this file format plumbing)."""
+
+    def save(self, path: str | pathlib.Path) -> pathlib.Path:
+        """Write :meth:`to_dict` as JSON (creating the folder); returns the path."""
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1))  # type: ignore[attr-defined]
+        return path
+
+    @classmethod
+    def load(cls, path: str | pathlib.Path):
+        """Read a file written by :meth:`save` (validated by ``from_dict``)."""
+        return cls.from_dict(json.loads(pathlib.Path(path).read_text()))  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True, eq=False)
-class ExploitabilityReport:
+class ExploitabilityReport(JsonFile):
     """Gains of unilateral deviations from a population policy, by estimator (``S`` evaluation
     seeds, ``k`` advertisers evaluated out of ``n_advertisers``). Money in currency.
 
@@ -391,16 +408,6 @@ class ExploitabilityReport:
             confidence=float(data.get("confidence", 0.95)),
         )
 
-    def save(self, path: str | pathlib.Path) -> pathlib.Path:
-        """Write :meth:`to_dict` as JSON."""
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
-
-    @classmethod
-    def load(cls, path: str | pathlib.Path) -> "ExploitabilityReport":
-        return cls.from_dict(json.loads(pathlib.Path(path).read_text()))
 
 
 def _normalised(gain: float, welfare: float) -> float:
