@@ -94,16 +94,16 @@ def _can_bid(budget_left, budget_floor):
 
 
 @intrinsic
-def _prefetch_row(typingctx, table, row):
-    """Ask the CPU to start loading ``table[row, 0]``'s cache line (LLVM ``prefetch``; no effect
-    on results). Used to load the next impression's candidates while this one is auctioned."""
-    signature = types.void(table, row)
+def _prefetch(typingctx, table, row, column):
+    """Ask the CPU to start loading ``table[row, column]``'s cache line (LLVM ``prefetch``; no
+    effect on results), so that the load overlaps other work instead of stalling it."""
+    signature = types.void(table, row, column)
 
     def codegen(context, builder, signature, args):
         table_type = signature.args[0]
         array = context.make_array(table_type)(context, builder, args[0])
         pointer = cgutils.get_item_pointer(
-            context, builder, table_type, array, [args[1], context.get_constant(types.intp, 0)], wraparound=False
+            context, builder, table_type, array, [args[1], args[2]], wraparound=False
         )
         byte_pointer = builder.bitcast(pointer, ir.IntType(8).as_pointer())
         int32 = ir.IntType(32)
@@ -137,37 +137,40 @@ def _multiplier_bids(impression, n_bidders, keys, mean, std, scale, draws, norma
 
 # The kernel keeps each advertiser's data in rows of two float64 tables (integers and keys stored
 # as uint64 bits), with rows aligned to 64-byte cache lines. The bidder table holds what every
-# candidate reads and accumulates, in one cache line; the winner table what only winners need.
-# With K candidates the rows are in retrieval (category member) order, so a candidate costs one
-# cache line (prefetched an impression ahead) rather than a dozen scattered reads across ``(N,)``
-# arrays, and the bidder table of 100,000 advertisers is 6.4 MB (a third of one three-line row
-# per advertiser), small enough for a server CPU's last-level cache and second-level TLB.
+# candidate reads and updates, in one cache line; the winner table what only winners need. With
+# K candidates the rows are in retrieval (category member) order, so a candidate costs one cache
+# line (prefetched an impression ahead) rather than a dozen scattered reads across ``(N,)``
+# arrays; winners' rows are settled in batches, their cache lines prefetched, so that their
+# misses overlap instead of stalling the auction loop. The caller allocates the tables once per
+# episode (:func:`new_tables`); each tick loads that tick's parameters into them.
 COL_PVALUE_MEAN = 0
 COL_PVALUE_STD = 1
 COL_SCALE = 2  # effective bid per unit of pValue; -1 once the advertiser no longer bids
 COL_PVALUE_KEY = 3  # bits
-COL_POSITION = 4  # bits: the advertiser's array position
+COL_BUDGET_LEFT = 4
 COL_PVALUE_SUM = 5
 COL_OPPORTUNITIES = 6
 COL_LEAST_WINNING_COST_SUM = 7
 BIDDER_TABLE_WIDTH = 8
 # Columns of the winner table.
-WIN_BUDGET_LEFT = 0
-WIN_CPA_TARGET = 1
-WIN_SIGMA_RATIO = 2
-WIN_SIGMA_KEY = 3  # bits
-WIN_RATE_KEY = 4  # bits
-WIN_CONVERSION_KEY = 5  # bits
-WIN_WINS = 6
-WIN_EXPOSURES = 7
-WIN_CONVERSIONS = 8
-WIN_SPEND = 9
-WIN_VALUE_WON = 10
-WIN_EXPLICIT_BID_SUM = 11
-WINNER_TABLE_WIDTH = 16  # 12 columns used, padded to two cache lines
-
+WIN_CPA_TARGET = 0
+WIN_SIGMA_RATIO = 1
+WIN_SIGMA_KEY = 2  # bits
+WIN_RATE_KEY = 3  # bits
+WIN_CONVERSION_KEY = 4  # bits
+WIN_WINS = 5
+WIN_EXPOSURES = 6
+WIN_CONVERSIONS = 7
+WIN_SPEND = 8
+WIN_VALUE_WON = 9
+WIN_EXPLICIT_BID_SUM = 10
+WINNER_TABLE_WIDTH = 16  # 11 columns used, padded to two cache lines
 
 _CACHE_LINE_FLOATS = 8  # 64-byte cache lines
+# Impressions whose winners are settled together, and how many winners ahead a winner's rows
+# are prefetched while settling.
+_SETTLE_BATCH = 512
+_SETTLE_PREFETCH_DISTANCE = 8
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -180,40 +183,57 @@ def _zeros_by_cache_line(n_rows, width):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _build_tables(row_of, params, keys, budget_left, budget_floor):
-    """The bidder and winner tables, ``(N, BIDDER_TABLE_WIDTH)`` and ``(N, WINNER_TABLE_WIDTH)``,
-    and the ``(N,)`` tie-break keys, with row ``row_of[p]`` holding the advertiser at array
-    position ``p``. Reads the ``(N,)`` arrays in order and writes each advertiser's rows at once."""
-    n_advertisers = row_of.shape[0]
+def new_tables(n_candidates, retrieval, keys):
+    """The kernel's working tables for one episode, to pass to every :func:`run_tick` call.
+
+    Returns ``(row_positions, table, winner_table, tie_keys)``: the array position of the
+    advertiser in each table row (``(N,)`` int64: the identity in a full contest, the retrieval's
+    member order with ``K`` candidates), the bidder and winner tables (``(N,
+    BIDDER_TABLE_WIDTH)`` and ``(N, WINNER_TABLE_WIDTH)``, with the episode's stream keys filled
+    in) and the ``(N,)`` tie-break keys by row. ``keys`` are the episode's ``(5, N)`` stream keys.
+    """
+    n_advertisers = keys.shape[1]
+    row_positions = retrieval[0].copy() if n_candidates > 0 else np.arange(n_advertisers)
     table = _zeros_by_cache_line(n_advertisers, BIDDER_TABLE_WIDTH)
     bits = table.view(np.uint64)
     winner_table = _zeros_by_cache_line(n_advertisers, WINNER_TABLE_WIDTH)
     winner_bits = winner_table.view(np.uint64)
     tie_keys = np.empty(n_advertisers, dtype=np.uint64)
-    for position in range(n_advertisers):
-        row = row_of[position]
-        table[row, COL_PVALUE_MEAN] = params[PARAM_PVALUE_MEAN, position]
-        table[row, COL_PVALUE_STD] = params[PARAM_PVALUE_STD, position]
-        can_bid = _can_bid(budget_left[position], budget_floor)
-        table[row, COL_SCALE] = params[PARAM_BID_SCALE, position] if can_bid else -1.0
+    for row in range(n_advertisers):
+        position = row_positions[row]
         bits[row, COL_PVALUE_KEY] = keys[KEY_PVALUE, position]
-        bits[row, COL_POSITION] = np.uint64(position)
-        winner_table[row, WIN_BUDGET_LEFT] = budget_left[position]
-        winner_table[row, WIN_CPA_TARGET] = params[PARAM_CPA_TARGET, position]
-        winner_table[row, WIN_SIGMA_RATIO] = params[PARAM_SIGMA_RATIO, position]
         winner_bits[row, WIN_SIGMA_KEY] = keys[KEY_SIGMA, position]
         winner_bits[row, WIN_RATE_KEY] = keys[KEY_CONVERSION_RATE, position]
         winner_bits[row, WIN_CONVERSION_KEY] = keys[KEY_CONVERSION, position]
         tie_keys[row] = keys[KEY_TIE_BREAK, position]
-    return table, winner_table, tie_keys
+    return row_positions, table, winner_table, tie_keys
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _write_back(row_of, table, winner_table, bid_columns, params, budget_left, out_advertisers, n_impressions, full_contest, market_lwc_sum):
+def _load_tick(row_positions, params, budget_left, budget_floor, table, winner_table):
+    """Load the tick's parameters and budgets into the tables and zero their tick totals."""
+    for row in range(row_positions.shape[0]):
+        position = row_positions[row]
+        budget = budget_left[position]
+        table[row, COL_PVALUE_MEAN] = params[PARAM_PVALUE_MEAN, position]
+        table[row, COL_PVALUE_STD] = params[PARAM_PVALUE_STD, position]
+        table[row, COL_SCALE] = params[PARAM_BID_SCALE, position] if _can_bid(budget, budget_floor) else -1.0
+        table[row, COL_BUDGET_LEFT] = budget
+        table[row, COL_PVALUE_SUM] = 0.0
+        table[row, COL_OPPORTUNITIES] = 0.0
+        table[row, COL_LEAST_WINNING_COST_SUM] = 0.0
+        winner_table[row, WIN_CPA_TARGET] = params[PARAM_CPA_TARGET, position]
+        winner_table[row, WIN_SIGMA_RATIO] = params[PARAM_SIGMA_RATIO, position]
+        for column in range(WIN_WINS, WIN_EXPLICIT_BID_SUM + 1):
+            winner_table[row, column] = 0.0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _write_back(row_positions, table, winner_table, bid_columns, params, budget_left, out_advertisers, n_impressions, full_contest, market_lwc_sum):
     """Copy the tick's per-advertiser results from the tables to the caller's arrays."""
-    for position in range(row_of.shape[0]):
-        row = row_of[position]
-        budget_left[position] = winner_table[row, WIN_BUDGET_LEFT]
+    for row in range(row_positions.shape[0]):
+        position = row_positions[row]
+        budget_left[position] = table[row, COL_BUDGET_LEFT]
         if full_contest:
             # Every advertiser saw every impression: its sums equal the market's.
             out_advertisers[OUT_OPPORTUNITIES, position] = n_impressions
@@ -236,12 +256,11 @@ def _write_back(row_of, table, winner_table, bid_columns, params, budget_left, o
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _gather_bidders(table, bits, rows, n_bidders, positions, keys, mean, std, scale):
-    """Copy the bidders' array positions and pValue parameters from their table rows (``bits``
-    is the table viewed as uint64) into contiguous per-bidder arrays."""
+def _gather_bidders(table, bits, rows, n_bidders, keys, mean, std, scale):
+    """Copy the bidders' pValue parameters from their table rows (``bits`` is the table viewed as
+    uint64) into contiguous per-bidder arrays."""
     for bidder in range(n_bidders):
         row = rows[bidder]
-        positions[bidder] = np.int64(bits[row, COL_POSITION])
         keys[bidder] = bits[row, COL_PVALUE_KEY]
         mean[bidder] = table[row, COL_PVALUE_MEAN]
         std[bidder] = table[row, COL_PVALUE_STD]
@@ -250,13 +269,13 @@ def _gather_bidders(table, bits, rows, n_bidders, positions, keys, mean, std, sc
 
 @numba.njit(cache=True, error_model="numpy")
 def _allocate(
-    mechanism, bids, n_bidders, rows, tie_keys, winner_table, reserve, impression, slot_exposure,
+    mechanism, bids, n_bidders, rows, tie_keys, table, reserve, impression, slot_exposure,
     shortlist, tops, ranked_index, ranked_bids, prices,
 ):
     """Rank the bids and price the slots under the hard budget cap.
 
-    A winner that cannot pay its price (more than its budget left, ``winner_table[rows[b],
-    WIN_BUDGET_LEFT]``) leaves this impression (its bid is set to -1) and the auction is re-run
+    A winner that cannot pay its price (more than its budget left, ``table[rows[b],
+    COL_BUDGET_LEFT]``) leaves this impression (its bid is set to -1) and the auction is re-run
     without it. Re-ranking the shortlist is exact as long as it still fills every rank (all bids
     left out of it are below those ranked), else everyone is re-ranked. Fills ``ranked_index``,
     ``ranked_bids`` and ``prices``; returns ``(n_ranked, n_winners, n_excluded)``.
@@ -276,13 +295,57 @@ def _allocate(
         n_winners = slot_prices(mechanism, ranked_bids, n_ranked, slot_exposure, reserve, prices)
         unaffordable = -1
         for slot in range(n_winners):
-            if prices[slot] > winner_table[rows[ranked_index[slot]], WIN_BUDGET_LEFT]:
+            if prices[slot] > table[rows[ranked_index[slot]], COL_BUDGET_LEFT]:
                 unaffordable = slot
                 break
         if unaffordable < 0:
             return n_ranked, n_winners, n_excluded
         bids[ranked_index[unaffordable]] = -1.0
         n_excluded += 1
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _settle_winners(
+    n_pending, pending_rows, pending_pvalues, pending_prices, pending_exposed, pending_local, pending_slots,
+    winner_table, row_positions, first_impression, sigma_ratio_cap, explicit_sigmas, log_converted,
+):
+    """Book the pending winners' wins, exposures, spend, value and conversions in the winner
+    table, in impression order, prefetching each winner's rows a few winners ahead. Returns the
+    number of conversions."""
+    winner_bits = winner_table.view(np.uint64)
+    use_explicit_sigmas = explicit_sigmas.shape[0] > 0
+    logging = log_converted.shape[0] > 0
+    n_conversions = 0
+    for record in range(n_pending):
+        ahead = record + _SETTLE_PREFETCH_DISTANCE
+        if ahead < n_pending:
+            _prefetch(winner_table, pending_rows[ahead], WIN_CPA_TARGET)
+            _prefetch(winner_table, pending_rows[ahead], WIN_SPEND)
+        row = pending_rows[record]
+        winner_table[row, WIN_WINS] += 1.0
+        if not pending_exposed[record]:
+            continue
+        local = pending_local[record]
+        impression = first_impression + local
+        pvalue = pending_pvalues[record]
+        winner_table[row, WIN_SPEND] += pending_prices[record]
+        winner_table[row, WIN_EXPOSURES] += 1.0
+        winner_table[row, WIN_VALUE_WON] += pvalue * winner_table[row, WIN_CPA_TARGET]
+        if use_explicit_sigmas:
+            sigma = explicit_sigmas[local, row_positions[row]]
+        else:
+            sigma = impression_sigma(
+                winner_bits[row, WIN_SIGMA_KEY], pvalue, winner_table[row, WIN_SIGMA_RATIO], sigma_ratio_cap, impression
+            )
+        converted = impression_conversion(
+            winner_bits[row, WIN_RATE_KEY], winner_bits[row, WIN_CONVERSION_KEY], pvalue, sigma, impression
+        )
+        if converted:
+            winner_table[row, WIN_CONVERSIONS] += 1.0
+            n_conversions += 1
+        if logging:
+            log_converted[local, pending_slots[record]] = converted
+    return n_conversions
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -298,8 +361,11 @@ def run_tick(
     own_category_share,
     candidates_key,
     retrieval,
+    row_positions,
+    table,
+    winner_table,
+    tie_keys,
     params,
-    keys,
     sigma_ratio_cap,
     explicit_pvalues,
     explicit_sigmas,
@@ -328,8 +394,9 @@ def run_tick(
         n_candidates: ``0`` for a full contest, else ``K``; own_category_share, candidates_key
             and ``retrieval`` (:attr:`auctionsim.traffic.EpisodeTraffic.retrieval`) describe the
             candidate retrieval.
+        row_positions, table, winner_table, tie_keys: the episode's working tables from
+            :func:`new_tables` (built with the same ``n_candidates``, ``retrieval`` and keys).
         params: ``(N_PARAMS, N)`` per-advertiser parameters for this tick.
-        keys: ``(5, N)`` uint64 per-advertiser stream keys.
         sigma_ratio_cap: cap of sigma / pValue.
         explicit_pvalues, explicit_sigmas: ``(n_impressions, N)`` this tick's user-supplied
             pValues and sigmas, or ``(0, 0)`` arrays to draw them.
@@ -348,14 +415,8 @@ def run_tick(
     n_slots = slot_exposure.shape[0]
     full_contest = n_candidates == 0
     n_bidders = n_advertisers if full_contest else n_candidates
-    row_of = np.arange(n_advertisers)  # table row of each array position
-    if not full_contest:
-        category_members = retrieval[0]
-        for row in range(n_advertisers):
-            row_of[category_members[row]] = row
-    table, winner_table, tie_keys = _build_tables(row_of, params, keys, budget_left, budget_floor)
+    _load_tick(row_positions, params, budget_left, budget_floor, table, winner_table)
     bits = table.view(np.uint64)
-    winner_bits = winner_table.view(np.uint64)
 
     # Per-bidder working arrays. In a full contest bidder b is table row b and array position b,
     # its pValue parameters are copied once per tick and its pValue sum kept in a contiguous
@@ -370,7 +431,7 @@ def run_tick(
     bidder_scale = np.empty(n_bidders)
     pvalue_sums = np.zeros(n_bidders)
     if full_contest:
-        _gather_bidders(table, bits, rows, n_bidders, positions, bidder_keys, bidder_mean, bidder_std, bidder_scale)
+        _gather_bidders(table, bits, rows, n_bidders, bidder_keys, bidder_mean, bidder_std, bidder_scale)
     else:
         retrieve_candidates(first_impression, n_candidates, own_category_share, candidates_key, retrieval, next_rows)
     bids = np.empty(n_bidders)
@@ -383,6 +444,15 @@ def run_tick(
     ranked_index = np.empty(rank_capacity, dtype=np.int64)
     ranked_bids = np.empty(rank_capacity)
     prices = np.empty(n_slots)
+    # Winners waiting to be settled (at most _SETTLE_BATCH impressions' worth).
+    pending_capacity = _SETTLE_BATCH * n_slots
+    pending_rows = np.empty(pending_capacity, dtype=np.int64)
+    pending_pvalues = np.empty(pending_capacity)
+    pending_prices = np.empty(pending_capacity)
+    pending_exposed = np.empty(pending_capacity, dtype=np.bool_)
+    pending_local = np.empty(pending_capacity, dtype=np.int64)
+    pending_slots = np.empty(pending_capacity, dtype=np.int64)
+    n_pending = 0
     use_explicit_pvalues = explicit_pvalues.shape[0] > 0
     use_explicit_bids = explicit_bids.shape[1] > 0
     logging = log_top_bid.shape[0] > 0
@@ -407,8 +477,11 @@ def run_tick(
             if local + 1 < n_impressions:
                 retrieve_candidates(impression + 1, n_candidates, own_category_share, candidates_key, retrieval, next_rows)
                 for bidder in range(n_bidders):
-                    _prefetch_row(table, next_rows[bidder])
-            _gather_bidders(table, bits, rows, n_bidders, positions, bidder_keys, bidder_mean, bidder_std, bidder_scale)
+                    _prefetch(table, next_rows[bidder], 0)
+            _gather_bidders(table, bits, rows, n_bidders, bidder_keys, bidder_mean, bidder_std, bidder_scale)
+            if use_explicit_pvalues or use_explicit_bids:
+                for bidder in range(n_bidders):
+                    positions[bidder] = row_positions[rows[bidder]]
 
         # Values and bids: multiplier bids are ``scale x pValue``; explicit bids replace them.
         if use_explicit_pvalues:
@@ -431,51 +504,41 @@ def run_tick(
                     bids[bidder] = bid if bidder_scale[bidder] >= 0.0 else -1.0
 
         n_ranked, n_winners, n_excluded = _allocate(
-            mechanism, bids, n_bidders, rows, tie_keys, winner_table, reserve, impression, slot_exposure,
+            mechanism, bids, n_bidders, rows, tie_keys, table, reserve, impression, slot_exposure,
             shortlist, tops, ranked_index, ranked_bids, prices,
         )
         n_budget_exclusions += n_excluded
 
-        # Exposure, payment, value and conversions of the winners.
+        # Exposure and payment now (later impressions depend on the budgets); the winners' other
+        # books (wins, value, conversions) are settled in batches.
         seen = exposed_slots(exposure_key, slot_exposure, impression)
         least_winning_cost = ranked_bids[n_slots - 1] if n_ranked >= n_slots else reserve
         for slot in range(n_winners):
             bidder = ranked_index[slot]
             row = rows[bidder]
-            winner_table[row, WIN_WINS] += 1.0
             exposed = slot < seen
-            converted = False
             if exposed:
                 price = prices[slot]
-                pvalue = pvalues[bidder]
-                budget = winner_table[row, WIN_BUDGET_LEFT] - price
-                winner_table[row, WIN_BUDGET_LEFT] = budget
+                budget = table[row, COL_BUDGET_LEFT] - price
+                table[row, COL_BUDGET_LEFT] = budget
                 if not _can_bid(budget, budget_floor):
                     table[row, COL_SCALE] = -1.0
                     if full_contest:
                         bidder_scale[bidder] = -1.0
-                winner_table[row, WIN_SPEND] += price
-                winner_table[row, WIN_EXPOSURES] += 1.0
-                winner_table[row, WIN_VALUE_WON] += pvalue * winner_table[row, WIN_CPA_TARGET]
-                if use_explicit_pvalues:
-                    sigma = explicit_sigmas[local, positions[bidder]]
-                else:
-                    sigma = impression_sigma(
-                        winner_bits[row, WIN_SIGMA_KEY], pvalue, winner_table[row, WIN_SIGMA_RATIO], sigma_ratio_cap, impression
-                    )
-                converted = impression_conversion(
-                    winner_bits[row, WIN_RATE_KEY], winner_bits[row, WIN_CONVERSION_KEY], pvalue, sigma, impression
-                )
-                if converted:
-                    winner_table[row, WIN_CONVERSIONS] += 1.0
-                    n_conversions += 1
                 revenue += price
                 n_exposed_slots += 1
+            pending_rows[n_pending] = row
+            pending_pvalues[n_pending] = pvalues[bidder]
+            pending_prices[n_pending] = prices[slot]
+            pending_exposed[n_pending] = exposed
+            pending_local[n_pending] = local
+            pending_slots[n_pending] = slot
+            n_pending += 1
             if logging:
-                log_winners[local, slot] = positions[bidder]
+                log_winners[local, slot] = row_positions[row]
                 log_prices[local, slot] = prices[slot]
                 log_exposed[local, slot] = exposed
-                log_converted[local, slot] = converted
+                log_converted[local, slot] = False
         if logging:
             for slot in range(n_winners, n_slots):
                 log_winners[local, slot] = -1
@@ -487,7 +550,7 @@ def run_tick(
             log_slots_seen[local] = seen
             for rank in range(rank_capacity):
                 log_ranked_bids[local, rank] = ranked_bids[rank] if rank < n_ranked else 0.0
-                log_ranked_bidders[local, rank] = positions[ranked_index[rank]] if rank < n_ranked else -1
+                log_ranked_bidders[local, rank] = row_positions[rows[ranked_index[rank]]] if rank < n_ranked else -1
 
         if not full_contest:
             for bidder in range(n_bidders):
@@ -503,13 +566,20 @@ def run_tick(
         least_winning_cost_max = max(least_winning_cost_max, least_winning_cost)
         if n_ranked > 0:
             top_bid_sum += ranked_bids[0]
+        if n_pending > pending_capacity - n_slots or local == n_impressions - 1:
+            n_conversions += _settle_winners(
+                n_pending, pending_rows, pending_pvalues, pending_prices, pending_exposed, pending_local,
+                pending_slots, winner_table, row_positions, first_impression, sigma_ratio_cap, explicit_sigmas,
+                log_converted,
+            )
+            n_pending = 0
 
     if full_contest:
         for row in range(n_advertisers):
             table[row, COL_PVALUE_SUM] = pvalue_sums[row]
     _write_back(
-        row_of, table, winner_table, bid_columns, params, budget_left, out_advertisers, n_impressions, full_contest,
-        least_winning_cost_sum,
+        row_positions, table, winner_table, bid_columns, params, budget_left, out_advertisers, n_impressions,
+        full_contest, least_winning_cost_sum,
     )
     out_market[MARKET_IMPRESSIONS] = n_impressions
     out_market[MARKET_SOLD] = n_sold

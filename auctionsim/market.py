@@ -182,6 +182,7 @@ class Market:
         self._slot_exposure = np.asarray(config.slot_exposure, dtype=np.float64)
         self._ids_sorted_order = np.argsort(population.ids, kind="stable")
         self._traffic: EpisodeTraffic | None = None
+        self._kernel_tables: tuple = ()  # the episode's working tables, see kernel.new_tables
         self._seed: int | None = None
         self._episode = -1
         self._tick = 0
@@ -311,6 +312,9 @@ class Market:
         else:
             new_seed, new_episode = self._seed, self._episode + 1
         self._traffic = generate_episode_traffic(self._config, self._population, new_seed, new_episode, self._explicit)
+        self._kernel_tables = kernel.new_tables(
+            self._config.candidates_per_impression or 0, self._traffic.retrieval, self._traffic.keys
+        )
         self._seed, self._episode = new_seed, new_episode
         self._tick = 0
         self._budget_left = self._population.budgets.astype(np.float64)
@@ -448,8 +452,8 @@ class Market:
             max(self._config.reserve_price, self._config.min_budget_to_bid),
             traffic.exposure_key,
             *self._candidate_args(),
+            *self._kernel_tables,
             self._tick_params(multipliers),
-            traffic.keys,
             self._config.traffic.sigma_ratio_cap,
             explicit_pvalues,
             explicit_sigmas,
