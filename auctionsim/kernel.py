@@ -32,7 +32,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from auctionsim import rng
-from auctionsim.mechanisms import exposed_slots, rank_bids, shortlist_bids, slot_prices
+from auctionsim.mechanisms import SHORTLIST_LANES, exposed_slots, rank_bids, shortlist_bids, slot_prices
 from auctionsim.traffic import (
     KEY_CONVERSION,
     KEY_CONVERSION_RATE,
@@ -270,7 +270,7 @@ def _gather_bidders(table, bits, rows, n_bidders, keys, mean, std, scale):
 @numba.njit(cache=True, error_model="numpy")
 def _allocate(
     mechanism, bids, n_bidders, rows, tie_keys, table, reserve, impression, slot_exposure,
-    shortlist, tops, ranked_index, ranked_bids, prices,
+    shortlist, lane_tops, ranked_index, ranked_bids, prices,
 ):
     """Rank the bids and price the slots under the hard budget cap.
 
@@ -281,7 +281,7 @@ def _allocate(
     ``ranked_bids`` and ``prices``; returns ``(n_ranked, n_winners, n_excluded)``.
     """
     rank_capacity = ranked_index.shape[0]
-    n_shortlist = shortlist_bids(bids, n_bidders, rank_capacity, _SPARE_RANKS, tops, shortlist)
+    n_shortlist = shortlist_bids(bids, n_bidders, rank_capacity + _SPARE_RANKS, lane_tops, shortlist)
     n_excluded = 0
     while True:
         n_ranked = rank_bids(
@@ -440,7 +440,7 @@ def run_tick(
     normals = np.empty(n_bidders)
     rank_capacity = n_slots + 1
     shortlist = np.empty(n_bidders, dtype=np.int64)
-    tops = np.empty(2 * rank_capacity)
+    lane_tops = np.empty(SHORTLIST_LANES)
     ranked_index = np.empty(rank_capacity, dtype=np.int64)
     ranked_bids = np.empty(rank_capacity)
     prices = np.empty(n_slots)
@@ -505,7 +505,7 @@ def run_tick(
 
         n_ranked, n_winners, n_excluded = _allocate(
             mechanism, bids, n_bidders, rows, tie_keys, table, reserve, impression, slot_exposure,
-            shortlist, tops, ranked_index, ranked_bids, prices,
+            shortlist, lane_tops, ranked_index, ranked_bids, prices,
         )
         n_budget_exclusions += n_excluded
 

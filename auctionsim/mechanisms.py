@@ -55,37 +55,68 @@ def _wins_tie(index_a, index_b, bidder_positions, tie_keys, impression):
     )
 
 
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def shortlist_bids(bids, n_bidders, capacity, spare, tops, shortlist):
-    """Indices of the bids that can rank among the best ``capacity + spare``; returns how many.
+# Lanes of :func:`shortlist_bids`: independent chains the CPU runs side by side (two AVX2 vectors).
+SHORTLIST_LANES = 8
 
-    Split the bids into ``capacity`` groups and keep each group's two best: these are
-    ``2 x capacity`` distinct bids, so the ``(capacity + spare)``-th best of them is a lower bound
-    on the ``(capacity + spare)``-th best bid overall, and every bid below it can be left out.
-    The passes are branch-free, so this costs a fraction of ranking every bid; the ``spare``
-    places let a re-run after a budget exclusion re-rank only the shortlist. ``tops`` is a
-    ``(2 x capacity,)`` scratch array.
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _sort_eight_descending(values):
+    """Sort ``values[:8]`` in place, largest first: Batcher's odd-even merge sorting network
+    (19 branch-free compare-exchanges)."""
+    v0, v1, v2, v3, v4, v5, v6, v7 = values[0], values[1], values[2], values[3], values[4], values[5], values[6], values[7]
+    v0, v1 = max(v0, v1), min(v0, v1)
+    v2, v3 = max(v2, v3), min(v2, v3)
+    v0, v2 = max(v0, v2), min(v0, v2)
+    v1, v3 = max(v1, v3), min(v1, v3)
+    v1, v2 = max(v1, v2), min(v1, v2)
+    v4, v5 = max(v4, v5), min(v4, v5)
+    v6, v7 = max(v6, v7), min(v6, v7)
+    v4, v6 = max(v4, v6), min(v4, v6)
+    v5, v7 = max(v5, v7), min(v5, v7)
+    v5, v6 = max(v5, v6), min(v5, v6)
+    v0, v4 = max(v0, v4), min(v0, v4)
+    v2, v6 = max(v2, v6), min(v2, v6)
+    v2, v4 = max(v2, v4), min(v2, v4)
+    v1, v5 = max(v1, v5), min(v1, v5)
+    v3, v7 = max(v3, v7), min(v3, v7)
+    v3, v5 = max(v3, v5), min(v3, v5)
+    v1, v2 = max(v1, v2), min(v1, v2)
+    v3, v4 = max(v3, v4), min(v3, v4)
+    v5, v6 = max(v5, v6), min(v5, v6)
+    values[0], values[1], values[2], values[3], values[4], values[5], values[6], values[7] = v0, v1, v2, v3, v4, v5, v6, v7
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def shortlist_bids(bids, n_bidders, n_keep, lane_tops, shortlist):
+    """Indices of the bids that can rank among the best ``n_keep``; returns how many.
+
+    The bids are dealt round-robin into ``SHORTLIST_LANES`` lanes, each keeping its best in an
+    independent branch-free chain. The lane bests are distinct bids, so the ``n_keep``-th best of
+    them is a lower bound on the ``n_keep``-th best bid overall, and every bid below it can be
+    left out. This costs a fraction of ranking every bid. With more than ``SHORTLIST_LANES`` to
+    keep, every bid is shortlisted. ``lane_tops`` is a ``(SHORTLIST_LANES,)`` scratch array.
     """
-    group_size = max(n_bidders // capacity, 1)
-    for group in range(capacity):
-        start = min(group * group_size, n_bidders)
-        stop = n_bidders if group == capacity - 1 else min((group + 1) * group_size, n_bidders)
-        first = -np.inf
-        second = -np.inf
-        for index in range(start, stop):
-            value = bids[index]
-            second = max(second, min(first, value))
-            first = max(first, value)
-        tops[2 * group] = first
-        tops[2 * group + 1] = second
-    for item in range(1, 2 * capacity):  # insertion sort, best first
-        value = tops[item]
-        slot = item
-        while slot > 0 and tops[slot - 1] < value:
-            tops[slot] = tops[slot - 1]
-            slot -= 1
-        tops[slot] = value
-    bound = tops[min(capacity + spare, 2 * capacity) - 1]
+    if n_keep > SHORTLIST_LANES or n_bidders <= n_keep:
+        for index in range(n_bidders):
+            shortlist[index] = index
+        return n_bidders
+    best0 = best1 = best2 = best3 = best4 = best5 = best6 = best7 = -np.inf
+    n_whole = n_bidders - n_bidders % SHORTLIST_LANES
+    for base in range(0, n_whole, SHORTLIST_LANES):
+        best0 = max(best0, bids[base])
+        best1 = max(best1, bids[base + 1])
+        best2 = max(best2, bids[base + 2])
+        best3 = max(best3, bids[base + 3])
+        best4 = max(best4, bids[base + 4])
+        best5 = max(best5, bids[base + 5])
+        best6 = max(best6, bids[base + 6])
+        best7 = max(best7, bids[base + 7])
+    for index in range(n_whole, n_bidders):  # the remainder joins lane 0
+        best0 = max(best0, bids[index])
+    lane_tops[0], lane_tops[1], lane_tops[2], lane_tops[3] = best0, best1, best2, best3
+    lane_tops[4], lane_tops[5], lane_tops[6], lane_tops[7] = best4, best5, best6, best7
+    _sort_eight_descending(lane_tops)
+    bound = lane_tops[n_keep - 1]
     count = 0
     for index in range(n_bidders):
         shortlist[count] = index
@@ -112,7 +143,43 @@ def rank_bids(bids, shortlist, n_shortlist, bidder_positions, tie_keys, reserve,
 
     Returns:
         The number of ranks filled, ``min(capacity, number of shortlisted bids taking part)``.
+
+    Finds the best bids by value first, each bid passing down the ranks with max/min (no
+    branches to mispredict), then the bidders holding them. Ineligible bids are all below
+    eligible ones, so the eligible ranks are a prefix. This is exact whenever the ranked bids are
+    held by one bidder each; when two bidders hold a ranked bid (a tie), it ranks again by
+    insertion, with the tie-break priorities.
     """
+    for rank in range(capacity):
+        ranked_bids[rank] = -np.inf
+        ranked_index[rank] = 0
+    for item in range(n_shortlist):
+        carried = bids[shortlist[item]]
+        for rank in range(capacity):
+            held = ranked_bids[rank]
+            ranked_bids[rank] = max(held, carried)
+            carried = min(held, carried)
+    filled = 0
+    for rank in range(capacity):
+        filled += ranked_bids[rank] > 0.0 and ranked_bids[rank] >= reserve
+    holders = 0
+    for item in range(n_shortlist):
+        index = shortlist[item]
+        bid = bids[index]
+        for rank in range(filled):
+            holds = np.int64(bid == ranked_bids[rank])
+            ranked_index[rank] += holds * index
+            holders += holds
+    if holders > filled:
+        return _rank_bids_with_ties(
+            bids, shortlist, n_shortlist, bidder_positions, tie_keys, reserve, impression, capacity, ranked_index, ranked_bids
+        )
+    return filled
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _rank_bids_with_ties(bids, shortlist, n_shortlist, bidder_positions, tie_keys, reserve, impression, capacity, ranked_index, ranked_bids):
+    """:func:`rank_bids` by insertion, breaking ties between equal bids by priority."""
     filled = 0
     # Bids below ``threshold`` cannot enter: the reserve until the list is full, then the last
     # ranked bid. Tie-break keys are looked up only when bids are equal.

@@ -11,6 +11,7 @@ from auctionsim.mechanisms import (
     MECHANISM_FPA,
     MECHANISM_GSP,
     MECHANISM_VCG,
+    SHORTLIST_LANES,
     exposed_slots,
     rank_bids,
     shortlist_bids,
@@ -23,7 +24,7 @@ bid_values = st.one_of(st.sampled_from([0.0, 0.01, 0.02, 0.05, 0.1, -1.0]), st.f
 def _rank(bids, keys, reserve, capacity, impression=7):
     bids = np.asarray(bids, dtype=np.float64)
     shortlist = np.empty(len(bids), dtype=np.int64)
-    n_shortlist = shortlist_bids(bids, len(bids), capacity, 2, np.empty(2 * capacity), shortlist)
+    n_shortlist = shortlist_bids(bids, len(bids), capacity + 2, np.empty(SHORTLIST_LANES), shortlist)
     ranked_index = np.empty(capacity, dtype=np.int64)
     ranked_bids = np.empty(capacity)
     n = rank_bids(bids, shortlist, n_shortlist, np.arange(len(bids)), keys, reserve, impression, capacity, ranked_index, ranked_bids)
