@@ -142,7 +142,9 @@ def _multiplier_bids(impression, n_bidders, keys, mean, std, scale, draws, norma
 # line (prefetched an impression ahead) rather than a dozen scattered reads across ``(N,)``
 # arrays; winners' rows are settled in batches, their cache lines prefetched, so that their
 # misses overlap instead of stalling the auction loop. The caller allocates the tables once per
-# episode (:func:`new_tables`); each tick loads that tick's parameters into them.
+# episode (:func:`new_tables`); each tick loads that tick's parameters into the bidder table,
+# and into a winner row when the advertiser first wins in the tick (only rows that won are read
+# back and cleared at the end of the tick).
 COL_PVALUE_MEAN = 0
 COL_PVALUE_STD = 1
 COL_SCALE = 2  # effective bid per unit of pValue; -1 once the advertiser no longer bids
@@ -163,8 +165,7 @@ WIN_EXPOSURES = 6
 WIN_CONVERSIONS = 7
 WIN_SPEND = 8
 WIN_VALUE_WON = 9
-WIN_EXPLICIT_BID_SUM = 10
-WINNER_TABLE_WIDTH = 16  # 11 columns used, padded to two cache lines
+WINNER_TABLE_WIDTH = 16  # 10 columns used, padded to two cache lines
 
 _CACHE_LINE_FLOATS = 8  # 64-byte cache lines
 # Impressions whose winners are settled together, and how many winners ahead a winner's rows
@@ -186,11 +187,12 @@ def _zeros_by_cache_line(n_rows, width):
 def new_tables(n_candidates, retrieval, keys):
     """The kernel's working tables for one episode, to pass to every :func:`run_tick` call.
 
-    Returns ``(row_positions, table, winner_table, tie_keys)``: the array position of the
-    advertiser in each table row (``(N,)`` int64: the identity in a full contest, the retrieval's
-    member order with ``K`` candidates), the bidder and winner tables (``(N,
+    Returns ``(row_positions, table, winner_table, tie_keys, won_rows)``: the array position of
+    the advertiser in each table row (``(N,)`` int64: the identity in a full contest, the
+    retrieval's member order with ``K`` candidates), the bidder and winner tables (``(N,
     BIDDER_TABLE_WIDTH)`` and ``(N, WINNER_TABLE_WIDTH)``, with the episode's stream keys filled
-    in) and the ``(N,)`` tie-break keys by row. ``keys`` are the episode's ``(5, N)`` stream keys.
+    in), the ``(N,)`` tie-break keys by row, and ``(N,)`` scratch for the rows that won in a
+    tick. ``keys`` are the episode's ``(5, N)`` stream keys.
     """
     n_advertisers = keys.shape[1]
     row_positions = retrieval[0].copy() if n_candidates > 0 else np.arange(n_advertisers)
@@ -206,12 +208,12 @@ def new_tables(n_candidates, retrieval, keys):
         winner_bits[row, WIN_RATE_KEY] = keys[KEY_CONVERSION_RATE, position]
         winner_bits[row, WIN_CONVERSION_KEY] = keys[KEY_CONVERSION, position]
         tie_keys[row] = keys[KEY_TIE_BREAK, position]
-    return row_positions, table, winner_table, tie_keys
+    return row_positions, table, winner_table, tie_keys, np.empty(n_advertisers, dtype=np.int64)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _load_tick(row_positions, params, budget_left, budget_floor, table, winner_table):
-    """Load the tick's parameters and budgets into the tables and zero their tick totals."""
+def _load_tick(row_positions, params, budget_left, budget_floor, table):
+    """Load the tick's parameters and budgets into the bidder table and zero its tick totals."""
     for row in range(row_positions.shape[0]):
         position = row_positions[row]
         budget = budget_left[position]
@@ -222,15 +224,15 @@ def _load_tick(row_positions, params, budget_left, budget_floor, table, winner_t
         table[row, COL_PVALUE_SUM] = 0.0
         table[row, COL_OPPORTUNITIES] = 0.0
         table[row, COL_LEAST_WINNING_COST_SUM] = 0.0
-        winner_table[row, WIN_CPA_TARGET] = params[PARAM_CPA_TARGET, position]
-        winner_table[row, WIN_SIGMA_RATIO] = params[PARAM_SIGMA_RATIO, position]
-        for column in range(WIN_WINS, WIN_EXPLICIT_BID_SUM + 1):
-            winner_table[row, column] = 0.0
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _write_back(row_positions, table, winner_table, bid_columns, params, budget_left, out_advertisers, n_impressions, full_contest, market_lwc_sum):
-    """Copy the tick's per-advertiser results from the tables to the caller's arrays."""
+def _write_back(
+    row_positions, table, winner_table, won_rows, n_won, bid_columns, explicit_bid_sums, params, budget_left,
+    out_advertisers, n_impressions, full_contest, market_lwc_sum,
+):
+    """Copy the tick's per-advertiser results from the tables to the caller's arrays, and clear
+    the winner rows for the next tick."""
     for row in range(row_positions.shape[0]):
         position = row_positions[row]
         budget_left[position] = table[row, COL_BUDGET_LEFT]
@@ -244,15 +246,23 @@ def _write_back(row_positions, table, winner_table, bid_columns, params, budget_
         pvalue_sum = table[row, COL_PVALUE_SUM]
         out_advertisers[OUT_PVALUE_SUM, position] = pvalue_sum
         # Multiplier bidders bid scale x pValue on every opportunity (notionally once out of budget).
-        if bid_columns[position] >= 0:
-            out_advertisers[OUT_BID_SUM, position] = winner_table[row, WIN_EXPLICIT_BID_SUM]
+        column = bid_columns[position]
+        if column >= 0:
+            out_advertisers[OUT_BID_SUM, position] = explicit_bid_sums[column]
         else:
             out_advertisers[OUT_BID_SUM, position] = params[PARAM_BID_SCALE, position] * pvalue_sum
+        for output in (OUT_WINS, OUT_EXPOSURES, OUT_CONVERSIONS, OUT_SPEND, OUT_VALUE_WON):
+            out_advertisers[output, position] = 0.0
+    for won in range(n_won):
+        row = won_rows[won]
+        position = row_positions[row]
         out_advertisers[OUT_WINS, position] = winner_table[row, WIN_WINS]
         out_advertisers[OUT_EXPOSURES, position] = winner_table[row, WIN_EXPOSURES]
         out_advertisers[OUT_CONVERSIONS, position] = winner_table[row, WIN_CONVERSIONS]
         out_advertisers[OUT_SPEND, position] = winner_table[row, WIN_SPEND]
         out_advertisers[OUT_VALUE_WON, position] = winner_table[row, WIN_VALUE_WON]
+        for column in range(WIN_WINS, WIN_VALUE_WON + 1):
+            winner_table[row, column] = 0.0
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -307,11 +317,13 @@ def _allocate(
 @numba.njit(cache=True, error_model="numpy")
 def _settle_winners(
     n_pending, pending_rows, pending_pvalues, pending_prices, pending_exposed, pending_local, pending_slots,
-    winner_table, row_positions, first_impression, sigma_ratio_cap, explicit_sigmas, log_converted,
+    winner_table, won_rows, n_won, params, row_positions, first_impression, sigma_ratio_cap, explicit_sigmas,
+    log_converted,
 ):
     """Book the pending winners' wins, exposures, spend, value and conversions in the winner
-    table, in impression order, prefetching each winner's rows a few winners ahead. Returns the
-    number of conversions."""
+    table, in impression order, prefetching each winner's rows a few winners ahead. A row's
+    parameters are loaded at its first win of the tick, and the row is added to ``won_rows``.
+    Returns ``(conversions, n_won)``."""
     winner_bits = winner_table.view(np.uint64)
     use_explicit_sigmas = explicit_sigmas.shape[0] > 0
     logging = log_converted.shape[0] > 0
@@ -322,6 +334,12 @@ def _settle_winners(
             _prefetch(winner_table, pending_rows[ahead], WIN_CPA_TARGET)
             _prefetch(winner_table, pending_rows[ahead], WIN_SPEND)
         row = pending_rows[record]
+        if winner_table[row, WIN_WINS] == 0.0:
+            position = row_positions[row]
+            winner_table[row, WIN_CPA_TARGET] = params[PARAM_CPA_TARGET, position]
+            winner_table[row, WIN_SIGMA_RATIO] = params[PARAM_SIGMA_RATIO, position]
+            won_rows[n_won] = row
+            n_won += 1
         winner_table[row, WIN_WINS] += 1.0
         if not pending_exposed[record]:
             continue
@@ -345,7 +363,7 @@ def _settle_winners(
             n_conversions += 1
         if logging:
             log_converted[local, pending_slots[record]] = converted
-    return n_conversions
+    return n_conversions, n_won
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -365,6 +383,7 @@ def run_tick(
     table,
     winner_table,
     tie_keys,
+    won_rows,
     params,
     sigma_ratio_cap,
     explicit_pvalues,
@@ -394,7 +413,7 @@ def run_tick(
         n_candidates: ``0`` for a full contest, else ``K``; own_category_share, candidates_key
             and ``retrieval`` (:attr:`auctionsim.traffic.EpisodeTraffic.retrieval`) describe the
             candidate retrieval.
-        row_positions, table, winner_table, tie_keys: the episode's working tables from
+        row_positions, table, winner_table, tie_keys, won_rows: the episode's working tables from
             :func:`new_tables` (built with the same ``n_candidates``, ``retrieval`` and keys).
         params: ``(N_PARAMS, N)`` per-advertiser parameters for this tick.
         sigma_ratio_cap: cap of sigma / pValue.
@@ -415,7 +434,7 @@ def run_tick(
     n_slots = slot_exposure.shape[0]
     full_contest = n_candidates == 0
     n_bidders = n_advertisers if full_contest else n_candidates
-    _load_tick(row_positions, params, budget_left, budget_floor, table, winner_table)
+    _load_tick(row_positions, params, budget_left, budget_floor, table)
     bits = table.view(np.uint64)
 
     # Per-bidder working arrays. In a full contest bidder b is table row b and array position b,
@@ -453,6 +472,8 @@ def run_tick(
     pending_local = np.empty(pending_capacity, dtype=np.int64)
     pending_slots = np.empty(pending_capacity, dtype=np.int64)
     n_pending = 0
+    n_won = 0
+    explicit_bid_sums = np.zeros(explicit_bids.shape[1])
     use_explicit_pvalues = explicit_pvalues.shape[0] > 0
     use_explicit_bids = explicit_bids.shape[1] > 0
     logging = log_top_bid.shape[0] > 0
@@ -500,7 +521,7 @@ def run_tick(
                 column = bid_columns[positions[bidder]]
                 if column >= 0:
                     bid = explicit_bids[local, column]
-                    winner_table[rows[bidder], WIN_EXPLICIT_BID_SUM] += bid
+                    explicit_bid_sums[column] += bid
                     bids[bidder] = bid if bidder_scale[bidder] >= 0.0 else -1.0
 
         n_ranked, n_winners, n_excluded = _allocate(
@@ -567,19 +588,20 @@ def run_tick(
         if n_ranked > 0:
             top_bid_sum += ranked_bids[0]
         if n_pending > pending_capacity - n_slots or local == n_impressions - 1:
-            n_conversions += _settle_winners(
+            settled_conversions, n_won = _settle_winners(
                 n_pending, pending_rows, pending_pvalues, pending_prices, pending_exposed, pending_local,
-                pending_slots, winner_table, row_positions, first_impression, sigma_ratio_cap, explicit_sigmas,
-                log_converted,
+                pending_slots, winner_table, won_rows, n_won, params, row_positions, first_impression,
+                sigma_ratio_cap, explicit_sigmas, log_converted,
             )
+            n_conversions += settled_conversions
             n_pending = 0
 
     if full_contest:
         for row in range(n_advertisers):
             table[row, COL_PVALUE_SUM] = pvalue_sums[row]
     _write_back(
-        row_positions, table, winner_table, bid_columns, params, budget_left, out_advertisers, n_impressions,
-        full_contest, least_winning_cost_sum,
+        row_positions, table, winner_table, won_rows, n_won, bid_columns, explicit_bid_sums, params, budget_left,
+        out_advertisers, n_impressions, full_contest, least_winning_cost_sum,
     )
     out_market[MARKET_IMPRESSIONS] = n_impressions
     out_market[MARKET_SOLD] = n_sold

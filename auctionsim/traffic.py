@@ -393,7 +393,7 @@ def _walk(out, offset, count, start, stride, size, skip_from, skip):
         out[offset + k + 2] = p2 + skip * (p2 >= skip_from)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def retrieve_candidates(impression, n_candidates, own_category_share, candidates_key, retrieval, out_members):
     """Fill ``out_members[:n_candidates]`` with the distinct advertisers contesting an impression.
 

@@ -85,7 +85,7 @@ def reference_tick(
     n_advertisers = params.shape[1]
     n_slots = len(slot_exposure)
     budget_left = budget_left.astype(float).copy()
-    totals = {name: np.zeros(n_advertisers) for name in ("opportunities", "pvalue_sum", "lwc_sum", "wins", "exposures", "conversions", "spend", "value_won")}
+    totals = {name: np.zeros(n_advertisers) for name in ("opportunities", "pvalue_sum", "bid_sum", "lwc_sum", "wins", "exposures", "conversions", "spend", "value_won")}
     log = []
     members = np.empty(max(n_candidates, 1), dtype=np.int64)
     for local in range(n_impressions):
@@ -107,6 +107,7 @@ def reference_tick(
                 bid = float(impression_bids[position][local])
             else:
                 bid = params[PARAM_BID_SCALE, position] * pvalue
+            totals["bid_sum"][position] += bid
             can_bid = budget_left[position] > 0 and budget_left[position] >= budget_floor
             if can_bid and bid > 0 and bid >= reserve:
                 priority = int(rng.draw_bits(keys[KEY_TIE_BREAK, position], impression))

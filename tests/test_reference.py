@@ -86,6 +86,7 @@ def test_tick_kernel_matches_reference(case):
         compare(result.budget_left, budget_after)
         np.testing.assert_allclose(result.value_won, expected["value_won"], rtol=1e-12)
         np.testing.assert_allclose(result.mean_pvalue * result.opportunities, expected["pvalue_sum"], rtol=1e-12)
+        np.testing.assert_allclose(result.mean_bid * result.opportunities, expected["bid_sum"], rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(result.mean_least_winning_cost * result.opportunities, expected["lwc_sum"], rtol=1e-12)
         for row, (record, lwc, top, seen) in enumerate(log):
             assert result.log.least_winning_cost[row] == lwc
