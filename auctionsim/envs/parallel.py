@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from gymnasium import spaces
@@ -46,15 +46,21 @@ class ArrayStep:
 
     def info(self, row: int) -> dict[str, float]:
         """The PettingZoo ``infos`` entry of one advertiser."""
+        return self.infos([row])[0]
+
+    def infos(self, rows: Sequence[int]) -> list[dict[str, float]]:
+        """The ``infos`` entries of several advertisers (each column converted once, which
+        matters with thousands of agents)."""
         result = self.result
-        return {
-            "spend": float(result.spend[row]),
-            "wins": int(result.wins[row]),
-            "conversions": int(result.conversions[row]),
-            "value_won": float(result.value_won[row]),
-            "budget_left": float(result.budget_left[row]),
-            "multiplier": float(result.multipliers[row]),
+        columns = {
+            "spend": result.spend[rows].tolist(),
+            "wins": result.wins[rows].tolist(),
+            "conversions": result.conversions[rows].tolist(),
+            "value_won": result.value_won[rows].tolist(),
+            "budget_left": result.budget_left[rows].tolist(),
+            "multiplier": result.multipliers[rows].tolist(),
         }
+        return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
 
 class AuctionParallelEnv(ParallelEnv):
@@ -248,28 +254,42 @@ class AuctionParallelEnv(ParallelEnv):
         """PettingZoo step: ``actions`` maps every live agent's name to its multiplier."""
         if not isinstance(actions, Mapping):
             raise ActionTypeError(f"actions must map agent names to multipliers, got {describe(actions)}")
-        unknown = [name for name in actions if name not in self._row_of]
-        if unknown:
+        # Set and array checks first (thousands of agents); the lists for the messages only on error.
+        if not actions.keys() <= self._row_of.keys():
+            unknown = [name for name in actions if name not in self._row_of]
             raise ActionError(f"unknown agent name {describe(unknown[0])}; agents are named adv_<advertiser id>")
-        finished = [name for name in actions if not self._live[self._row_of[name]]]
-        if finished:
+        rows = np.array([self._row_of[name] for name in actions], dtype=np.int64)
+        if not self._live[rows].all():
+            finished = [name for name in actions if not self._live[self._row_of[name]]]
             raise ActionError(f"agent {finished[0]} has already finished this episode and cannot act")
-        missing = [name for name in self.agents if name not in actions]
-        if missing:
+        if len(actions) < len(self.agents):  # every name acting is live, so some live agent is missing
+            missing = [name for name in self.agents if name not in actions]
             raise ActionError(f"missing actions for {len(missing)} live agents, e.g. {missing[0]}")
         multipliers = np.zeros(len(self.possible_agents))
-        for name, action in actions.items():
-            multipliers[self._row_of[name]] = as_single_number(f"action of {name}", action)
+        multipliers[rows] = self._action_values(actions)
         acting = [self._row_of[name] for name in self.agents]
         step = self.step_arrays(multipliers)
-        names = self.possible_agents
-        observations = {names[row]: step.observations[row] for row in acting}
-        rewards = {names[row]: float(step.rewards[row]) for row in acting}
-        terminations = {names[row]: bool(step.terminated[row]) for row in acting}
-        truncations = {names[row]: bool(step.truncated[row]) for row in acting}
-        infos = {names[row]: step.info(row) for row in acting}
-        self.agents = [names[row] for row in acting if step.live[row]]
+        names = [self.possible_agents[row] for row in acting]
+        observations = dict(zip(names, step.observations[acting]))
+        rewards = dict(zip(names, step.rewards[acting].astype(np.float64).tolist()))
+        terminations = dict(zip(names, step.terminated[acting].tolist()))
+        truncations = dict(zip(names, step.truncated[acting].tolist()))
+        infos = dict(zip(names, step.infos(acting)))
+        self.agents = [name for name, live in zip(names, step.live[acting].tolist()) if live]
         return observations, rewards, terminations, truncations, infos
+
+    @staticmethod
+    def _action_values(actions: Mapping[str, object]) -> np.ndarray:
+        """The actions' multipliers in ``actions`` order: all at once when they stack into a
+        numeric ``(k,)`` or ``(k, 1)`` array (the usual case), else one by one, which names the
+        agent whose action is not one number."""
+        try:
+            stacked = np.asarray(list(actions.values()))
+        except (TypeError, ValueError):
+            stacked = None
+        if stacked is not None and stacked.dtype.kind in "iuf" and stacked.shape in ((len(actions),), (len(actions), 1)):
+            return stacked.reshape(-1).astype(np.float64)
+        return np.array([as_single_number(f"action of {name}", action) for name, action in actions.items()])
 
     def render(self) -> None:
         return None
