@@ -77,6 +77,7 @@ import copy
 import dataclasses
 import json
 import pathlib
+import sys
 import time
 from dataclasses import dataclass
 
@@ -113,6 +114,16 @@ QUICK = dict(
 )
 """The sizes ``--quick`` gives the fields left at their defaults (the ``*`` fields of :class:`Args`)."""
 
+SMOLLM2 = dict(
+    QUICK, output_dir="results/lbm-smollm2", variants=("dense",), think_backbone="smollm2", think_layers=4,
+    act_backbone="smollm2", act_layers=2, think_samples=320, think_epochs=2.0, think_learning_rate=3e-4,
+    act_steps=150, act_cot_decisions=200, gqpo_decisions=60, eval_advertisers=2, eval_seeds=1,
+    budget_ratios=(0.5, 1.0, 1.5), probe_decisions=60,
+)
+"""The sizes ``--smollm2`` gives the fields left at their defaults: the documented SmolLM2 run
+(Think and Act on the pretrained SmolLM2-135M, truncated to 4 and 2 layers; dense market only;
+about 40 minutes on one core, see the module docstring)."""
+
 
 @dataclass
 class Args:
@@ -120,6 +131,8 @@ class Args:
 
     quick: bool = False
     """tiny backbone, reduced sizes, one training seed: under 15 minutes on 2 cores"""
+    smollm2: bool = False
+    """the documented SmolLM2 run (:data:`SMOLLM2` sizes, implies --quick's for the rest)"""
     output_dir: str = "results/lbm"
     """where raw results, tables and plots are written"""
     variants: tuple[str, ...] = ("dense", "sparse")
@@ -154,7 +167,18 @@ class Args:
     """LBM-Act / LLM-DT step size (paper: 1e-5 for 400,000 steps)"""
     act_cot_decisions: int = 0
     """logged decisions given a LBM-Think CoT for language-guided training (0: every decision,
-    as the paper; at test time every decision carries one)"""
+    as the paper); the others get the rule-based teacher's CoT that LBM-Think imitates, so every
+    training decision carries a CoT, as at test time (a pretrained Think on one CPU core writes
+    ~10 CoTs/s, too few for every logged decision)"""
+    act_token_embeddings: bool = True
+    """train the token-embedding table in LBM-Act/LLM-DT (--no-act-token-embeddings keeps a
+    pretrained backbone's word embeddings and saves most of a SmolLM2 step's optimiser time)"""
+    balance_directions: bool = True
+    """LBM-Act draws decisions of each anchor direction (decrease/keep/increase) equally often:
+    most logged decisions keep the bid, and only the others show what the decision word means"""
+    probe_decisions: int = 200
+    """logged decisions of the LBM-Think/LBM-Act diagnostics (teacher agreement, forced
+    directions)"""
     conflicting_cots: str = "relabel"
     """CoTs whose direction conflicts with the data's (Eq. 5): "discard" them (the paper; the
     decision is learnt from the numbers alone) or "relabel" their decision with the data's
@@ -195,6 +219,8 @@ class Args:
             raise ValueError(f"variants must be dense and/or sparse, got {sorted(unknown)}")
         if self.conflicting_cots not in ("discard", "relabel"):
             raise ValueError(f"conflicting_cots must be 'discard' or 'relabel', got {self.conflicting_cots!r}")
+        if self.probe_decisions < 1:
+            raise ValueError(f"probe_decisions must be >= 1, got {self.probe_decisions}")
         if self.act_cot_decisions < 0:
             raise ValueError(f"act_cot_decisions must be >= 0 (0: every decision), got {self.act_cot_decisions}")
         if self.torch_threads < 0:
@@ -335,27 +361,35 @@ def run(args: Args) -> dict:
             make_act = lambda: LBMAct(copy.deepcopy(act_backbone), config, flat_states.mean(0), flat_states.std(0))  # noqa: E731
             step_started = time.perf_counter()
             llm_dt = make_act()
-            llm_dt_losses = train_act(llm_dt, data, all_rows, all_ticks, None, args.act_steps, learning_rate=args.act_learning_rate, seed=seed, description=f"LLM-DT {variant}")
+            llm_dt_losses = train_act(
+                llm_dt, data, all_rows, all_ticks, None, args.act_steps, learning_rate=args.act_learning_rate,
+                train_token_embeddings=args.act_token_embeddings, seed=seed, description=f"LLM-DT {variant}",
+            )
 
-            # 4c. Language-guided decision training (Eq. 5): CoTs from LBM-Think for the logged
-            # decisions; one whose direction conflicts with the data's anchor direction is
-            # discarded (paper) or relabelled with the anchor direction.
-            cot_rows, cot_ticks = (all_rows, all_ticks) if not args.act_cot_decisions else _sample(rng, all_rows, all_ticks, args.act_cot_decisions)
-            cot_statuses = [data.status(int(r), int(t)) for r, t in zip(cot_rows, cot_ticks)]
-            cot_texts = think_pretrained.think(think_pretrained.prompt_ids(cot_statuses)).texts
-            anchors = data.anchor_directions(cot_rows, cot_ticks, args.direction_tolerance)
+            # 4c. Language-guided decision training (Eq. 5): a CoT for every logged decision
+            # (LBM-Think's, or on a pretrained Think with act_cot_decisions > 0 LBM-Think's on a
+            # sample and the teacher's it imitates on the others); one whose direction
+            # conflicts with the data's anchor direction is discarded (paper) or relabelled.
+            cot_texts = [teacher_cot(data.status(int(r), int(t))) for r, t in zip(all_rows, all_ticks)]
+            thought = np.arange(len(all_rows)) if not args.act_cot_decisions else rng.choice(len(all_rows), min(args.act_cot_decisions, len(all_rows)), replace=False)
+            thought_statuses = [data.status(int(all_rows[k]), int(all_ticks[k])) for k in thought]
+            for k, text in zip(thought, think_pretrained.think(think_pretrained.prompt_ids(thought_statuses)).texts):
+                cot_texts[k] = text
+            anchors = data.anchor_directions(all_rows, all_ticks, args.direction_tolerance)
             accepted = (np.array([parse_direction(text) for text in cot_texts], dtype=object) == anchors).astype(bool)
             if args.conflicting_cots == "relabel":
                 cot_texts = [text if ok else with_direction(text, int(anchor)) for text, ok, anchor in zip(cot_texts, accepted, anchors)]
-            position = {(int(r), int(t)): k for k, (r, t) in enumerate(zip(cot_rows, cot_ticks))}
             tokenizer = act_backbone.tokenizer
-            cot_ids = []
-            for r, t in zip(all_rows, all_ticks):
-                k = position.get((int(r), int(t)))
-                keep = k is not None and (accepted[k] or args.conflicting_cots == "relabel")
-                cot_ids.append(tokenizer.encode(" " + cot_texts[k]) if keep else [])
+            cot_ids = [tokenizer.encode(" " + text) if ok or args.conflicting_cots == "relabel" else [] for text, ok in zip(cot_texts, accepted)]
+            # Each anchor direction drawn equally often: "keep" is most decisions, and only
+            # the others tell LBM-Act what the decision word means.
+            counts = np.bincount(anchors + 1, minlength=3)
+            weights = 1.0 / counts[anchors + 1] if args.balance_directions else None
             lbm_act = make_act()
-            lbm_act_losses = train_act(lbm_act, data, all_rows, all_ticks, cot_ids, args.act_steps, learning_rate=args.act_learning_rate, seed=seed, description=f"LBM-Act {variant}")
+            lbm_act_losses = train_act(
+                lbm_act, data, all_rows, all_ticks, cot_ids, args.act_steps, learning_rate=args.act_learning_rate,
+                train_token_embeddings=args.act_token_embeddings, sample_weights=weights, seed=seed, description=f"LBM-Act {variant}",
+            )
             timings_seed[f"{variant}_act"] = time.perf_counter() - step_started
 
             # 4d. GQPO on a copy of LBM-Think.
@@ -367,7 +401,7 @@ def run(args: Args) -> dict:
                 epochs=args.gqpo_epochs, learning_rate=args.gqpo_learning_rate, seed=seed,
             )
             timings_seed[f"{variant}_gqpo"] = time.perf_counter() - step_started
-            probe_rows, probe_ticks = _sample(np.random.default_rng(seed + 99), all_rows, all_ticks, 200, first_tick=1)
+            probe_rows, probe_ticks = _sample(np.random.default_rng(seed + 99), all_rows, all_ticks, args.probe_decisions, first_tick=1)
 
             # 5. Evaluation: every method on the same cases (paired market episodes).
             step_started = time.perf_counter()
@@ -397,7 +431,10 @@ def run(args: Args) -> dict:
                 "training_seed": seed,
                 "evaluations": evaluations,
                 "losses": {"think_pretraining": think_losses, "llm_dt": llm_dt_losses, "lbm_act": lbm_act_losses, "gqpo": result.losses},
-                "language_guided": {"cot_decisions": int(len(cot_rows)), "accepted_share": float(accepted.mean()), "conflicting_cots": args.conflicting_cots},
+                "language_guided": {
+                    "think_cot_decisions": int(len(thought)), "accepted_share": float(accepted.mean()),
+                    "anchor_counts": counts.tolist(), "conflicting_cots": args.conflicting_cots, "balance_directions": args.balance_directions,
+                },
                 "act": act_diagnostics(lbm_act, llm_dt, think_pretrained, data, probe_rows, probe_ticks),
                 "gqpo": {
                     "decisions": int(len(gqpo_rows)),
@@ -419,6 +456,9 @@ def run(args: Args) -> dict:
     meta = {
         "args": dataclasses.asdict(args),
         "timings_s": timings,
+        # CPU seconds of this process: with torch on one thread, the wall time less the time
+        # spent waiting for a shared machine's cores (or paused)
+        "process_cpu_s": time.process_time(),
         "device": str(think_backbone.device),
         "torch_threads": torch.get_num_threads(),
         "auctionsim_version": auctionsim.__version__,
@@ -585,9 +625,13 @@ def plot(output_dir: str) -> list[pathlib.Path]:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    """Flags from :class:`Args`; with ``--quick``, the fields left at their defaults take the
-    :data:`QUICK` sizes."""
-    return arguments.parse_with_quick(Args, QUICK, argv, description=__doc__.split("\n\n")[0])
+    """Flags from :class:`Args`; with ``--quick`` (``--smollm2``), the fields left at their
+    defaults take the :data:`QUICK` (:data:`SMOLLM2`) sizes."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    description = __doc__.split("\n\n")[0]
+    if arguments.parse(Args, argv, description).smollm2:
+        return arguments.parse_with_quick(Args, SMOLLM2, [*argv, "--quick"], description)
+    return arguments.parse_with_quick(Args, QUICK, argv, description)
 
 
 def main(argv: list[str] | None = None) -> None:
