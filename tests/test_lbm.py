@@ -201,6 +201,8 @@ def test_numeric_items_enter_at_the_token_embeddings_scale_and_training_options_
     assert item_rms.detach().numpy() == pytest.approx(backbone.token_embedding_rms(), rel=1e-3)
     with pytest.raises(ConfigError, match="scale"):
         DecisionEmbedding(state_dim=5, hidden_size=16, n_ticks=48, scale=0.0)
+    unnormalised = LBMAct(backbone, ActConfig(state_dim=5, n_ticks=48, context=3, embedding_norm=False), np.zeros(5), np.ones(5))
+    assert isinstance(unnormalised.decision_embedding.norm, torch.nn.Identity)
 
     scenario = presets.get("auctionnet", impressions_per_episode=20_000, n_ticks=6)
     env = AuctionParallelEnv(Market(scenario.market, scenario.population), reward="expected_conversions")

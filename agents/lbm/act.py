@@ -60,23 +60,25 @@ class DecisionEmbedding(nn.Module):
     returns ``(B, 3L - 1, H)``: ``R_1, s_1, a_1, ..., R_L, s_L`` (the last action is the one to
     predict, so it is not an input).
 
-    Every item ends in a LayerNorm (DT's ``embed_ln``) whose gain starts at ``scale``, the RMS
-    of the backbone's token embeddings, so numbers and words enter the layers at the same
-    scale. Without it a pretrained backbone's CoT drowned: SmolLM2's token embeddings have norm
+    With a ``scale``, every item ends in a LayerNorm (DT's ``embed_ln``) whose gain starts at
+    ``scale``, the RMS of the backbone's token embeddings, so numbers and words enter the layers
+    at the same scale (``None``: no LayerNorm). Without it a pretrained backbone's CoT drowned: SmolLM2's token embeddings have norm
     ~3 per token, the fresh MLPs' outputs ~24, and the hidden state at ``s_t`` (the one the
     action head reads) stayed its own numeric embedding (see ``experiments.lbm``).
     """
 
-    def __init__(self, state_dim: int, hidden_size: int, n_ticks: int, scale: float = 1.0) -> None:
+    def __init__(self, state_dim: int, hidden_size: int, n_ticks: int, scale: float | None = 1.0) -> None:
         super().__init__()
-        if not (math.isfinite(scale) and scale > 0):
-            raise ConfigError(f"DecisionEmbedding scale must be finite and > 0, got {scale!r}")
+        if scale is not None and not (math.isfinite(scale) and scale > 0):
+            raise ConfigError(f"DecisionEmbedding scale must be None or finite and > 0, got {scale!r}")
         self.returns = _mlp([1, hidden_size, hidden_size, hidden_size])
         self.states = _mlp([state_dim, hidden_size, hidden_size, hidden_size])
         self.actions = _mlp([1, hidden_size, hidden_size, hidden_size])
         self.timesteps = nn.Embedding(n_ticks, hidden_size)
-        self.norm = nn.LayerNorm(hidden_size)
-        nn.init.constant_(self.norm.weight, scale)
+        self.norm: nn.Module = nn.Identity()
+        if scale is not None:
+            self.norm = nn.LayerNorm(hidden_size)
+            nn.init.constant_(self.norm.weight, scale)
 
     def forward(self, returns_to_go, states, actions, timesteps) -> torch.Tensor:
         batch, length = returns_to_go.shape
@@ -97,12 +99,15 @@ class ActConfig:
         n_ticks: ticks per episode (size of the timestep embedding).
         context: ``L``, ticks of numeric history (10 in the paper).
         action_scale: multipliers <-> unit actions (log scale, clipped to its bounds).
+        embedding_norm: LayerNorm the numeric items to the token embeddings' scale
+            (:class:`DecisionEmbedding`); needed for a pretrained backbone to read the CoT.
     """
 
     state_dim: int
     n_ticks: int
     context: int = 10
     action_scale: ActionScale = ActionScale()
+    embedding_norm: bool = True
 
     def __post_init__(self) -> None:
         for name in ("state_dim", "n_ticks", "context"):
@@ -127,7 +132,8 @@ class LBMAct(nn.Module):
         self.config = config
         self.backbone = backbone
         hidden = backbone.hidden_size
-        self.decision_embedding = DecisionEmbedding(config.state_dim, hidden, config.n_ticks, backbone.token_embedding_rms())
+        scale = backbone.token_embedding_rms() if config.embedding_norm else None
+        self.decision_embedding = DecisionEmbedding(config.state_dim, hidden, config.n_ticks, scale)
         self.head = _mlp([hidden, hidden, hidden, 1])
         self.register_buffer("state_mean", torch.as_tensor(state_mean, dtype=torch.float32))
         self.register_buffer("state_std", torch.as_tensor(np.maximum(state_std, 1e-3), dtype=torch.float32))
@@ -191,9 +197,10 @@ def train_act(
         steps, batch_size, learning_rate: AdamW on every trained parameter, backbone included
             (a smaller step for the pretrained layers than for the new modules kept SmolLM2's
             LBM-Act from learning to read the CoT at all in our short runs).
-        train_token_embeddings: also train the token-embedding table (for a pretrained
-            backbone, freezing it keeps the words' pretrained embeddings and saves the AdamW
-            update of a ~49k x 576 table per step).
+        train_token_embeddings: also train the token-embedding table (freezing a pretrained
+            backbone's keeps the words' pretrained embeddings and saves the AdamW update of a
+            ~49k x 576 table per step, but the words' embeddings are one of the things that
+            must move for the action to depend on the CoT).
         sample_weights: ``(len(rows),)`` non-negative sampling weights of the decisions
             (``None``: uniform).
 
