@@ -50,9 +50,10 @@ LBM-Think's CoT: |log error| 0.33 against the logged multipliers, as LLM-DT's 0.
 decision word is read (forced increase +0.18 vs keep/decrease +0.10). ``act`` in each run
 record repeats this diagnostic.
 
-Measured ``--quick`` (dense and sparse, tiny backbone, 1 torch thread, the 2-core machine
-lightly loaded): 11 min 20 s wall (Think pre-training 95 s; per market: IQL + DT ~115 s,
-LLM-DT + CoT generation for every decision + LBM-Act ~90 s, GQPO ~9 s, evaluation ~65 s).
+Measured ``--quick`` (dense and sparse, tiny backbone, 1 torch thread pinned to one core of the
+2-core machine, the other core busy): 8 min 47 s wall, 524 s CPU (Think pre-training 49 s; per
+market: IQL + DT ~99 s, LLM-DT + CoT generation for every decision + LBM-Act ~72 s, GQPO ~7 s,
+evaluation ~54 s; an earlier run on a more loaded machine took 11 min 20 s).
 Score at budget ratio 1 (mean +- std over 2 evaluation seeds x 4 focal advertisers):
 dense DT 31.8 +- 1.1, LLM-DT 32.6 +- 1.2, LBM(P) 29.7 +- 0.5, LBM(GQPO) 31.7 +- 0.3;
 sparse DT 2.56 +- 0.15, LLM-DT 2.81 +- 0.30, LBM(P) 2.75 +- 0.06, LBM(GQPO) 2.78 +- 0.05.
@@ -87,8 +88,8 @@ On the tiny backbone the same two changes (``--act-embedding-norm --balance-dire
 instructions work in closed loop (dense Table 4: forced increase 24.6, base 21.7, forced
 decrease 12.8; logged-state diagnostic -0.080 / -0.079 / +0.057) but cost score at quick sizes
 (dense LLM-DT 26.6, LBM(P) 18.2, LBM(GQPO) 21.7, DT 31.8; budget utilisation 0.63 / 0.43 /
-0.53), so ``--quick`` leaves both off (the LLM-DT drop, which balancing does not touch, may
-partly be the changed sampling stream: one training seed).
+0.53), so ``--quick`` leaves both off (the LLM-DT drop is the LayerNorm's: balancing does not touch
+LLM-DT, and with both off the quick run reproduces its earlier figures exactly).
 
 The SmolLM2 run (``python -m experiments.lbm --smollm2``, i.e. :data:`SMOLLM2`: Think and Act on
 SmolLM2-135M truncated to 4 and 2 layers, dense market only, quick logs, 20 Think pre-training
