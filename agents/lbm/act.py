@@ -62,9 +62,10 @@ class DecisionEmbedding(nn.Module):
 
     With a ``scale``, every item ends in a LayerNorm (DT's ``embed_ln``) whose gain starts at
     ``scale``, the RMS of the backbone's token embeddings, so numbers and words enter the layers
-    at the same scale (``None``: no LayerNorm). Without it a pretrained backbone's CoT drowned: SmolLM2's token embeddings have norm
-    ~3 per token, the fresh MLPs' outputs ~24, and the hidden state at ``s_t`` (the one the
-    action head reads) stayed its own numeric embedding (see ``experiments.lbm``).
+    at the same scale (``None``: no LayerNorm). Without it a pretrained backbone's CoT drowned:
+    SmolLM2's token embeddings have norm ~3 per token, the fresh MLPs' outputs ~24, and the
+    hidden state at ``s_t`` (the one the action head reads) stayed its own numeric embedding
+    (see ``experiments.lbm``).
     """
 
     def __init__(self, state_dim: int, hidden_size: int, n_ticks: int, scale: float | None = 1.0) -> None:
@@ -215,7 +216,9 @@ def train_act(
             raise ConfigError(f"sample_weights must be {len(rows)} finite non-negative weights with a positive sum, got shape {weights.shape}")
         probabilities = weights / weights.sum()
     generator = np.random.default_rng(seed)
-    act.backbone.token_embeddings.weight.requires_grad_(train_token_embeddings)
+    table = act.backbone.token_embeddings.weight
+    table_was_trainable = table.requires_grad
+    table.requires_grad_(train_token_embeddings)
     trained = [p for p in act.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=learning_rate, weight_decay=1e-4)
     multipliers = torch.as_tensor(trajectories.actions[rows, ticks], dtype=torch.float32, device=act.device)
@@ -232,6 +235,6 @@ def train_act(
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         losses.append(float(loss.detach()))
-    act.backbone.token_embeddings.weight.requires_grad_(True)
+    table.requires_grad_(table_was_trainable)
     act.eval()
     return losses
