@@ -217,7 +217,7 @@ class Args:
     backbone reads the CoT only with it; see the module docstring; off in --quick)"""
     act_token_embeddings: bool = True
     """train the token-embedding table in LBM-Act/LLM-DT (--no-act-token-embeddings keeps a
-    pretrained backbone's word embeddings and makes a SmolLM2 step ~40% faster, but then
+    pretrained backbone's word embeddings and makes a SmolLM2 step ~1.7x faster, but then
     LBM-Act did not learn to read the CoT in our short runs)"""
     balance_directions: bool = True
     """* LBM-Act draws decisions of each anchor direction (decrease/keep/increase) equally often:
