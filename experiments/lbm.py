@@ -61,7 +61,10 @@ GQPO improves on LBM(P) in both markets, as in the paper, but LBM does not beat 
 sizes, and instructions are followed on logged states (forced increase +0.05 / +0.13 log change,
 decrease ~0) but not in closed loop (Table 4: a forced increase lowers budget utilisation).
 LBM-Think is the weak part: after 300 steps it agrees with the teacher on 44% of states and
-misstates the CPA ratio by 0.21 (median). The paper's rule as first implemented (played-action
+misstates the CPA ratio by 0.21 (median). More pre-training does not fix the decision: a tiny
+Think trained on 2,400 dense teacher pairs (lr 2e-3) agrees with the teacher on 47 / 60 / 50 /
+50% of 200 logged states after 300 / 600 / 900 / 1,200 steps while its CPA-ratio error falls
+0.39 / 0.17 / 0.16 / 0.15, so ``--quick`` keeps 300. The paper's rule as first implemented (played-action
 anchor, CoTs on 2,500 decisions, conflicting ones discarded) scored LBM(P) 0.2 and LBM(GQPO)
 2.2 on dense (the collapse above); ``--quick --variants dense --conflicting-cots discard`` (the
 paper's rule with the intended anchor and a CoT for every decision; 7 min 48 s) still bids too
