@@ -25,8 +25,8 @@ Steps, top to bottom in :func:`run` (paper section in brackets):
 
 Results (raw per-case JSON, summary tables, plots) go to ``results/lbm/``. ``--quick`` runs
 the tiny backbone at reduced sizes (one training seed; the +- is then over evaluation seeds).
-``--think-backbone smollm2 --think-layers 8 --act-backbone smollm2 --act-layers 2`` runs
-the pretrained SmolLM2-135M (see docs in agents.lbm.backbones). GPU when present.
+``--smollm2`` runs the pretrained SmolLM2-135M for Think and Act at sizes that finish in ~22 min
+on one core (:data:`SMOLLM2`; backbones in agents.lbm.backbones). GPU when present.
 
 Run: ``python -m experiments.lbm --quick`` or ``auctionsim lbm --quick`` (plots:
 ``--plot-only``).
@@ -50,9 +50,10 @@ LBM-Think's CoT: |log error| 0.33 against the logged multipliers, as LLM-DT's 0.
 decision word is read (forced increase +0.18 vs keep/decrease +0.10). ``act`` in each run
 record repeats this diagnostic.
 
-Measured ``--quick`` (dense and sparse, tiny backbone, 1 torch thread, the 2-core machine
-lightly loaded): 11 min 20 s wall (Think pre-training 95 s; per market: IQL + DT ~115 s,
-LLM-DT + CoT generation for every decision + LBM-Act ~90 s, GQPO ~9 s, evaluation ~65 s).
+Measured ``--quick`` (dense and sparse, tiny backbone, 1 torch thread pinned to one core of the
+2-core machine, the other core busy): 8 min 47 s wall, 524 s CPU (Think pre-training 49 s; per
+market: IQL + DT ~99 s, LLM-DT + CoT generation for every decision + LBM-Act ~72 s, GQPO ~7 s,
+evaluation ~54 s; an earlier run on a more loaded machine took 11 min 20 s).
 Score at budget ratio 1 (mean +- std over 2 evaluation seeds x 4 focal advertisers):
 dense DT 31.8 +- 1.1, LLM-DT 32.6 +- 1.2, LBM(P) 29.7 +- 0.5, LBM(GQPO) 31.7 +- 0.3;
 sparse DT 2.56 +- 0.15, LLM-DT 2.81 +- 0.30, LBM(P) 2.75 +- 0.06, LBM(GQPO) 2.78 +- 0.05.
@@ -60,15 +61,58 @@ GQPO improves on LBM(P) in both markets, as in the paper, but LBM does not beat 
 sizes, and instructions are followed on logged states (forced increase +0.05 / +0.13 log change,
 decrease ~0) but not in closed loop (Table 4: a forced increase lowers budget utilisation).
 LBM-Think is the weak part: after 300 steps it agrees with the teacher on 44% of states and
-misstates the CPA ratio by 0.21 (median). The paper's rule as first implemented (played-action
+misstates the CPA ratio by 0.21 (median). More pre-training does not fix the decision: a tiny
+Think trained on 2,400 dense teacher pairs (lr 2e-3) agrees with the teacher on 47 / 60 / 50 /
+50% of 200 logged states after 300 / 600 / 900 / 1,200 steps while its CPA-ratio error falls
+0.39 / 0.17 / 0.16 / 0.15, so ``--quick`` keeps 300. The paper's rule as first implemented (played-action
 anchor, CoTs on 2,500 decisions, conflicting ones discarded) scored LBM(P) 0.2 and LBM(GQPO)
 2.2 on dense (the collapse above); ``--quick --variants dense --conflicting-cots discard`` (the
 paper's rule with the intended anchor and a CoT for every decision; 7 min 48 s) still bids too
 little: LBM(P) 6.5 +- 3.2, LBM(GQPO) 15.8 +- 4.1 (budget utilisation 0.15 / 0.35), with LBM-Act
 ignoring the CoT's word (forced decrease / keep / increase: -0.03 / -0.03 / -0.02).
-smollm2 (Think 6 layers, Act 2 layers, sparse, tiny sizes): Think
-pre-training ~150 s per step of 32 prompts, LLM-DT/LBM-Act ~5 s per step, LBM evaluation
-~17-19 s per tick for 2 focal cases; that run was stopped during evaluation.
+
+SmolLM2 as LBM-Act's backbone: why it ignored the CoT, and the fix (dense market, quick logs,
+teacher CoTs relabelled to the anchor direction, 2 layers, batch 32, lr 3e-4; forced log change
+decrease / keep / increase on 300 logged decisions, where the data moves -0.36 / -0.01 / +0.11).
+The decision embedding's fresh MLPs emitted items of norm ~24 while SmolLM2's token embeddings
+have norm ~3 (entry RMS 0.136): the hidden state at ``s_t``, which the action head reads, stayed
+its own numeric embedding, and after 120 steps every word gave the same +0.048 / +0.047 /
++0.048. Ending each item in a LayerNorm whose gain starts at the token embeddings' RMS
+(:class:`agents.lbm.DecisionEmbedding`, as DT's ``embed_ln``) lets the CoT through: +0.037 /
++0.050 / +0.071 after 120 steps. Not the fix: a 10x smaller step for the pretrained layers than
+for the new modules (+0.114 / +0.112 / +0.114), or a frozen token table (+0.356 / +0.359 /
++0.355 with balanced directions): the attention and the word embeddings must move for the
+action to depend on the word. Balanced directions (``--balance-directions``), 3e-4, training
+everything: +0.131 / +0.141 / +0.145 after 100 steps, +0.078 / +0.110 / +0.115 after 200 (the
+decrease gap grows with training but stays far below the data's; a SmolLM2 LBM-Act step costs
+~1.6 s at batch 32 on one core, and the paper trains 400,000 steps).
+
+On the tiny backbone the same two changes (``--act-embedding-norm --balance-directions``) made
+instructions work in closed loop (dense Table 4: forced increase 24.6, base 21.7, forced
+decrease 12.8; logged-state diagnostic -0.080 / -0.079 / +0.057) but cost score at quick sizes
+(dense LLM-DT 26.6, LBM(P) 18.2, LBM(GQPO) 21.7, DT 31.8; budget utilisation 0.63 / 0.43 /
+0.53), so ``--quick`` leaves both off (the LLM-DT drop is the LayerNorm's: balancing does not touch
+LLM-DT, and with both off the quick run reproduces its earlier figures exactly).
+
+The SmolLM2 run (``python -m experiments.lbm --smollm2``, i.e. :data:`SMOLLM2`: Think and Act on
+SmolLM2-135M truncated to 4 and 2 layers, dense market only, quick logs, 20 Think pre-training
+steps, 150 LLM-DT / LBM-Act steps, Think CoTs for 200 logged decisions and the teacher's for the
+rest, GQPO on 60 decisions, 2 focal advertisers x 1 seed x budget ratios 0.5/1/1.5; one torch
+thread pinned to one core): 21 min 42 s wall = 1302 s CPU (Think pre-training 279 s at ~14 s per
+step of 32 prompts, IQL + DT 93 s, LLM-DT + 200 CoTs + LBM-Act 478 s at ~2.2 s per step,
+GQPO 61 s, evaluation 356 s at ~2.2 s per tick with generation). Score at budget ratio 1 (one
+seed, so no +-): DT 38.5, LLM-DT 22.6, LBM(P) 10.2, LBM(GQPO) 11.0 (budget utilisation 1.00 /
+0.43 / 0.16 / 0.17); Table 5 conversions at ratios 0.5 / 1 / 1.5: DT 21.1 / 39.9 / 52.3,
+LLM-DT 20.1 / 22.6 / 23.9, LBM(P) 8.5 / 10.2 / 11.9, LBM(GQPO) 9.3 / 11.0 / 12.7. Table 4:
+forced increase / decrease move conversions 11.0 -> 11.3 / 10.7, barely. Forced-direction
+diagnostic: -0.069 / -0.070 / -0.058. So against the paper's ordering DT < LLM-DT < LBM(P) <
+LBM(GQPO) ours is the reverse except GQPO > P: at 150 steps the SmolLM2 LLM-DT underbids
+(it has not caught up with DT's 600 steps on the same data), and LBM underbids more, as its
+Think says "decrease" on 63% of states (teacher agreement 55%, CPA-ratio error 0.16, better
+than the tiny Think's after 300 steps) and LBM-Act barely reads the word. GQPO at the tiny
+model's step size (3e-4) wrecked the pretrained Think (after it: "increase" on every state,
+garbled CPA ratios); use ``--gqpo-learning-rate 3e-5`` or lower (untested). What it would take:
+many more LLM-DT/LBM-Act steps (a GPU), then GQPO with a small step.
 """
 
 from __future__ import annotations
@@ -77,6 +121,7 @@ import copy
 import dataclasses
 import json
 import pathlib
+import sys
 import time
 from dataclasses import dataclass
 
@@ -110,8 +155,19 @@ QUICK = dict(
     impressions_per_episode=50_000, train_episodes=6, training_seeds=1, context=5, think_samples=2400,
     think_epochs=4.0, act_steps=250, gqpo_decisions=300, gqpo_epochs=2.0,
     iql_steps=2000, dt_steps=600, eval_advertisers=4, eval_seeds=2, torch_threads=1,
+    act_embedding_norm=False, balance_directions=False,
 )
 """The sizes ``--quick`` gives the fields left at their defaults (the ``*`` fields of :class:`Args`)."""
+
+SMOLLM2 = dict(
+    QUICK, output_dir="results/lbm-smollm2", variants=("dense",), think_backbone="smollm2", think_layers=4,
+    act_backbone="smollm2", act_layers=2, think_samples=320, think_epochs=2.0, think_learning_rate=3e-4,
+    act_steps=150, act_cot_decisions=200, gqpo_decisions=60, eval_advertisers=2, eval_seeds=1,
+    budget_ratios=(0.5, 1.0, 1.5), probe_decisions=60, act_embedding_norm=True, balance_directions=True,
+)
+"""The sizes ``--smollm2`` gives the fields left at their defaults: the documented SmolLM2 run
+(Think and Act on the pretrained SmolLM2-135M, truncated to 4 and 2 layers; dense market only;
+about 22 minutes on one core, see the module docstring)."""
 
 
 @dataclass
@@ -120,6 +176,8 @@ class Args:
 
     quick: bool = False
     """tiny backbone, reduced sizes, one training seed: under 15 minutes on 2 cores"""
+    smollm2: bool = False
+    """the documented SmolLM2 run (:data:`SMOLLM2` sizes, implies --quick's for the rest)"""
     output_dir: str = "results/lbm"
     """where raw results, tables and plots are written"""
     variants: tuple[str, ...] = ("dense", "sparse")
@@ -154,7 +212,22 @@ class Args:
     """LBM-Act / LLM-DT step size (paper: 1e-5 for 400,000 steps)"""
     act_cot_decisions: int = 0
     """logged decisions given a LBM-Think CoT for language-guided training (0: every decision,
-    as the paper; at test time every decision carries one)"""
+    as the paper); the others get the rule-based teacher's CoT that LBM-Think imitates, so every
+    training decision carries a CoT, as at test time (a pretrained Think on one CPU core writes
+    ~10 CoTs/s, too few for every logged decision)"""
+    act_embedding_norm: bool = True
+    """* LayerNorm LBM-Act/LLM-DT's numeric items to the token embeddings' scale (a pretrained
+    backbone reads the CoT only with it; see the module docstring; off in --quick)"""
+    act_token_embeddings: bool = True
+    """train the token-embedding table in LBM-Act/LLM-DT (--no-act-token-embeddings keeps a
+    pretrained backbone's word embeddings and makes a SmolLM2 step ~1.7x faster, but then
+    LBM-Act did not learn to read the CoT in our short runs)"""
+    balance_directions: bool = True
+    """* LBM-Act draws decisions of each anchor direction (decrease/keep/increase) equally often:
+    most logged decisions keep the bid, and only the others show what the decision word means"""
+    probe_decisions: int = 200
+    """logged decisions of the LBM-Think/LBM-Act diagnostics (teacher agreement, forced
+    directions)"""
     conflicting_cots: str = "relabel"
     """CoTs whose direction conflicts with the data's (Eq. 5): "discard" them (the paper; the
     decision is learnt from the numbers alone) or "relabel" their decision with the data's
@@ -195,6 +268,8 @@ class Args:
             raise ValueError(f"variants must be dense and/or sparse, got {sorted(unknown)}")
         if self.conflicting_cots not in ("discard", "relabel"):
             raise ValueError(f"conflicting_cots must be 'discard' or 'relabel', got {self.conflicting_cots!r}")
+        if self.probe_decisions < 1:
+            raise ValueError(f"probe_decisions must be >= 1, got {self.probe_decisions}")
         if self.act_cot_decisions < 0:
             raise ValueError(f"act_cot_decisions must be >= 0 (0: every decision), got {self.act_cot_decisions}")
         if self.torch_threads < 0:
@@ -331,31 +406,39 @@ def run(args: Args) -> dict:
             else:
                 act_backbone = load_backbone(args.act_backbone, layers=args.act_layers, seed=seed)
             flat_states = data.states[all_rows, all_ticks]
-            config = ActConfig(state_dim=flat_states.shape[1], n_ticks=data.n_ticks, context=args.context)
+            config = ActConfig(state_dim=flat_states.shape[1], n_ticks=data.n_ticks, context=args.context, embedding_norm=args.act_embedding_norm)
             make_act = lambda: LBMAct(copy.deepcopy(act_backbone), config, flat_states.mean(0), flat_states.std(0))  # noqa: E731
             step_started = time.perf_counter()
             llm_dt = make_act()
-            llm_dt_losses = train_act(llm_dt, data, all_rows, all_ticks, None, args.act_steps, learning_rate=args.act_learning_rate, seed=seed, description=f"LLM-DT {variant}")
+            llm_dt_losses = train_act(
+                llm_dt, data, all_rows, all_ticks, None, args.act_steps, learning_rate=args.act_learning_rate,
+                train_token_embeddings=args.act_token_embeddings, seed=seed, description=f"LLM-DT {variant}",
+            )
 
-            # 4c. Language-guided decision training (Eq. 5): CoTs from LBM-Think for the logged
-            # decisions; one whose direction conflicts with the data's anchor direction is
-            # discarded (paper) or relabelled with the anchor direction.
-            cot_rows, cot_ticks = (all_rows, all_ticks) if not args.act_cot_decisions else _sample(rng, all_rows, all_ticks, args.act_cot_decisions)
-            cot_statuses = [data.status(int(r), int(t)) for r, t in zip(cot_rows, cot_ticks)]
-            cot_texts = think_pretrained.think(think_pretrained.prompt_ids(cot_statuses)).texts
-            anchors = data.anchor_directions(cot_rows, cot_ticks, args.direction_tolerance)
+            # 4c. Language-guided decision training (Eq. 5): a CoT for every logged decision
+            # (LBM-Think's, or on a pretrained Think with act_cot_decisions > 0 LBM-Think's on a
+            # sample and the teacher's it imitates on the others); one whose direction
+            # conflicts with the data's anchor direction is discarded (paper) or relabelled.
+            cot_texts = [teacher_cot(data.status(int(r), int(t))) for r, t in zip(all_rows, all_ticks)]
+            thought = np.arange(len(all_rows)) if not args.act_cot_decisions else rng.choice(len(all_rows), min(args.act_cot_decisions, len(all_rows)), replace=False)
+            thought_statuses = [data.status(int(all_rows[k]), int(all_ticks[k])) for k in thought]
+            for k, text in zip(thought, think_pretrained.think(think_pretrained.prompt_ids(thought_statuses)).texts):
+                cot_texts[k] = text
+            anchors = data.anchor_directions(all_rows, all_ticks, args.direction_tolerance)
             accepted = (np.array([parse_direction(text) for text in cot_texts], dtype=object) == anchors).astype(bool)
             if args.conflicting_cots == "relabel":
                 cot_texts = [text if ok else with_direction(text, int(anchor)) for text, ok, anchor in zip(cot_texts, accepted, anchors)]
-            position = {(int(r), int(t)): k for k, (r, t) in enumerate(zip(cot_rows, cot_ticks))}
             tokenizer = act_backbone.tokenizer
-            cot_ids = []
-            for r, t in zip(all_rows, all_ticks):
-                k = position.get((int(r), int(t)))
-                keep = k is not None and (accepted[k] or args.conflicting_cots == "relabel")
-                cot_ids.append(tokenizer.encode(" " + cot_texts[k]) if keep else [])
+            cot_ids = [tokenizer.encode(" " + text) if ok or args.conflicting_cots == "relabel" else [] for text, ok in zip(cot_texts, accepted)]
+            # Each anchor direction drawn equally often: "keep" is most decisions, and only
+            # the others tell LBM-Act what the decision word means.
+            counts = np.bincount(anchors + 1, minlength=3)
+            weights = 1.0 / counts[anchors + 1] if args.balance_directions else None
             lbm_act = make_act()
-            lbm_act_losses = train_act(lbm_act, data, all_rows, all_ticks, cot_ids, args.act_steps, learning_rate=args.act_learning_rate, seed=seed, description=f"LBM-Act {variant}")
+            lbm_act_losses = train_act(
+                lbm_act, data, all_rows, all_ticks, cot_ids, args.act_steps, learning_rate=args.act_learning_rate,
+                train_token_embeddings=args.act_token_embeddings, sample_weights=weights, seed=seed, description=f"LBM-Act {variant}",
+            )
             timings_seed[f"{variant}_act"] = time.perf_counter() - step_started
 
             # 4d. GQPO on a copy of LBM-Think.
@@ -367,7 +450,7 @@ def run(args: Args) -> dict:
                 epochs=args.gqpo_epochs, learning_rate=args.gqpo_learning_rate, seed=seed,
             )
             timings_seed[f"{variant}_gqpo"] = time.perf_counter() - step_started
-            probe_rows, probe_ticks = _sample(np.random.default_rng(seed + 99), all_rows, all_ticks, 200, first_tick=1)
+            probe_rows, probe_ticks = _sample(np.random.default_rng(seed + 99), all_rows, all_ticks, args.probe_decisions, first_tick=1)
 
             # 5. Evaluation: every method on the same cases (paired market episodes).
             step_started = time.perf_counter()
@@ -397,7 +480,10 @@ def run(args: Args) -> dict:
                 "training_seed": seed,
                 "evaluations": evaluations,
                 "losses": {"think_pretraining": think_losses, "llm_dt": llm_dt_losses, "lbm_act": lbm_act_losses, "gqpo": result.losses},
-                "language_guided": {"cot_decisions": int(len(cot_rows)), "accepted_share": float(accepted.mean()), "conflicting_cots": args.conflicting_cots},
+                "language_guided": {
+                    "think_cot_decisions": int(len(thought)), "accepted_share": float(accepted.mean()),
+                    "anchor_counts": counts.tolist(), "conflicting_cots": args.conflicting_cots, "balance_directions": args.balance_directions,
+                },
                 "act": act_diagnostics(lbm_act, llm_dt, think_pretrained, data, probe_rows, probe_ticks),
                 "gqpo": {
                     "decisions": int(len(gqpo_rows)),
@@ -419,6 +505,9 @@ def run(args: Args) -> dict:
     meta = {
         "args": dataclasses.asdict(args),
         "timings_s": timings,
+        # CPU seconds of this process: with torch on one thread, the wall time less the time
+        # spent waiting for a shared machine's cores (or paused)
+        "process_cpu_s": time.process_time(),
         "device": str(think_backbone.device),
         "torch_threads": torch.get_num_threads(),
         "auctionsim_version": auctionsim.__version__,
@@ -585,9 +674,13 @@ def plot(output_dir: str) -> list[pathlib.Path]:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    """Flags from :class:`Args`; with ``--quick``, the fields left at their defaults take the
-    :data:`QUICK` sizes."""
-    return arguments.parse_with_quick(Args, QUICK, argv, description=__doc__.split("\n\n")[0])
+    """Flags from :class:`Args`; with ``--quick`` (``--smollm2``), the fields left at their
+    defaults take the :data:`QUICK` (:data:`SMOLLM2`) sizes."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    description = __doc__.split("\n\n")[0]
+    if arguments.parse(Args, argv, description).smollm2:
+        return arguments.parse_with_quick(Args, SMOLLM2, [*argv, "--quick"], description)
+    return arguments.parse_with_quick(Args, QUICK, argv, description)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -185,6 +185,54 @@ def test_dual_embedding_fuses_cot_and_numbers_and_trains_both(tiny):
         assert mlp[0].weight.grad.abs().sum() > 0
 
 
+
+def test_numeric_items_enter_at_the_token_embeddings_scale_and_training_options_apply(tiny):
+    """The decision embedding's LayerNorm starts at the token embeddings' RMS (a pretrained
+    backbone's CoT otherwise drowns under ~8x larger numeric items); a frozen token table stays
+    put while the layers train; bad sampling weights are refused before training."""
+    backbone = copy.deepcopy(tiny)
+    with torch.no_grad():
+        backbone.token_embeddings.weight.mul_(7.0)  # a pretrained-like scale, unlike the fresh MLPs'
+    act = LBMAct(backbone, ActConfig(state_dim=5, n_ticks=48, context=3), np.zeros(5), np.ones(5))
+    window = _window(4, 3, 5, np.random.default_rng(2))
+    numeric, _ = act.fuse([[]] * 4, window)
+    item_rms = numeric.pow(2).mean(-1).sqrt()
+    assert backbone.token_embedding_rms() == pytest.approx(7 * tiny.token_embedding_rms(), rel=1e-5)
+    assert item_rms.detach().numpy() == pytest.approx(backbone.token_embedding_rms(), rel=1e-3)
+    with pytest.raises(ConfigError, match="scale"):
+        DecisionEmbedding(state_dim=5, hidden_size=16, n_ticks=48, scale=0.0)
+    unnormalised = LBMAct(backbone, ActConfig(state_dim=5, n_ticks=48, context=3, embedding_norm=False), np.zeros(5), np.ones(5))
+    assert isinstance(unnormalised.decision_embedding.norm, torch.nn.Identity)
+
+    scenario = presets.get("auctionnet", impressions_per_episode=20_000, n_ticks=6)
+    env = AuctionParallelEnv(Market(scenario.market, scenario.population), reward="expected_conversions")
+    data = Trajectories.from_dataset(collect_dataset(env, FixedMultipliers(1.0), 1, seed=0, action_noise=0.3, progress=False))
+    rows, ticks = data.decisions()
+    act = LBMAct(copy.deepcopy(tiny), ActConfig(state_dim=data.states.shape[2], n_ticks=6, context=3), np.zeros(data.states.shape[2]), np.ones(data.states.shape[2]))
+    table, layers = act.backbone.token_embeddings.weight.detach().clone(), _parameters(act.backbone.model.layers)
+    cot_ids = [act.backbone.tokenizer.encode(" Decision: keep.")] * len(rows)
+    train_act(act, data, rows, ticks, cot_ids, 3, batch_size=8, train_token_embeddings=False, progress=False)
+    assert torch.equal(table, act.backbone.token_embeddings.weight) and not torch.equal(layers, _parameters(act.backbone.model.layers))
+    assert act.backbone.token_embeddings.weight.requires_grad  # restored for later training
+    for weights in (np.zeros(len(rows)), np.ones(len(rows) + 1), np.full(len(rows), np.nan)):
+        with pytest.raises(ConfigError, match="sample_weights"):
+            train_act(act, data, rows, ticks, cot_ids, 1, sample_weights=weights, progress=False)
+
+
+def test_experiment_presets_fill_only_the_sizes_left_at_their_defaults():
+    from experiments.lbm import QUICK, SMOLLM2, parse_args
+
+    quick = parse_args(["--quick", "--act-steps", "7"])
+    assert quick.act_steps == 7 and quick.think_samples == QUICK["think_samples"] and quick.think_backbone == "tiny"
+    smollm2 = parse_args(["--smollm2", "--gqpo-decisions", "9"])
+    assert smollm2.quick and smollm2.gqpo_decisions == 9
+    for name in ("think_backbone", "act_backbone", "think_layers", "act_layers", "variants", "act_steps", "output_dir"):
+        assert getattr(smollm2, name) == SMOLLM2[name]
+    assert smollm2.context == QUICK["context"]
+    with pytest.raises(ValueError, match="probe_decisions"):
+        parse_args(["--probe-decisions", "0"])
+
+
 # ------------------------------------------------------------------ GQPO
 def _select_best_reference(values):
     chosen = []

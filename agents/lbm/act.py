@@ -27,6 +27,7 @@ timestep embedding to the numeric items (the paper does not say whether LBM keep
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -58,14 +59,27 @@ class DecisionEmbedding(nn.Module):
     ``forward(returns_to_go (B, L), states (B, L, D), actions (B, L), timesteps (B, L))``
     returns ``(B, 3L - 1, H)``: ``R_1, s_1, a_1, ..., R_L, s_L`` (the last action is the one to
     predict, so it is not an input).
+
+    With a ``scale``, every item ends in a LayerNorm (DT's ``embed_ln``) whose gain starts at
+    ``scale``, the RMS of the backbone's token embeddings, so numbers and words enter the layers
+    at the same scale (``None``: no LayerNorm). Without it a pretrained backbone's CoT drowned:
+    SmolLM2's token embeddings have norm ~3 per token, the fresh MLPs' outputs ~24, and the
+    hidden state at ``s_t`` (the one the action head reads) stayed its own numeric embedding
+    (see ``experiments.lbm``).
     """
 
-    def __init__(self, state_dim: int, hidden_size: int, n_ticks: int) -> None:
+    def __init__(self, state_dim: int, hidden_size: int, n_ticks: int, scale: float | None = 1.0) -> None:
         super().__init__()
+        if scale is not None and not (math.isfinite(scale) and scale > 0):
+            raise ConfigError(f"DecisionEmbedding scale must be None or finite and > 0, got {scale!r}")
         self.returns = _mlp([1, hidden_size, hidden_size, hidden_size])
         self.states = _mlp([state_dim, hidden_size, hidden_size, hidden_size])
         self.actions = _mlp([1, hidden_size, hidden_size, hidden_size])
         self.timesteps = nn.Embedding(n_ticks, hidden_size)
+        self.norm: nn.Module = nn.Identity()
+        if scale is not None:
+            self.norm = nn.LayerNorm(hidden_size)
+            nn.init.constant_(self.norm.weight, scale)
 
     def forward(self, returns_to_go, states, actions, timesteps) -> torch.Tensor:
         batch, length = returns_to_go.shape
@@ -74,7 +88,7 @@ class DecisionEmbedding(nn.Module):
             [self.returns(returns_to_go[..., None]) + time, self.states(states) + time, self.actions(actions[..., None]) + time],
             dim=2,
         )
-        return items.reshape(batch, 3 * length, -1)[:, :-1]
+        return self.norm(items.reshape(batch, 3 * length, -1)[:, :-1])
 
 
 @dataclass(frozen=True)
@@ -86,12 +100,15 @@ class ActConfig:
         n_ticks: ticks per episode (size of the timestep embedding).
         context: ``L``, ticks of numeric history (10 in the paper).
         action_scale: multipliers <-> unit actions (log scale, clipped to its bounds).
+        embedding_norm: LayerNorm the numeric items to the token embeddings' scale
+            (:class:`DecisionEmbedding`); needed for a pretrained backbone to read the CoT.
     """
 
     state_dim: int
     n_ticks: int
     context: int = 10
     action_scale: ActionScale = ActionScale()
+    embedding_norm: bool = True
 
     def __post_init__(self) -> None:
         for name in ("state_dim", "n_ticks", "context"):
@@ -116,7 +133,8 @@ class LBMAct(nn.Module):
         self.config = config
         self.backbone = backbone
         hidden = backbone.hidden_size
-        self.decision_embedding = DecisionEmbedding(config.state_dim, hidden, config.n_ticks)
+        scale = backbone.token_embedding_rms() if config.embedding_norm else None
+        self.decision_embedding = DecisionEmbedding(config.state_dim, hidden, config.n_ticks, scale)
         self.head = _mlp([hidden, hidden, hidden, 1])
         self.register_buffer("state_mean", torch.as_tensor(state_mean, dtype=torch.float32))
         self.register_buffer("state_std", torch.as_tensor(np.maximum(state_std, 1e-3), dtype=torch.float32))
@@ -165,6 +183,8 @@ def train_act(
     steps: int,
     batch_size: int = 64,
     learning_rate: float = 3e-4,
+    train_token_embeddings: bool = True,
+    sample_weights: np.ndarray | None = None,
     seed: int = 0,
     progress: bool = True,
     description: str = "LBM-Act",
@@ -175,27 +195,46 @@ def train_act(
     Args:
         cot_ids: per decision, the accepted CoT's token ids (empty where the CoT conflicted
             with the data's direction and was discarded); ``None`` trains LLM-DT (no CoT).
-        steps, batch_size, learning_rate: AdamW on every parameter (backbone included).
+        steps, batch_size, learning_rate: AdamW on every trained parameter, backbone included
+            (a smaller step for the pretrained layers than for the new modules kept SmolLM2's
+            LBM-Act from learning to read the CoT at all in our short runs).
+        train_token_embeddings: also train the token-embedding table (freezing a pretrained
+            backbone's keeps the words' pretrained embeddings and saves the AdamW update of a
+            ~49k x 576 table per step, but the words' embeddings are one of the things that
+            must move for the action to depend on the CoT).
+        sample_weights: ``(len(rows),)`` non-negative sampling weights of the decisions
+            (``None``: uniform).
 
     Returns the loss of each step.
     """
     if cot_ids is not None and len(cot_ids) != len(rows):
         raise ConfigError(f"need one CoT per decision, got {len(cot_ids)} for {len(rows)} decisions")
+    probabilities = None
+    if sample_weights is not None:
+        weights = np.asarray(sample_weights, dtype=np.float64)
+        if weights.shape != (len(rows),) or not np.all(np.isfinite(weights)) or (weights < 0).any() or weights.sum() <= 0:
+            raise ConfigError(f"sample_weights must be {len(rows)} finite non-negative weights with a positive sum, got shape {weights.shape}")
+        probabilities = weights / weights.sum()
     generator = np.random.default_rng(seed)
-    optimizer = torch.optim.AdamW(act.parameters(), lr=learning_rate, weight_decay=1e-4)
+    table = act.backbone.token_embeddings.weight
+    table_was_trainable = table.requires_grad
+    table.requires_grad_(train_token_embeddings)
+    trained = [p for p in act.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=learning_rate, weight_decay=1e-4)
     multipliers = torch.as_tensor(trajectories.actions[rows, ticks], dtype=torch.float32, device=act.device)
     targets_all = act.config.action_scale.to_unit(multipliers)
     act.train()
     losses = []
     for _ in tqdm(range(steps), desc=description, disable=not progress, unit="step"):
-        batch = generator.integers(0, len(rows), batch_size)
+        batch = generator.choice(len(rows), batch_size, p=probabilities)
         window = trajectories.window(rows[batch], ticks[batch], act.config.context)
         cots = [cot_ids[i] for i in batch] if cot_ids is not None else [[] for _ in batch]
         loss = (act(cots, window) - targets_all[batch]).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(act.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         losses.append(float(loss.detach()))
+    table.requires_grad_(table_was_trainable)
     act.eval()
     return losses

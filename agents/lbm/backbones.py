@@ -4,7 +4,8 @@ A :class:`Backbone` gives LBM what it needs from a causal language model, and no
 
 * ``tokenizer`` (:class:`Tokenizer`): text <-> token ids, with the prompt format of the model;
 * :meth:`Backbone.embed`: token ids ``(B, T)`` -> token embeddings ``(B, T, H)`` (the
-  pretrained embedding table, the language half of LBM-Act's dual embedding);
+  pretrained embedding table :attr:`Backbone.token_embeddings`, the language half of LBM-Act's
+  dual embedding; :meth:`Backbone.token_embedding_rms` is its scale);
 * :meth:`Backbone.transform`: embeddings ``(B, T, H)`` + attention mask + positions (+ a
   key/value cache) -> final hidden states ``(B, T, H)``: the transformer layers, which accept
   any embeddings, so numeric "decision embeddings" can be fused with token embeddings;
@@ -284,8 +285,20 @@ class Backbone(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+    @property
+    def token_embeddings(self) -> nn.Embedding:
+        """The (pretrained) token-embedding table."""
         raise NotImplementedError
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.token_embeddings(ids)
+
+    @torch.no_grad()
+    def token_embedding_rms(self) -> float:
+        """Root mean square of the token-embedding table's entries: the scale at which token
+        embeddings enter the layers (SmolLM2-135M: 0.136, i.e. a norm of ~3.2 per token; the
+        tiny model starts at 0.02). LBM-Act brings its numeric items to this scale."""
+        return float(self.token_embeddings.weight.float().pow(2).mean().sqrt())
 
     def transform(self, embeds, attention_mask, positions, cache=None):
         """Transformer layers: returns ``(hidden (B, T, H), cache)``; ``attention_mask`` covers
@@ -369,8 +382,9 @@ class TinyBackbone(Backbone):
             raise ConfigError(f"vocab_size {self.model.config.vocab_size} differs from the tokenizer's {len(tokenizer)}")
         self.hidden_size = self.model.config.hidden_size
 
-    def embed(self, ids):
-        return self.model.embed_tokens(ids)
+    @property
+    def token_embeddings(self):
+        return self.model.embed_tokens
 
     def transform(self, embeds, attention_mask, positions, cache=None):
         return self.model(embeds, attention_mask.bool(), positions, cache)
@@ -389,8 +403,9 @@ class HFBackbone(Backbone):
         self.tokenizer = tokenizer
         self.hidden_size = int(model.config.hidden_size)
 
-    def embed(self, ids):
-        return self.model.get_input_embeddings()(ids)
+    @property
+    def token_embeddings(self):
+        return self.model.get_input_embeddings()
 
     def transform(self, embeds, attention_mask, positions, cache=None):
         output = self.model.model(
