@@ -97,22 +97,24 @@ LLM-DT, and with both off the quick run reproduces its earlier figures exactly).
 The SmolLM2 run (``python -m experiments.lbm --smollm2``, i.e. :data:`SMOLLM2`: Think and Act on
 SmolLM2-135M truncated to 4 and 2 layers, dense market only, quick logs, 20 Think pre-training
 steps, 150 LLM-DT / LBM-Act steps, Think CoTs for 200 logged decisions and the teacher's for the
-rest, GQPO on 60 decisions, 2 focal advertisers x 1 seed x budget ratios 0.5/1/1.5; one torch
-thread pinned to one core): 21 min 42 s wall = 1302 s CPU (Think pre-training 279 s at ~14 s per
-step of 32 prompts, IQL + DT 93 s, LLM-DT + 200 CoTs + LBM-Act 478 s at ~2.2 s per step,
-GQPO 61 s, evaluation 356 s at ~2.2 s per tick with generation). Score at budget ratio 1 (one
-seed, so no +-): DT 38.5, LLM-DT 22.6, LBM(P) 10.2, LBM(GQPO) 11.0 (budget utilisation 1.00 /
-0.43 / 0.16 / 0.17); Table 5 conversions at ratios 0.5 / 1 / 1.5: DT 21.1 / 39.9 / 52.3,
-LLM-DT 20.1 / 22.6 / 23.9, LBM(P) 8.5 / 10.2 / 11.9, LBM(GQPO) 9.3 / 11.0 / 12.7. Table 4:
-forced increase / decrease move conversions 11.0 -> 11.3 / 10.7, barely. Forced-direction
-diagnostic: -0.069 / -0.070 / -0.058. So against the paper's ordering DT < LLM-DT < LBM(P) <
-LBM(GQPO) ours is the reverse except GQPO > P: at 150 steps the SmolLM2 LLM-DT underbids
-(it has not caught up with DT's 600 steps on the same data), and LBM underbids more, as its
-Think says "decrease" on 63% of states (teacher agreement 55%, CPA-ratio error 0.16, better
-than the tiny Think's after 300 steps) and LBM-Act barely reads the word. GQPO at the tiny
-model's step size (3e-4) wrecked the pretrained Think (after it: "increase" on every state,
-garbled CPA ratios); use ``--gqpo-learning-rate 3e-5`` or lower (untested). What it would take:
-many more LLM-DT/LBM-Act steps (a GPU), then GQPO with a small step.
+rest, GQPO on 60 decisions with a 3e-5 step, 2 focal advertisers x 1 seed x budget ratios
+0.5/1/1.5; one torch thread pinned to one core): 20 min 57 s wall = 1252 s CPU (Think
+pre-training 279 s at ~14 s per step of 32 prompts, IQL + DT 103 s, LLM-DT + 200 CoTs + LBM-Act
+419 s at ~2 s per step, GQPO 55 s, evaluation 361 s at ~1.6-2.2 s per tick with generation).
+Score at budget ratio 1 (one seed, so no +-): DT 38.5, LLM-DT 22.6, LBM(P) 10.2, LBM(GQPO) 10.1
+(budget utilisation 1.00 / 0.43 / 0.16 / 0.16); Table 5 conversions at ratios 0.5 / 1 / 1.5:
+DT 21.1 / 39.9 / 52.3, LLM-DT 20.1 / 22.6 / 23.9, LBM(P) 8.5 / 10.2 / 11.9, LBM(GQPO) 8.3 /
+10.1 / 11.7. Table 4: forced increase / decrease move conversions 10.1 -> 10.7 / 10.2, barely.
+Forced-direction diagnostic: -0.069 / -0.070 / -0.058. So against the paper's ordering DT <
+LLM-DT < LBM(P) < LBM(GQPO) ours is the reverse: at 150 steps the SmolLM2 LLM-DT underbids (it
+has not caught up with DT's 600 steps on the same data), and LBM underbids more, as its Think
+says "decrease" on 63% of states (teacher agreement 55%, CPA-ratio error 0.16, better than the
+tiny Think's after 300 steps) and LBM-Act barely reads the word. GQPO does improve the Think
+(teacher agreement 55% -> 63%, "decrease" on 58% of states) but, with an Act that barely reads
+the CoT, not the score. At the tiny model's GQPO step (3e-4, the first documented run: 21 min
+42 s, LBM(GQPO) 11.0) GQPO wrecked the pretrained Think (afterwards "increase" on every state,
+garbled CPA ratios), hence the 3e-5 step in :data:`SMOLLM2`. What it would take: many more
+LLM-DT/LBM-Act steps (a GPU).
 """
 
 from __future__ import annotations
@@ -164,6 +166,7 @@ SMOLLM2 = dict(
     act_backbone="smollm2", act_layers=2, think_samples=320, think_epochs=2.0, think_learning_rate=3e-4,
     act_steps=150, act_cot_decisions=200, gqpo_decisions=60, eval_advertisers=2, eval_seeds=1,
     budget_ratios=(0.5, 1.0, 1.5), probe_decisions=60, act_embedding_norm=True, balance_directions=True,
+    gqpo_learning_rate=3e-5,
 )
 """The sizes ``--smollm2`` gives the fields left at their defaults: the documented SmolLM2 run
 (Think and Act on the pretrained SmolLM2-135M, truncated to 4 and 2 layers; dense market only;
