@@ -198,7 +198,7 @@ def train_policies(args: Args, train_logs: OfflineDataset, ensemble) -> dict:
         "CQL": train_cql(data, CQLConfig(steps=steps, hidden_dim=hidden, n_actions=args.cql_sampled_actions, seed=args.seed), progress=True),
         "DT": train_dt(
             data,
-            DTConfig(steps=args.dt_steps, hidden_dim=hidden // 2, context_length=min(10, args.n_ticks), warmup_steps=min(1_000, args.dt_steps // 10), seed=args.seed),
+            DTConfig(steps=args.dt_steps, hidden_dim=hidden // 2, context_length=min(10, args.n_ticks), seed=args.seed),
             progress=True,
         ),
     }

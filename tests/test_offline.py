@@ -218,7 +218,7 @@ def test_cql_improves_on_the_behaviour_policy(bandit):
 
 def test_decision_transformer_conditioned_on_high_return_acts_better(bandit):
     dataset, data = bandit
-    config = DTConfig(context_length=1, hidden_dim=32, layers=1, heads=2, dropout=0.0, steps=800, batch_size=128, learning_rate=3e-3, warmup_steps=50, target_return=1.0)
+    config = DTConfig(context_length=1, hidden_dim=32, layers=1, heads=2, dropout=0.0, steps=800, batch_size=128, learning_rate=3e-3, warmup_fraction=50 / 800, target_return=1.0)
     bidder = train_dt(data, config)
     from agents.offline import DTBidder
     from auctionsim.config import Population

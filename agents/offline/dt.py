@@ -28,7 +28,7 @@ from torch import nn
 from agents.offline.data import ActionScale, OfflineData, WindowBatch, default_device
 from agents.offline.networks import CausalTransformer, Normalizer
 from agents.offline.policy import CheckpointBidder
-from agents.offline.training import check_positive, progress_steps, seed_everything
+from agents.offline.training import check_positive, check_unit_interval, linear_warmup, progress_steps, seed_everything
 from auctionsim.envs.observations import REWARDS, RewardTracker
 from auctionsim.envs.policy import PolicyContext, TickFeedback
 from auctionsim.errors import ConfigError
@@ -43,7 +43,8 @@ class DTConfig:
     Args:
         context_length: ticks ``L`` in the context (the LBM paper uses 10).
         hidden_dim, layers, heads, dropout: the transformer (original DT: 128, 3, 1, 0.1).
-        steps, batch_size, learning_rate, weight_decay, warmup_steps: AdamW with linear warm-up.
+        steps, batch_size, learning_rate, weight_decay: AdamW.
+        warmup_fraction: share of ``steps`` spent in linear warm-up (:func:`linear_warmup`).
         target_return: return-to-go the bidder asks for at the first tick, in scaled units;
             ``None``: the ``target_quantile`` of the training returns.
         target_quantile: quantile of the logged episode returns used when ``target_return`` is None.
@@ -59,7 +60,7 @@ class DTConfig:
     batch_size: int = 64
     learning_rate: float = 1e-4
     weight_decay: float = 1e-4
-    warmup_steps: int = 1_000
+    warmup_fraction: float = 0.1
     target_return: float | None = None
     target_quantile: float = 0.9
     seed: int = 0
@@ -70,6 +71,7 @@ class DTConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"DTConfig.{name} must be an integer >= 1, got {value!r}")
         check_positive("DTConfig", learning_rate=self.learning_rate)
+        check_unit_interval("DTConfig", warmup_fraction=self.warmup_fraction)
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.target_quantile <= 1.0:
             raise ConfigError(f"DTConfig.dropout must be in [0, 1) and target_quantile in [0, 1], got {self.dropout}, {self.target_quantile}")
         if self.target_return is not None and not math.isfinite(self.target_return):
@@ -114,7 +116,7 @@ def train_dt(data: OfflineData, config: DTConfig = DTConfig(), progress: bool = 
     model = DecisionTransformer(data.observation_dim, data.n_ticks, config).to(data.device)
     model.normalizer.fit(data.flat_observations())
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, foreach=True)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, config.warmup_steps)))
+    schedule = linear_warmup(optimizer, config.steps, config.warmup_fraction)
     model.train()
     for _ in progress_steps(config.steps, "DT", progress):
         window = data.sample_windows(config.batch_size, config.context_length, generator)

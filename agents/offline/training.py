@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from auctionsim.errors import ConfigError, describe
 
-__all__ = ["seed_everything", "soft_update", "progress_steps", "check_positive", "check_unit_interval", "frozen_copy"]
+__all__ = ["seed_everything", "soft_update", "progress_steps", "check_positive", "check_unit_interval", "frozen_copy", "linear_warmup"]
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -38,6 +38,16 @@ def frozen_copy(module: nn.Module) -> nn.Module:
     for param in target.parameters():
         param.requires_grad_(False)
     return target
+
+
+def linear_warmup(optimizer: torch.optim.Optimizer, steps: int, fraction: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Learning-rate schedule: linear warm-up over the first ``fraction`` of ``steps`` (at least
+    one step), then the optimizer's rate. A fraction, not a step count, so that a short run is
+    not spent warming up (a fixed 1,000-step warm-up kept a 600-step DT below 60% of its rate);
+    DT, LLM-DT and LBM-Act share it. Call ``step()`` after each optimizer step."""
+    check_unit_interval("linear_warmup", fraction=fraction)
+    warmup = max(1, int(round(fraction * steps)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
 
 
 def progress_steps(steps: int, description: str, enabled: bool) -> Iterable[int]:
