@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 
 import numpy as np
@@ -20,7 +21,6 @@ from agents.lbm.prompts import (
     BiddingStatus,
     TickKPI,
     build_prompt,
-    force_direction,
     parse_cpa_ratio,
     parse_direction,
     teacher_cot,
@@ -87,8 +87,7 @@ def test_teacher_cot_states_its_rule_and_survives_the_tiny_tokenizer(status):
             assert teacher_direction(status) == -1
     if status.budget_left < status.time_left - 0.05:
         assert teacher_direction(status) == -1  # spending ahead of plan
-    for direction in (-1, 1):
-        assert parse_direction(force_direction(cot, direction)) == direction
+    for direction in (-1, 0, 1):
         relabelled = with_direction(cot, direction)
         assert parse_direction(relabelled) == direction and relabelled.split("Decision")[0] == cot.split("Decision")[0]
 
@@ -219,18 +218,158 @@ def test_numeric_items_enter_at_the_token_embeddings_scale_and_training_options_
             train_act(act, data, rows, ticks, cot_ids, 1, sample_weights=weights, progress=False)
 
 
-def test_experiment_presets_fill_only_the_sizes_left_at_their_defaults():
-    from experiments.lbm import QUICK, SMOLLM2, parse_args
+def test_experiment_flags_win_over_presets_and_resume_refuses_a_changed_config(tmp_path):
+    from auctionsim import runs
+    from experiments.lbm import EQUAL_TRAINING, QUICK, SMOLLM2, Args, parse_args, run
 
-    quick = parse_args(["--quick", "--act-steps", "7"])
-    assert quick.act_steps == 7 and quick.think_samples == QUICK["think_samples"] and quick.think_backbone == "tiny"
+    quick = parse_args(["--quick", "--learner-steps", "7", "--training-seeds", "3", "--eval-seeds", "3"])
+    assert (quick.learner_steps, quick.training_seeds, quick.eval_seeds) == (7, 3, 3)
+    assert quick.think_samples == QUICK["think_samples"] and quick.think_backbone == "tiny"
+    # A flag given wins even when it equals the full run's default.
+    assert parse_args(["--quick", "--eval-seeds", str(Args.eval_seeds)]).eval_seeds == Args.eval_seeds
     smollm2 = parse_args(["--smollm2", "--gqpo-decisions", "9"])
     assert smollm2.quick and smollm2.gqpo_decisions == 9
-    for name in ("think_backbone", "act_backbone", "think_layers", "act_layers", "variants", "act_steps", "output_dir"):
+    for name in ("think_backbone", "act_backbone", "think_layers", "act_layers", "variants", "output_dir", "batch_size"):
         assert getattr(smollm2, name) == SMOLLM2[name]
     assert smollm2.context == QUICK["context"]
-    with pytest.raises(ValueError, match="probe_decisions"):
-        parse_args(["--probe-decisions", "0"])
+    # DT, LLM-DT and LBM-Act share one training budget: no per-learner step counts.
+    assert set(EQUAL_TRAINING) <= {f.name for f in dataclasses.fields(Args)} and not hasattr(quick, "dt_steps")
+    for flags, message in ((["--probe-decisions", "0"], "probe_decisions"), (["--ablations", "discard"], "ablations"), (["--warmup-fraction", "2"], "warmup_fraction")):
+        with pytest.raises(ConfigError, match=message):
+            parse_args(flags)
+
+    # --resume checks the folder's manifest before any work: a changed config is refused, more
+    # training seeds extend the run.
+    previous = parse_args(["--quick", "--output-dir", str(tmp_path)])
+    runs.write_manifest(tmp_path, previous)
+    with pytest.raises(runs.RunError, match="learner_steps"):
+        run(parse_args(["--quick", "--output-dir", str(tmp_path), "--resume", "--learner-steps", "5"]))
+    extended = runs.check_resume(runs.read_manifest(tmp_path)["config"], dataclasses.replace(previous, training_seeds=3), {"training_seeds"}, runs.DEFAULT_IGNORED)
+    assert extended == {"training_seeds": (1, 3)}
+
+
+def _unit(variant, seed, shift, gate_changes):
+    """A saved (market, training seed) result with known scores: method k scores k + shift +
+    advertiser / 10 in every evaluation market, and the given gate changes."""
+    methods = ("DT", "LLM-DT", "LBM(P)", "LBM(GQPO)", "LBM(GQPO)+increase", "LBM(GQPO)+decrease")
+    record = lambda k, advertiser, eval_seed, ratio: {  # noqa: E731
+        "advertiser": advertiser, "seed": eval_seed, "budget_ratio": ratio, "budget_utilisation": 0.5, "cpa_ratio": 1.0,
+        "conversions": k + shift + advertiser / 10 + 0.01 * eval_seed, "score": k + shift + advertiser / 10 + 0.01 * eval_seed,
+        "cpa_target": 1.0, "multipliers": [1.0, 1.1, 1.0], "tick_spend": [1.0, 1.0, 1.0], "tick_conversions": [1.0, 1.0, 1.0],
+    }
+    evaluations = {m: [record(k % 4, a, s, r) for r in (0.5, 1.0) for a in (0, 1) for s in (7, 8, 9)] for k, m in enumerate(methods)}
+    diagnostics = {"teacher_agreement": 0.5}
+    return {
+        "variant": variant, "training_seed": seed, "backbone": "tiny", "evaluations": evaluations,
+        "gate": {"units": list(range(len(gate_changes["keep"]))), "changes": {"discard": gate_changes}},
+        "losses": {"llm_dt": [1.0, 0.5], "lbm_act": [1.0, 0.4], "gqpo": []},
+        "language_guided": {"rule": "discard", "rules": {}}, "gqpo": {}, "think": {"pretrained": diagnostics, "gqpo": diagnostics}, "timings_s": {},
+    }
+
+
+@pytest.mark.parametrize("reads_the_cot", [True, False])
+def test_tables_report_intervals_and_rank_lbm_only_when_the_gate_passes(tmp_path, reads_the_cot):
+    import json
+
+    from agents.lbm.gate import GATE_ORDER
+    from experiments.lbm import NOT_RANKED, plot, summarise
+
+    rng = np.random.default_rng(0)
+    noise = lambda: rng.normal(0, 0.01, 40)  # noqa: E731 - 40 held-out trajectories
+    steps = (-0.2, 0.0, 0.2) if reads_the_cot else (0.0, 0.001, 0.002)
+    (tmp_path / "units").mkdir()
+    for seed, shift in ((0, 0.0), (1, 0.3), (2, 0.1)):
+        changes = {label: (step + noise()).tolist() for label, step in zip(GATE_ORDER, steps)}
+        (tmp_path / "units" / f"dense_seed{seed}.json").write_text(json.dumps(_unit("dense", seed, shift, changes)))
+    summary = summarise(str(tmp_path))
+    gate = summary["forced_direction_gate"]["tiny"]
+    assert gate["passed"] is reads_the_cot is summary["ranked"]
+    assert set(gate["models"]) == {"dense/seed0", "dense/seed1", "dense/seed2"}
+    for label, step in zip(GATE_ORDER, steps):
+        assert gate[label]["low"] < gate[label]["mean"] < gate[label]["high"] and gate[label]["mean"] == pytest.approx(step, abs=0.01)
+    score = summary["table2"]["dense"]["score"]
+    assert score["metrics"]["LLM-DT"]["mean"] == pytest.approx(1 + 0.4 / 3 + 0.05 + 0.08)
+    assert score["metrics"]["DT"]["n_training_seeds"] == 3 and score["metrics"]["DT"]["n_eval_seeds"] == 3
+    verdicts = {(c["a"], c["b"]): c["verdict"] for c in score["comparisons"]}
+    assert verdicts[("LLM-DT", "DT")] == "LLM-DT > DT"  # no LBM method: ranked either way
+    assert verdicts[("LBM(P)", "LLM-DT")] == ("LBM(P) > LLM-DT" if reads_the_cot else NOT_RANKED)
+    assert (NOT_RANKED in (tmp_path / "tables.md").read_text()) is not reads_the_cot
+    assert {path.name for path in plot(str(tmp_path))} == {"table2.png", "table5.png", "fig2.png", "gate_and_losses.png"}
+
+
+# ------------------------------------------------------------------ the gate and Eq. 5
+def _word_driven_trajectories(n, n_ticks, seed):
+    """Synthetic logs whose every move is the one the CoT's decision word names: ``a_t =
+    a_{t-1} exp(0.4 d_t)`` with ``d_t`` drawn from {-1, 0, +1}, and the CoT of each decision."""
+    rng = np.random.default_rng(seed)
+    words = rng.integers(-1, 2, (n, n_ticks))
+    words[:, 0] = 0
+    actions = np.exp(0.4 * np.cumsum(words, axis=1)) * rng.uniform(0.7, 1.4, (n, 1))
+    zeros = np.zeros((n, n_ticks))
+    data = Trajectories(
+        states=rng.normal(size=(n, n_ticks, 3)).astype(np.float32), actions=actions, rewards=zeros, conversions=zeros, spend=zeros,
+        budget_left=np.ones((n, n_ticks)), predicted_value=zeros, length=np.full(n, n_ticks), budgets=np.ones(n), cpa_targets=np.ones(n),
+        returns_to_go=zeros.copy(), reward_kind="expected_conversions",
+    )
+    rows, ticks = data.decisions()
+    labels = {-1: "decrease", 0: "keep", 1: "increase"}
+    cots = [f"Budget left {int(k) * 7 % 100}%. Decision: {labels[int(words[r, k])]}." for r, k in zip(rows, ticks)]
+    return data, rows, ticks, cots
+
+
+def test_forced_direction_gate_passes_when_the_word_drives_the_action_and_fails_without_it(tiny):
+    from agents.lbm.gate import direction_gate, forced_log_changes, trajectory_means
+
+    train, rows, ticks, cots = _word_driven_trajectories(48, 10, seed=0)
+    heldout, held_rows, held_ticks, held_cots = _word_driven_trajectories(24, 10, seed=1)
+    later = held_ticks >= 1
+    config = ActConfig(state_dim=3, n_ticks=10, context=3)
+
+    def gate_of(cot_ids):
+        act = LBMAct(copy.deepcopy(tiny), config, np.zeros(3), np.ones(3))
+        train_act(act, train, rows, ticks, cot_ids, 150, batch_size=32, learning_rate=3e-3, progress=False)
+        changes = forced_log_changes(act, [held_cots[k] for k in np.flatnonzero(later)], heldout, held_rows[later], held_ticks[later])
+        return direction_gate({label: [trajectory_means(value, held_rows[later])] for label, value in changes.items()})
+
+    reads = gate_of([tiny.tokenizer.encode(" " + cot) for cot in cots])
+    assert reads.passed, reads.format()
+    assert reads.estimates["increase"].mean - reads.estimates["decrease"].mean > 0.4  # the data: 0.8
+    assert not gate_of(None).passed  # LLM-DT never saw a word: forcing one cannot order its bids
+    assert trajectory_means(np.array([1.0, 3.0, 5.0]), np.array([4, 2, 4])).tolist() == [3.0, 3.0]
+    with pytest.raises(ConfigError, match="missing"):
+        direction_gate({"keep": [[0.0]]})
+    with pytest.raises(ConfigError, match="previous multiplier"):
+        forced_log_changes(LBMAct(copy.deepcopy(tiny), config, np.zeros(3), np.ones(3)), held_cots[:1], heldout, held_rows[:1], held_ticks[:1] * 0)
+
+
+def test_eq5_discards_or_relabels_conflicting_cots_and_samples_agreeing_ones(tiny):
+    from agents.lbm.guidance import direction_weights, guided_cots
+
+    first = ["CPA ratio 1.20. Decision: decrease.", "On track. Decision: keep.", "No decision here."]
+    anchors = np.array([1, 0, -1])
+    discarded = guided_cots(first, anchors, "discard")
+    assert discarded.texts == [None, first[1], None] and discarded.agreed.tolist() == [False, True, False]
+    assert discarded.token_ids(TOKENIZER)[0] == [] and discarded.kept_share == pytest.approx(1 / 3)
+    relabelled = guided_cots(first, anchors, "relabel")
+    assert [parse_direction(text) for text in relabelled.texts] == [1, 0, -1]
+    assert relabelled.texts[0].startswith("CPA ratio 1.20.") and relabelled.agreed.tolist() == [False, True, False]
+    assert direction_weights(np.array([0, 0, 0, 1])).tolist() == [1 / 3, 1 / 3, 1 / 3, 1.0]
+    with pytest.raises(ConfigError, match="rule"):
+        guided_cots(first, anchors, "keep-all")
+    with pytest.raises(ConfigError, match="Think"):
+        guided_cots(first, anchors, "discard", samples=2)
+
+    # Sampling: a Think that says "increase" more often than not; conflicting decisions draw
+    # more CoTs until one agrees (only those still conflicting are sampled again).
+    think = LBMThink(copy.deepcopy(tiny), max_new_tokens=8)
+    statuses = [BiddingStatus(5, 48, 100.0, 10.0, 10.0 * k, 1.0, ()) for k in range(1, 5)]
+    prompts = think.prompt_ids(statuses)
+    think.fine_tune(prompts * 8, [" Decision: increase.", " Decision: increase.", " Decision: increase.", " Decision: keep."] * 8, epochs=6, batch_size=16, learning_rate=1e-2, progress=False)
+    first = ["Decision: decrease."] * 3 + ["Already agrees. Decision: increase."]
+    sampled = guided_cots(first, np.ones(4, dtype=int), "discard", think, prompts, samples=6, generator=torch.Generator().manual_seed(0))
+    assert sampled.texts[3] == first[3]  # an agreeing first CoT is kept, never resampled
+    assert 3 <= sampled.samples_drawn <= 3 * 6 and sampled.kept_share >= 0.5
+    assert all(text is None or parse_direction(text) == 1 for text in sampled.texts)
 
 
 # ------------------------------------------------------------------ GQPO

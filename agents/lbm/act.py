@@ -36,10 +36,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from agents.lbm.backbones import Backbone, left_pad, positions_from_mask
+from agents.lbm.backbones import Backbone, autocast, left_pad, positions_from_mask
 from agents.lbm.data import Trajectories, Window
 from agents.offline.data import ActionScale
+from agents.offline.training import linear_warmup
 from auctionsim.errors import ConfigError
+from auctionsim.tracking import ScalarLogger
 
 __all__ = ["ActConfig", "DecisionEmbedding", "LBMAct", "train_act"]
 
@@ -166,10 +168,12 @@ class LBMAct(nn.Module):
 
     @torch.no_grad()
     def act(self, cot_ids: Sequence[Sequence[int]], window: Window) -> np.ndarray:
-        """``(B,)`` bid multipliers (within the action scale's bounds)."""
+        """``(B,)`` bid multipliers (within the action scale's bounds; bf16 autocast on CUDA)."""
         was_training = self.training
         self.eval()
-        multipliers = self.config.action_scale.to_multiplier(self(cot_ids, window)).cpu().numpy().astype(np.float64)
+        with autocast(self.device):
+            units = self(cot_ids, window)
+        multipliers = self.config.action_scale.to_multiplier(units.float()).cpu().numpy().astype(np.float64)
         self.train(was_training)
         return multipliers
 
@@ -183,11 +187,13 @@ def train_act(
     steps: int,
     batch_size: int = 64,
     learning_rate: float = 3e-4,
+    warmup_fraction: float = 0.1,
     train_token_embeddings: bool = True,
     sample_weights: np.ndarray | None = None,
     seed: int = 0,
     progress: bool = True,
     description: str = "LBM-Act",
+    logger: ScalarLogger | None = None,
 ) -> list[float]:
     """Language-guided decision training (Eq. 5, squared error in unit actions) on the
     decisions ``(rows, ticks)``.
@@ -197,13 +203,17 @@ def train_act(
             with the data's direction and was discarded); ``None`` trains LLM-DT (no CoT).
         steps, batch_size, learning_rate: AdamW on every trained parameter, backbone included
             (a smaller step for the pretrained layers than for the new modules kept SmolLM2's
-            LBM-Act from learning to read the CoT at all in our short runs).
+            LBM-Act from learning to read the CoT at all in our short runs); bf16 autocast on
+            CUDA.
+        warmup_fraction: share of ``steps`` in linear warm-up (the schedule DT uses,
+            :func:`agents.offline.training.linear_warmup`).
         train_token_embeddings: also train the token-embedding table (freezing a pretrained
             backbone's keeps the words' pretrained embeddings and saves the AdamW update of a
             ~49k x 576 table per step, but the words' embeddings are one of the things that
             must move for the action to depend on the CoT).
         sample_weights: ``(len(rows),)`` non-negative sampling weights of the decisions
             (``None``: uniform).
+        logger: TensorBoard scalars ``<description>/loss`` and ``<description>/learning_rate``.
 
     Returns the loss of each step.
     """
@@ -221,20 +231,26 @@ def train_act(
     table.requires_grad_(train_token_embeddings)
     trained = [p for p in act.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=learning_rate, weight_decay=1e-4)
+    schedule = linear_warmup(optimizer, steps, warmup_fraction)
     multipliers = torch.as_tensor(trajectories.actions[rows, ticks], dtype=torch.float32, device=act.device)
     targets_all = act.config.action_scale.to_unit(multipliers)
     act.train()
     losses = []
-    for _ in tqdm(range(steps), desc=description, disable=not progress, unit="step"):
+    for step in tqdm(range(steps), desc=description, disable=not progress, unit="step", mininterval=1.0):
         batch = generator.choice(len(rows), batch_size, p=probabilities)
         window = trajectories.window(rows[batch], ticks[batch], act.config.context)
         cots = [cot_ids[i] for i in batch] if cot_ids is not None else [[] for _ in batch]
-        loss = (act(cots, window) - targets_all[batch]).pow(2).mean()
+        with autocast(act.device):
+            prediction = act(cots, window)
+        loss = (prediction.float() - targets_all[batch]).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
+        schedule.step()
         losses.append(float(loss.detach()))
+        if logger is not None:
+            logger.log(step, {"loss": losses[-1], "learning_rate": schedule.get_last_lr()[0]}, prefix=f"{description}/")
     table.requires_grad_(table_was_trainable)
     act.eval()
     return losses

@@ -30,11 +30,13 @@ Backbones (:func:`load_backbone`):
 * ``"hf:<dir>"``: any local HF causal LM folder (e.g. Qwen2.5-0.5B/3B-Instruct, the paper's
   models), loaded with ``local_files_only=True``.
 
-Every backbone runs on CUDA when ``torch.cuda.is_available()`` (unless ``device`` is given).
+Every backbone runs on CUDA when ``torch.cuda.is_available()`` (unless ``device`` is given);
+there, training and generation run under bf16 autocast (:func:`autocast`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import os
@@ -61,7 +63,9 @@ __all__ = [
     "Tokenizer",
     "WordTokenizer",
     "cache_dir",
+    "autocast",
     "default_device",
+    "resolve_device",
     "load_backbone",
     "smollm2_gguf_path",
 ]
@@ -72,6 +76,28 @@ SMOLLM2_LAYERS = 30
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"`` or ``None``: :func:`default_device`; else the named device (``"cpu"``,
+    ``"cuda"``, ``"cuda:1"``), refused with a clear error when CUDA is asked for but absent."""
+    if device is None or device == "auto":
+        return default_device()
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:k]', got {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA device")
+    return resolved
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (matrix products in bfloat16, reductions and losses in float32);
+    nothing on CPU, where bf16 is slower than float32 on most cores."""
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def cache_dir() -> pathlib.Path:
@@ -339,9 +365,17 @@ class Backbone(nn.Module):
     ) -> list[list[int]]:
         """Continue each prompt until ``<eos>`` or ``max_new_tokens`` (batched, key/value
         cache). ``temperature`` 0 decodes greedily; otherwise samples from ``softmax(logits / T)``
-        with ``generator`` (a CPU ``torch.Generator``). Returns the new ids without ``<eos>``."""
+        with ``generator`` (a ``torch.Generator`` on the backbone's device: tokens are drawn
+        where the logits are, no vocabulary-sized copy leaves the device). bf16 autocast on
+        CUDA. Returns the new ids without ``<eos>``."""
         if max_new_tokens < 1 or temperature < 0:
             raise ConfigError(f"need max_new_tokens >= 1 and temperature >= 0, got {max_new_tokens}, {temperature}")
+        if generator is not None and generator.device.type != self.device.type:
+            raise ConfigError(f"the sampling generator must live on the backbone's device {self.device}, got one on {generator.device}")
+        with autocast(self.device):
+            return self._generate(prompts, max_new_tokens, temperature, generator)
+
+    def _generate(self, prompts, max_new_tokens, temperature, generator) -> list[list[int]]:
         ids, mask = left_pad(prompts, self.tokenizer.pad_id, self.device)
         positions = positions_from_mask(mask)
         hidden, cache = self.transform(self.embed(ids), mask, positions)
@@ -353,8 +387,8 @@ class Backbone(nn.Module):
             if temperature == 0:
                 token = next_logits.argmax(-1)
             else:
-                probabilities = F.softmax(next_logits.float() / temperature, dim=-1).cpu()
-                token = torch.multinomial(probabilities, 1, generator=generator).squeeze(1).to(self.device)
+                probabilities = F.softmax(next_logits.float() / temperature, dim=-1)
+                token = torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
             token = torch.where(finished, torch.full_like(token, self.tokenizer.eos_id), token)
             outputs = torch.cat([outputs, token[:, None]], dim=1)
             finished |= token == self.tokenizer.eos_id
@@ -516,7 +550,7 @@ def load_backbone(
     Args:
         spec: ``"tiny"``, ``"smollm2"`` or ``"hf:<local model folder>"``.
         layers: keep only the first ``layers`` transformer layers (pretrained backbones).
-        device: default CUDA when available, else CPU.
+        device: ``"auto"``/``None`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda[:k]"``.
         tokenizer_texts: texts defining the tiny backbone's vocabulary (default: LBM's
             prompt/CoT vocabulary, :func:`agents.lbm.prompts.vocabulary_texts`).
         tiny_config: overrides of :class:`TinyLlamaConfig` sizes for ``"tiny"``.
@@ -524,7 +558,7 @@ def load_backbone(
     """
     if not isinstance(spec, str):
         raise ConfigError(f"backbone must be a string, got {describe(spec)}")
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     if spec == "tiny":
         if layers is not None:
             raise ConfigError("layers applies to pretrained backbones; size the tiny one with tiny_config")

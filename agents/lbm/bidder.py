@@ -17,7 +17,7 @@ import torch
 
 from agents.lbm.act import LBMAct
 from agents.lbm.data import REWARD_KINDS, Trajectories
-from agents.lbm.prompts import force_direction
+from agents.lbm.prompts import with_direction
 from agents.lbm.think import LBMThink
 from auctionsim.envs.policy import PolicyContext, PopulationPolicy, TickFeedback
 from auctionsim.errors import ConfigError
@@ -73,7 +73,8 @@ class LBMPolicy(PopulationPolicy):
         )
         self._collected = np.zeros(len(population))
         self._tick = 0
-        self._generator = torch.Generator().manual_seed(self.seed if context.seed is None else self.seed + context.seed)
+        device = self.think_model.backbone.device if self.think_model is not None else torch.device("cpu")
+        self._generator = torch.Generator(device=device).manual_seed(self.seed if context.seed is None else self.seed + context.seed)
 
     def _cot_ids(self, size: int) -> list[list[int]]:
         if self.think_model is None:
@@ -83,7 +84,7 @@ class LBMPolicy(PopulationPolicy):
         prompts = self.think_model.prompt_ids(statuses)
         texts = self.think_model.think(prompts, self.temperature, self._generator).texts
         if self.instruction is not None:
-            texts = [force_direction(text, self.instruction) for text in texts]
+            texts = [with_direction(text, self.instruction) for text in texts]
         self.cots = texts
         tokenizer = self.act_model.backbone.tokenizer
         return [tokenizer.encode(" " + text) for text in texts]

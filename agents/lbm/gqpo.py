@@ -25,6 +25,7 @@ from agents.lbm.act import LBMAct
 from agents.lbm.data import Trajectories
 from agents.lbm.think import LBMThink
 from auctionsim.errors import ConfigError
+from auctionsim.tracking import ScalarLogger
 
 __all__ = ["Critic", "GQPOResult", "OfflineCritic", "relative_q", "select_best", "gqpo"]
 
@@ -106,17 +107,19 @@ def gqpo(
     learning_rate: float = 1e-4,
     seed: int = 0,
     progress: bool = True,
+    logger: ScalarLogger | None = None,
 ) -> GQPOResult:
     """One GQPO round on the logged decisions ``(rows, ticks)``; fine-tunes ``think`` in place.
 
     ``epochs``/``batch_size``/``learning_rate`` are those of the Eq. (14) fine-tuning (the
-    paper: 2,000 decisions, N = 3, lr 1e-6 for 5 epochs on a 3B model).
+    paper: 2,000 decisions, N = 3, lr 1e-6 for 5 epochs on a 3B model). ``logger`` gets the
+    fine-tuning losses (``GQPO/loss``) and the round's relative-Q statistics (``GQPO/...``).
     """
     if group_size < 1:
         raise ConfigError(f"group_size must be >= 1, got {group_size}")
     rows, ticks = np.asarray(rows), np.asarray(ticks)
     prompts = think.prompt_ids([trajectories.status(int(r), int(t)) for r, t in zip(rows, ticks)])
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=think.backbone.device).manual_seed(seed)
     grouped_prompts = [p for p in prompts for _ in range(group_size)]
     output = think.think(grouped_prompts, temperature=temperature, generator=generator)
     tokenizer = act.backbone.tokenizer
@@ -133,8 +136,10 @@ def gqpo(
     if kept.size:
         losses = think.fine_tune(
             [prompts[b] for b in kept], [cots[b][selected[b]] for b in kept], epochs=epochs,
-            batch_size=batch_size, learning_rate=learning_rate, seed=seed, progress=progress, description="GQPO",
+            batch_size=batch_size, learning_rate=learning_rate, seed=seed, progress=progress, description="GQPO", logger=logger,
         )
+    if logger is not None:
+        logger.log(0, {"kept_share": float((selected >= 0).mean()), "relative_q_mean": float(values.mean()), "best_relative_q_mean": float(values.max(axis=1).mean())}, prefix="GQPO/")
     return GQPOResult(relative_q=values, selected=selected, cots=cots, losses=losses)
 
 

@@ -33,10 +33,10 @@ __all__ = [
     "build_prompt",
     "teacher_cot",
     "teacher_direction",
-    "force_direction",
     "parse_direction",
     "parse_cpa_ratio",
     "vocabulary_texts",
+    "with_direction",
 ]
 
 HISTORY_TICKS = 4  # H in Eq. (3)
@@ -172,23 +172,20 @@ def parse_cpa_ratio(cot: str) -> float | None:
     return float(re.sub(r"\s", "", match.group(1))) if match else None
 
 
-def _without_decision(cot: str, direction: int) -> str:
+def with_direction(cot: str, direction: int) -> str:
+    """``cot`` with its decision set to ``direction`` (the reasoning before it unchanged).
+
+    One edit serves three uses: relabelling a conflicting CoT (the ``relabel`` ablation of
+    language-guided training), the forced-direction gate (:mod:`agents.lbm.gate`) and the
+    instructions of the paper's Table 4. An instruction is the decision word, in the format
+    LBM-Act was trained on: an ``Instruction: raise the bid.`` phrase that no training CoT
+    contained was read far more weakly (tiny backbone, 1,000 steps: forced increase - keep
+    +0.017 log change against +0.052 for the word alone).
+    """
     if direction not in _WORDS:
         raise ValueError(f"direction must be -1, 0 or 1, got {direction!r}")
-    return _DECISION.split(cot)[0].rstrip() if _DECISION.search(cot) else cot.rstrip()
-
-
-def with_direction(cot: str, direction: int) -> str:
-    """``cot`` with its decision set to ``direction`` (the reasoning before it unchanged): the
-    relabelling of conflicting CoTs in language-guided training (see ``experiments.lbm``)."""
-    return f"{_without_decision(cot, direction)} Decision: {_WORDS[direction]}."
-
-
-def force_direction(cot: str, direction: int) -> str:
-    """``cot`` with its decision replaced by an instruction to move the bid in ``direction``
-    (the paper's Table 4 instruction-following experiment)."""
-    verb = {1: "raise", 0: "keep", -1: "lower"}[direction] if direction in _WORDS else None
-    return f"{_without_decision(cot, direction)} Instruction: {verb} the bid. Decision: {_WORDS[direction]}."
+    reasoning = _DECISION.split(cot)[0].rstrip() if _DECISION.search(cot) else cot.rstrip()
+    return f"{reasoning} Decision: {_WORDS[direction]}."
 
 
 def vocabulary_texts() -> list[str]:
@@ -200,5 +197,5 @@ def vocabulary_texts() -> list[str]:
             status = BiddingStatus(5, 10, 100.0, 10.0, spend, conversions, (kpi,) * (2 * (spend > 0)))
             status = BiddingStatus(5, 10, spend / (1 - budget_left_share) if spend else 100.0, 10.0, spend, conversions, status.recent)
             cot = teacher_cot(status)
-            texts += [build_prompt(status), cot] + [force_direction(cot, d) for d in DIRECTIONS.values()]
+            texts += [build_prompt(status), cot] + [with_direction(cot, d) for d in DIRECTIONS.values()]
     return texts

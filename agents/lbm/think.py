@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agents.lbm.backbones import Backbone
+from agents.lbm.backbones import Backbone, autocast
 from agents.lbm.prompts import BiddingStatus, build_prompt
 from auctionsim.errors import ConfigError
+from auctionsim.tracking import ScalarLogger
 
 __all__ = ["LBMThink", "ThinkOutput"]
 
@@ -72,10 +73,13 @@ class LBMThink:
         seed: int = 0,
         progress: bool = True,
         description: str = "LBM-Think",
+        logger: ScalarLogger | None = None,
     ) -> list[float]:
-        """Maximise ``log h_theta(c | prompt)`` over the pairs (teacher forcing, AdamW).
+        """Maximise ``log h_theta(c | prompt)`` over the pairs (teacher forcing, AdamW; bf16
+        autocast on CUDA).
 
-        ``epochs`` may be fractional (``epochs x len / batch_size`` steps). Returns step losses.
+        ``epochs`` may be fractional (``epochs x len / batch_size`` steps). ``logger`` gets the
+        loss of each step as ``<description>/loss``. Returns step losses.
         """
         if len(prompt_ids) != len(cots) or not cots:
             raise ConfigError(f"need as many prompts as CoTs (> 0), got {len(prompt_ids)} and {len(cots)}")
@@ -85,13 +89,16 @@ class LBMThink:
         optimizer = torch.optim.AdamW(self.backbone.parameters(), lr=learning_rate, weight_decay=0.0)
         self.backbone.train()
         losses = []
-        for _ in tqdm(range(steps), desc=description, disable=not progress, unit="step"):
+        for step in tqdm(range(steps), desc=description, disable=not progress, unit="step"):
             batch = generator.choice(len(cots), size=min(batch_size, len(cots)), replace=False)
-            loss = self.backbone.lm_loss([prompt_ids[i] for i in batch], [targets[i] for i in batch])
+            with autocast(self.backbone.device):
+                loss = self.backbone.lm_loss([prompt_ids[i] for i in batch], [targets[i] for i in batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.backbone.parameters(), 1.0)
             optimizer.step()
             losses.append(float(loss.detach()))
+            if logger is not None:
+                logger.log(step, {"loss": losses[-1]}, prefix=f"{description}/")
         self.backbone.eval()
         return losses
