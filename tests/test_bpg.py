@@ -29,7 +29,7 @@ TINY = dict(impressions_per_episode=2_000, n_ticks=6)
 
 
 def tiny_config(n_advertisers: int = 3, **bpg) -> BPGConfig:
-    settings = dict(seed=3, episodes_per_kind=2, xstar_episodes=2, xstar_updates=1, nu_minibatch_size=16)
+    settings = dict(seed=3, episodes_per_kind=2, xstar_episodes=2, xstar_updates=1, xstar_pretrain_updates=1, nu_minibatch_size=16)
     settings.update(bpg)
     return BPGConfig().bpg(market=market_spec(n_advertisers, **TINY), **settings).training(num_epochs=2, minibatch_size=16)
 

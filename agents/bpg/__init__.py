@@ -11,7 +11,7 @@
 """
 
 from agents.bpg.algorithm import BPG, BPGConfig, BPGState
-from agents.bpg.duals import OBJECTIVES, DualState, PrimalWeights, dual_update, primal_weights
+from agents.bpg.duals import CONSTRAINED_OBJECTIVES, EPSILON_MODES, POPULATION_OBJECTIVES, DualState, PrimalWeights, dual_update, is_constrained, primal_weights, resolve_epsilon
 from agents.bpg.env import BPGMarketEnv, market_spec, sized_market
 from agents.bpg.module import RowActor, RowPolicyModule, population_policy
 from agents.bpg.runtime import init_ray
@@ -24,7 +24,11 @@ __all__ = [
     "DualState",
     "market_spec",
     "sized_market",
-    "OBJECTIVES",
+    "CONSTRAINED_OBJECTIVES",
+    "EPSILON_MODES",
+    "POPULATION_OBJECTIVES",
+    "is_constrained",
+    "resolve_epsilon",
     "PrimalWeights",
     "RowActor",
     "RowPolicyModule",

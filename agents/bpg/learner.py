@@ -17,7 +17,20 @@ SAB               selfish              theta rows         r_j (own), 1
 
 The env writes each row's signal into its observation (:mod:`agents.bpg.env`);
 :class:`RowAdvantages` (a learner ``ConnectorV2`` that replaces PPO's GAE piece) rebuilds the
-per-row rewards from it and computes per-row GAE advantages with the module's per-row critic.
+per-row rewards from it and computes per-row advantages. Two estimators (``advantages``):
+
+* ``"group"`` (default): the algorithm samples episodes in groups that replay the same market
+  seed and deviator with their own exploration noise (``group_size``); a row's advantage at tick
+  t is its return-to-go minus the mean return-to-go of the *other* members of its group at the
+  same tick (a leave-one-out baseline, as in RLOO). The other members' play is independent of
+  this episode's actions, so the estimate stays unbiased, and the day-to-day noise of the market
+  (traffic, conversions), which dominates the return and which no critic can predict from an
+  advertiser's observation, cancels. Measured on the 10- and 100-advertiser markets: with the
+  critic alone the cooperative policy did not beat value bidding in 16 iterations (see
+  ``experiments/bpg.py``). Steps whose group has no other member at that tick fall back to GAE.
+* ``"gae"``: per-row GAE with the module's per-row critic (PPO's usual estimator, per row).
+
+The critic is trained on GAE value targets in both cases.
 The loss then clips the probability ratio *per row* (each advertiser's own action), multiplies
 the advantages by the coefficient of the episode's kind and deviator, and averages each kind
 over its own timesteps: gradient (11) is a sum of expectations, one per kind.
@@ -41,10 +54,12 @@ from ray.rllib.core.learner.learner import ENTROPY_KEY, POLICY_LOSS_KEY, VF_LOSS
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.numpy import convert_to_numpy
 
-from agents.bpg.env import NU_BAR, POPULATION, ROLE_NU_BAR, ROLE_THETA, ROLE_X_STAR, X_STAR
+from agents.bpg.env import GROUP, NU_BAR, POPULATION, ROLE, ROLE_NU_BAR, ROLE_THETA, ROLE_X_STAR, ROW, SIGNAL, TICK, X_STAR
 from agents.bpg.module import RowPolicyModule, row_log_probs
 
-__all__ = ["BPGTorchLearner", "RowAdvantages", "row_gae", "CONTROLLED_ROLE"]
+__all__ = ["BPGTorchLearner", "RowAdvantages", "row_gae", "returns_to_go", "group_baselines", "ADVANTAGE_ESTIMATORS", "CONTROLLED_ROLE"]
+
+ADVANTAGE_ESTIMATORS = ("group", "gae")
 
 # The rows each module acts for.
 CONTROLLED_ROLE = {POPULATION: ROLE_THETA, NU_BAR: ROLE_NU_BAR, X_STAR: ROLE_X_STAR}
@@ -75,6 +90,36 @@ def row_gae(values: np.ndarray, rewards: np.ndarray, terminateds: np.ndarray, tr
     return advantages
 
 
+def returns_to_go(rewards: np.ndarray, loss_mask: np.ndarray, gamma: float) -> np.ndarray:
+    """``(B, k)`` discounted returns-to-go of concatenated episode chunks, each ending with RLlib's
+    artificial bootstrap step (``loss_mask`` False, reward 0), where the sum restarts."""
+    returns = np.zeros_like(rewards)
+    running = np.zeros(rewards.shape[1])
+    for step in range(rewards.shape[0] - 1, -1, -1):
+        if not loss_mask[step]:
+            running = np.zeros(rewards.shape[1])
+        running = rewards[step] + gamma * running
+        returns[step] = running
+    return returns
+
+
+def group_baselines(returns: np.ndarray, keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Leave-one-out baselines: ``(B, k)`` mean of ``returns`` over the *other* valid steps with
+    the same key (same episode group, kind and tick); ``nan`` where there is no other."""
+    baselines = np.full_like(returns, np.nan)
+    steps = np.flatnonzero(valid)
+    if steps.size == 0:
+        return baselines
+    _, inverse, counts = np.unique(keys[steps], return_inverse=True, return_counts=True)
+    sums = np.zeros((counts.size, returns.shape[1]))
+    np.add.at(sums, inverse, returns[steps])
+    members = counts[inverse]
+    shared = members >= 2
+    rows = steps[shared]
+    baselines[rows] = (sums[inverse[shared]] - returns[rows]) / (members[shared] - 1)[:, None]
+    return baselines
+
+
 class RowAdvantages(ConnectorV2):
     """Learner connector: per-row rewards from the ``signal`` column, per-row GAE, standardised.
 
@@ -82,10 +127,13 @@ class RowAdvantages(ConnectorV2):
     :class:`~agents.bpg.module.RowPolicyModule` in the batch.
     """
 
-    def __init__(self, input_observation_space=None, input_action_space=None, *, gamma: float, lambda_: float) -> None:
+    def __init__(self, input_observation_space=None, input_action_space=None, *, gamma: float, lambda_: float, estimator: str = "group") -> None:
         super().__init__(input_observation_space, input_action_space)
+        if estimator not in ADVANTAGE_ESTIMATORS:
+            raise ValueError(f"estimator must be one of {', '.join(ADVANTAGE_ESTIMATORS)}, got {estimator!r}")
         self.gamma = gamma
         self.lambda_ = lambda_
+        self.estimator = estimator
 
     def __call__(self, *, rl_module, episodes, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         for module_id, module_batch in batch.items():
@@ -97,7 +145,8 @@ class RowAdvantages(ConnectorV2):
             values = convert_to_numpy(values_tensor).astype(np.float64)
             observations = convert_to_numpy(module_batch[Columns.OBS])
             loss_mask = convert_to_numpy(module_batch[Columns.LOSS_MASK]).astype(bool)
-            signal = observations[..., module.n_features + 2].astype(np.float64)
+            aux = observations[..., module.n_features :]
+            signal = aux[..., SIGNAL].astype(np.float64)
             # The signal of tick t arrives with the observation after it; the artificial
             # bootstrap step of each episode earns nothing.
             rewards = np.zeros_like(signal)
@@ -112,7 +161,15 @@ class RowAdvantages(ConnectorV2):
                 self.lambda_,
             )
             targets = advantages + values
-            roles = np.round(observations[..., module.n_features]).astype(np.int64)
+            roles = np.round(aux[..., ROLE]).astype(np.int64)
+            if self.estimator == "group":
+                # Key: (group, kind, tick); the kind is the largest role of the step (1: all on
+                # theta, 2: a nu-bar deviation, 3: an x* deviation).
+                group, tick = np.round(aux[:, 0, GROUP]).astype(np.int64), np.round(aux[:, 0, TICK]).astype(np.int64)
+                keys = (group * 4 + roles.max(axis=-1)) * 100_000 + tick
+                returns = returns_to_go(rewards, loss_mask, self.gamma)
+                baselines = group_baselines(returns, keys, loss_mask)
+                advantages = np.where(np.isnan(baselines), advantages, returns - baselines)
             acting = loss_mask[:, None] & (roles == CONTROLLED_ROLE.get(module_id, ROLE_THETA))
             if acting.any():
                 mean, scale = advantages[acting].mean(), max(1e-4, advantages[acting].std())
@@ -136,7 +193,7 @@ class BPGTorchLearner(PPOTorchLearner):
         if self._learner_connector is not None:
             # Per-row advantages replace PPO's per-agent GAE.
             self._learner_connector.remove(GeneralAdvantageEstimation.__name__)
-            self._learner_connector.append(RowAdvantages(gamma=self.config.gamma, lambda_=self.config.lambda_))
+            self._learner_connector.append(RowAdvantages(gamma=self.config.gamma, lambda_=self.config.lambda_, estimator=self.config.advantages))
         self._modules_to_update: set[str] | None = None
         self._coefficients: dict[str, torch.Tensor] = {}
 
@@ -185,7 +242,7 @@ class BPGTorchLearner(PPOTorchLearner):
         old_log_probs = row_log_probs(batch[Columns.ACTION_DIST_INPUTS], batch[Columns.ACTIONS])
         ratio = torch.exp(new_log_probs - old_log_probs)
 
-        rows = observations[..., module.n_features + 1].round().long()
+        rows = observations[..., module.n_features + ROW].round().long()
         kind, coefficient = self.episode_coefficients(module_id, roles, rows)
         advantages = batch[Postprocessing.ADVANTAGES] * coefficient[:, None]
         surrogate = torch.min(ratio * advantages, torch.clamp(ratio, 1 - config.clip_param, 1 + config.clip_param) * advantages)
