@@ -75,8 +75,9 @@ from agents.bpg.learner import ADVANTAGE_ESTIMATORS, BPGTorchLearner
 from agents.bpg.module import ActorDeviation, RowPolicyModule
 from agents.equilibrium import DeviationEvaluator, MarketSpec, as_market_spec, play_population
 from auctionsim.errors import ConfigError, describe
+from auctionsim.tracking import seed_everything
 
-__all__ = ["BPG", "BPGConfig", "BPGState", "SeedPhase", "derive_seed", "seed_everything", "deviation_returns"]
+__all__ = ["BPG", "BPGConfig", "BPGState", "SeedPhase", "derive_seed", "deviation_returns"]
 
 MODULES = (POPULATION, NU_BAR, X_STAR)
 
@@ -113,18 +114,6 @@ def map_agent_to_module(agent_id: str, episode: Any = None, **kwargs) -> str:
 def derive_seed(*keys: int) -> int:
     """A 32-bit seed from integer keys (NumPy's SeedSequence hashing)."""
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global generators (RLlib samples exploration noise and
-    shuffles minibatches with them), and keep torch on one thread: the networks are small, and
-    on a busy 2-core machine multi-threaded torch is ~50x slower per call (measured)."""
-    import random
-
-    torch.set_num_threads(1)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def deviation_returns(market: MarketSpec, population, deviation, advertiser_ids, seeds) -> np.ndarray:
@@ -490,7 +479,9 @@ class BPG(PPO):
 
         def set_phase(env_runner) -> None:
             runner_seed = derive_seed(seed, env_runner.worker_index)
-            seed_everything(runner_seed)
+            # Torch on one thread: the networks are small, and on a busy 2-core machine
+            # multi-threaded torch is ~50x slower per call (measured).
+            seed_everything(runner_seed, torch_threads=1)
             for index, module_id in enumerate(MODULES):
                 env_runner.module[module_id].set_exploration_seed(derive_seed(runner_seed, 100 + index))
             for index, env in enumerate(env_runner.env.envs):
@@ -519,7 +510,7 @@ class BPG(PPO):
         """One PPO update of ``module_ids`` on ``episodes`` with the primal coefficients."""
 
         def prepare(learner) -> None:
-            seed_everything(seed)
+            seed_everything(seed, torch_threads=1)
             learner.set_modules_to_update(module_ids)
             if coefficients is not None:
                 learner.set_primal_weights(coefficients)
@@ -617,6 +608,14 @@ class BPG(PPO):
     def population_policy(self) -> TorchPolicy:
         """The trained population policy ``theta`` (deterministic) as a population policy."""
         return self._population_policy()
+
+    def actor(self, module_id: str = POPULATION):
+        """The deterministic actor (:class:`~agents.bpg.module.RowActor`) of ``theta``
+        (``"population"``) or ``x*`` (``"x_star"``), e.g. to export its weights."""
+        if module_id not in self._eval_modules:
+            raise ConfigError(f"module_id must be one of {', '.join(self._eval_modules)}, got {describe(module_id)}")
+        self._refresh_eval_modules()
+        return self._eval_modules[module_id].actor
 
     def unified_solution_policy(self) -> TorchPolicy:
         """The unified solution ``x*`` (deterministic) as a population policy."""
