@@ -77,6 +77,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from auctionsim.errors import ConfigError
 from experiments import args as arguments
 
 HEURISTICS = ("value", "pid", "cpa", "online_lp")
@@ -158,34 +159,34 @@ class Args(arguments.ProtocolArgs):
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
         for name in ("xstar_updates", "xstar_pretrain_updates", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
         if not self.sizes or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 2 for n in self.sizes) or len(set(self.sizes)) != len(self.sizes):
-            raise ValueError(f"sizes must be distinct integers >= 2, got {self.sizes!r}")
+            raise ConfigError(f"sizes must be distinct integers >= 2, got {self.sizes!r}")
         if self.epsilon_mode not in ("relative", "welfare"):
-            raise ValueError(f"epsilon_mode must be 'relative' or 'welfare', got {self.epsilon_mode!r}")
+            raise ConfigError(f"epsilon_mode must be 'relative' or 'welfare', got {self.epsilon_mode!r}")
         for name in ("epsilons", "zero_epsilons"):
             values = getattr(self, name)
             if not all(math.isfinite(eps) and eps >= 0 for eps in values) or len(set(values)) != len(values):
-                raise ValueError(f"{name} must be distinct finite numbers >= 0, got {values!r}")
+                raise ConfigError(f"{name} must be distinct finite numbers >= 0, got {values!r}")
         if not self.epsilons:
-            raise ValueError("epsilons must not be empty")
+            raise ConfigError("epsilons must not be empty")
         for name in ("table3_epsilon", "lr", "xstar_lr", "xi", "kappa_mix"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.lr <= 0 or self.kappa_mix > 1:
-            raise ValueError(f"lr must be > 0 and kappa_mix in [0, 1], got lr={self.lr!r}, kappa_mix={self.kappa_mix!r}")
+            raise ConfigError(f"lr must be > 0 and kappa_mix in [0, 1], got lr={self.lr!r}, kappa_mix={self.kappa_mix!r}")
         if self.table3_epsilon not in self.epsilons:
-            raise ValueError(f"table3_epsilon must be one of epsilons {self.epsilons!r}, got {self.table3_epsilon!r}")
+            raise ConfigError(f"table3_epsilon must be one of epsilons {self.epsilons!r}, got {self.table3_epsilon!r}")
         unknown = sorted(set(self.heuristics) - set(HEURISTICS))
         if unknown or "value" not in self.heuristics:
-            raise ValueError(f"heuristics must include 'value' (the gates compare with it) and come from {', '.join(HEURISTICS)}, got {self.heuristics!r}")
+            raise ConfigError(f"heuristics must include 'value' (the gates compare with it) and come from {', '.join(HEURISTICS)}, got {self.heuristics!r}")
         if self.scheduler not in ("tune", "serial"):
-            raise ValueError(f"scheduler must be 'tune' or 'serial', got {self.scheduler!r}")
+            raise ConfigError(f"scheduler must be 'tune' or 'serial', got {self.scheduler!r}")
 
 
 QUICK = dict(
@@ -831,8 +832,6 @@ def write_outputs(output: pathlib.Path, summary: dict) -> None:
 def plot_all(output: pathlib.Path) -> list[pathlib.Path]:
     path = output / "summary.json"
     if not path.is_file():
-        from auctionsim.errors import ConfigError
-
         raise ConfigError(f"--plot-only: {path} does not exist; run the experiment first")
     summary = json.loads(path.read_text())
     results = load_results(output)
