@@ -119,6 +119,8 @@ class Args(arguments.ProtocolArgs):
     """penalty weight of gradient (11) in mean-advertiser units (0: N)"""
     kappa_mix: float = 0.2
     """uniform share of the deviator sampling (0: the paper's kappa)"""
+    log_std_init: float = -1.6
+    """initial log standard deviation of the policies' exploration (log multiplier units)"""
     episodes_per_kind: int = 8
     """primal episodes of each kind per iteration"""
     group_size: int = 4
@@ -174,6 +176,8 @@ class Args(arguments.ProtocolArgs):
                 raise ConfigError(f"{name} must be distinct finite numbers >= 0, got {values!r}")
         if not self.epsilons:
             raise ConfigError("epsilons must not be empty")
+        if not math.isfinite(self.log_std_init):
+            raise ConfigError(f"log_std_init must be a finite number, got {self.log_std_init!r}")
         for name in ("table3_epsilon", "lr", "xstar_lr", "xi", "kappa_mix"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
@@ -204,6 +208,7 @@ QUICK = dict(
     ppo_best_response=False,
     heuristics=("value", "pid"),
     checkpoint_every=4,
+    scheduler="serial",  # Tune starts a worker per trial: ~30 s each here, too much for short trials
 )
 
 
@@ -247,7 +252,7 @@ def trial_config(args: Args, output: pathlib.Path, objective: str, n_advertisers
             "kappa_mix": args.kappa_mix, "episodes_per_kind": args.episodes_per_kind, "group_size": args.group_size,
             "xstar_episodes": args.xstar_episodes, "xstar_updates": args.xstar_updates,
             "xstar_pretrain_updates": args.xstar_pretrain_updates, "dual_deviators": args.dual_deviators,
-            "dual_episodes": args.dual_episodes,
+            "dual_episodes": args.dual_episodes, "log_std_init": args.log_std_init,
         }  # fmt: skip
     evaluation = {
         "n_advertisers": n_advertisers, "impressions_per_advertiser": args.impressions_per_advertiser, "n_ticks": args.n_ticks,
@@ -293,6 +298,7 @@ def build_algorithm(training: dict):
             group_size=training["group_size"], xstar_episodes=training["xstar_episodes"], xstar_updates=training["xstar_updates"],
             xstar_pretrain_updates=training["xstar_pretrain_updates"], xstar_lr=training["xstar_lr"],
             dual_deviators=training["dual_deviators"], dual_episodes=training["dual_episodes"],
+            model={"log_std_init": training["log_std_init"]},
         )  # fmt: skip
         .training(lr=training["lr"])
         .build_algo()
@@ -518,7 +524,11 @@ def run_trials(args: Args, output: pathlib.Path, configs: list[dict], stage: str
     tuner = tune.Tuner(
         tune.with_resources(_tune_trial, {"cpu": 1}),
         param_space={"trial": tune.grid_search(configs)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=args.num_cpus if local else None),
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=args.num_cpus if local else None,
+            trial_name_creator=lambda trial: trial.config["trial"]["name"],
+            trial_dirname_creator=lambda trial: trial.config["trial"]["name"],
+        ),
         run_config=tune.RunConfig(name=f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(output / "tune"), verbose=0),
     )
     grid = tuner.fit()

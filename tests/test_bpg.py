@@ -19,7 +19,7 @@ from ray.rllib.utils.postprocessing.value_predictions import compute_value_targe
 
 from agents.bpg import BPG, BPGConfig, BPGMarketEnv, dual_update, init_ray, is_constrained, market_spec, primal_weights, resolve_epsilon
 from agents.bpg.env import NU_BAR, POPULATION, ROLE, X_STAR
-from agents.bpg.learner import group_baselines, returns_to_go, row_gae
+from agents.bpg.learner import group_baselines, returns_to_go, row_gae, sample_rows
 from agents.bpg.module import RowPolicyModule, row_log_probs
 from auctionsim.envs import AuctionParallelEnv
 from auctionsim.errors import ConfigError
@@ -367,6 +367,28 @@ def test_group_baselines_are_leave_one_out_means():
     rewards = np.array([[1.0], [2.0], [0.0], [3.0], [0.0]])
     mask = np.array([True, True, False, True, False])  # two episodes, each with a bootstrap step
     np.testing.assert_allclose(returns_to_go(rewards, mask, 1.0)[:, 0], [3.0, 2.0, 0.0, 3.0, 0.0])
+
+
+def test_sampled_rows_estimate_the_mean_over_all_rows_without_bias():
+    k, steps, count = 9, 4000, 3
+    np.random.seed(0)
+    roles = np.ones((steps, k), dtype=np.int64)
+    roles[::2, 4] = 2  # every other tick has a deviator (row 4, which theta does not play)
+    scores = np.arange(1.0, k + 1)
+    observations = np.broadcast_to(scores[None, :, None], (steps, k, 2)).astype(np.float32).copy()
+    batch = {
+        Columns.OBS: torch.as_tensor(observations), Columns.ACTIONS: torch.zeros(steps, k),
+        Columns.ACTION_DIST_INPUTS: torch.zeros(steps, 2 * k), Postprocessing.ADVANTAGES: torch.zeros(steps, k),
+        Postprocessing.VALUE_TARGETS: torch.zeros(steps, k),
+    }  # fmt: skip
+    weights = sample_rows(batch, roles, count)
+    sampled = batch[Columns.OBS][..., 0].numpy()
+    assert sampled.shape == (steps, count + 1) and weights.shape == (steps, count + 1)
+    assert np.all(sampled[::2, 0] == 5.0) and np.all(weights[::2, 0] == 0.0)  # the deviator first, weight 0
+    acting = ~((sampled == 5.0) & (np.arange(steps) % 2 == 0)[:, None])
+    estimates = (weights * acting * sampled).sum(axis=1)
+    exact_with, exact_without = (scores.sum() - 5.0) / k, scores.sum() / k
+    assert abs(estimates[::2].mean() - exact_with) < 0.05 and abs(estimates[1::2].mean() - exact_without) < 0.05
 
 
 def test_dual_deviators_track_the_leaders_and_cover_everyone(ray_instance):

@@ -155,6 +155,7 @@ class BPGConfig(PPOConfig):
         self.nu_minibatch_size = 64
         self.group_size = 2
         self.advantages = "group"
+        self.learner_rows: int | None = 128
         self.progress = False
         # PPO settings that suit one-day auction episodes.
         self.gamma = 1.0
@@ -194,6 +195,7 @@ class BPGConfig(PPOConfig):
         nu_minibatch_size: int = NotProvided,
         group_size: int = NotProvided,
         advantages: str = NotProvided,
+        learner_rows: int | None = NotProvided,
         model: dict | None = NotProvided,
         progress: bool = NotProvided,
     ) -> "BPGConfig":
@@ -227,6 +229,8 @@ class BPGConfig(PPOConfig):
                 (common random numbers; the ``"group"`` advantages' baseline).
             advantages: ``"group"`` (leave-one-out baseline over each group, the default) or
                 ``"gae"`` (per-row critic); see :mod:`agents.bpg.learner`.
+            learner_rows: above this many advertisers, theta's loss is estimated per tick from
+                this many sampled rows (unbiased; ``None``: all rows); see :mod:`agents.bpg.learner`.
             model: network sizes: ``hidden`` (actor) and ``critic_hidden`` layer widths,
                 ``log_std_init`` (see :class:`~agents.bpg.module.RowPolicyModule`).
             progress: show a progress bar over the phases of each iteration.
@@ -238,7 +242,7 @@ class BPGConfig(PPOConfig):
             "dual_episodes": dual_episodes, "dual_deviators": dual_deviators, "dual_workers": dual_workers,
             "track_exploitability": track_exploitability, "log_multiplier_low": log_multiplier_low,
             "seed_bpg": seed, "nu_minibatch_size": nu_minibatch_size, "group_size": group_size,
-            "advantages": advantages, "progress": progress,
+            "advantages": advantages, "learner_rows": learner_rows, "progress": progress,
         }  # fmt: skip
         for name, value in settings.items():
             if value is not NotProvided:
@@ -296,6 +300,8 @@ class BPGConfig(PPOConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {describe(value)}")
+        if self.learner_rows is not None and (isinstance(self.learner_rows, bool) or not isinstance(self.learner_rows, int) or self.learner_rows < 1):
+            raise ConfigError(f"learner_rows must be an integer >= 1 or None, got {describe(self.learner_rows)}")
         if self.dual_deviators is not None and (isinstance(self.dual_deviators, bool) or not isinstance(self.dual_deviators, int) or self.dual_deviators < 1):
             raise ConfigError(f"dual_deviators must be an integer >= 1 or None, got {describe(self.dual_deviators)}")
         if is_constrained(self.objective) and not self.track_exploitability:

@@ -31,6 +31,12 @@ per-row rewards from it and computes per-row advantages. Two estimators (``advan
 * ``"gae"``: per-row GAE with the module's per-row critic (PPO's usual estimator, per row).
 
 The critic is trained on GAE value targets in both cases.
+
+Rows per tick (``learner_rows``): above that many advertisers, the population's loss is estimated
+per tick from a uniform sample of ``learner_rows`` of its rows (the deviator's row, which theta
+does not play, is kept first to mark the episode's kind), each weighted ``(N - d) / (n N)`` (``n``
+rows sampled, ``d`` deviators): an unbiased estimate of the mean over all rows, at a cost that
+does not grow with N. The advantages are computed on all rows first.
 The loss then clips the probability ratio *per row* (each advertiser's own action), multiplies
 the advantages by the coefficient of the episode's kind and deviator, and averages each kind
 over its own timesteps: gradient (11) is a sum of expectations, one per kind.
@@ -57,9 +63,10 @@ from ray.rllib.utils.numpy import convert_to_numpy
 from agents.bpg.env import GROUP, NU_BAR, POPULATION, ROLE, ROLE_NU_BAR, ROLE_THETA, ROLE_X_STAR, ROW, SIGNAL, TICK, X_STAR
 from agents.bpg.module import RowPolicyModule, row_log_probs
 
-__all__ = ["BPGTorchLearner", "RowAdvantages", "row_gae", "returns_to_go", "group_baselines", "ADVANTAGE_ESTIMATORS", "CONTROLLED_ROLE"]
+__all__ = ["BPGTorchLearner", "RowAdvantages", "row_gae", "returns_to_go", "group_baselines", "sample_rows", "ADVANTAGE_ESTIMATORS", "ROW_WEIGHTS", "CONTROLLED_ROLE"]
 
 ADVANTAGE_ESTIMATORS = ("group", "gae")
+ROW_WEIGHTS = "row_weights"  # batch column: (B, k) weight of each row's term in the loss
 
 # The rows each module acts for.
 CONTROLLED_ROLE = {POPULATION: ROLE_THETA, NU_BAR: ROLE_NU_BAR, X_STAR: ROLE_X_STAR}
@@ -120,6 +127,33 @@ def group_baselines(returns: np.ndarray, keys: np.ndarray, valid: np.ndarray) ->
     return baselines
 
 
+def sample_rows(module_batch: dict, roles: np.ndarray, count: int) -> np.ndarray:
+    """Keep, per tick, the deviator's row (if any) and ``count`` rows drawn uniformly (NumPy's
+    global generator, seeded per update) from the others; slice every per-row column of
+    ``module_batch`` in place. Returns the ``(B, count + 1)`` loss weights (see module doc)."""
+    steps, k = roles.shape
+    deviating = roles >= ROLE_NU_BAR
+    keys = np.random.random((steps, k))
+    keys[deviating] = -1.0  # the deviator sorts first
+    index = np.argsort(keys, axis=1, kind="stable")[:, : count + 1]
+    has_deviator = deviating.any(axis=1)
+    weights = np.where(has_deviator[:, None], (k - 1) / (count * k), 1.0 / (count + 1)) * np.ones((steps, count + 1))
+    weights[has_deviator, 0] = 0.0
+    rows = torch.as_tensor(index)
+
+    def take(tensor):
+        gather = rows.to(tensor.device)
+        if tensor.dim() == 3:
+            gather = gather[..., None].expand(-1, -1, tensor.shape[-1])
+        return tensor.gather(1, gather)
+
+    for column in (Columns.OBS, Columns.ACTIONS, Postprocessing.ADVANTAGES, Postprocessing.VALUE_TARGETS):
+        module_batch[column] = take(torch.as_tensor(module_batch[column]))
+    mean, log_std = torch.as_tensor(module_batch[Columns.ACTION_DIST_INPUTS]).chunk(2, dim=-1)
+    module_batch[Columns.ACTION_DIST_INPUTS] = torch.cat([take(mean), take(log_std)], dim=-1)
+    return weights
+
+
 class RowAdvantages(ConnectorV2):
     """Learner connector: per-row rewards from the ``signal`` column, per-row GAE, standardised.
 
@@ -127,13 +161,14 @@ class RowAdvantages(ConnectorV2):
     :class:`~agents.bpg.module.RowPolicyModule` in the batch.
     """
 
-    def __init__(self, input_observation_space=None, input_action_space=None, *, gamma: float, lambda_: float, estimator: str = "group") -> None:
+    def __init__(self, input_observation_space=None, input_action_space=None, *, gamma: float, lambda_: float, estimator: str = "group", max_rows: int | None = None) -> None:
         super().__init__(input_observation_space, input_action_space)
         if estimator not in ADVANTAGE_ESTIMATORS:
             raise ValueError(f"estimator must be one of {', '.join(ADVANTAGE_ESTIMATORS)}, got {estimator!r}")
         self.gamma = gamma
         self.lambda_ = lambda_
         self.estimator = estimator
+        self.max_rows = max_rows
 
     def __call__(self, *, rl_module, episodes, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         for module_id, module_batch in batch.items():
@@ -177,6 +212,11 @@ class RowAdvantages(ConnectorV2):
             device = values_tensor.device
             module_batch[Postprocessing.ADVANTAGES] = torch.as_tensor(advantages, dtype=torch.float32, device=device)
             module_batch[Postprocessing.VALUE_TARGETS] = torch.as_tensor(targets, dtype=torch.float32, device=device)
+            k = roles.shape[1]
+            weights = np.full(roles.shape, 1.0 / k)
+            if self.max_rows is not None and module_id == POPULATION and k > self.max_rows + 1:
+                weights = sample_rows(module_batch, roles, self.max_rows)
+            module_batch[ROW_WEIGHTS] = torch.as_tensor(weights, dtype=torch.float32, device=device)
         return batch
 
 
@@ -193,7 +233,9 @@ class BPGTorchLearner(PPOTorchLearner):
         if self._learner_connector is not None:
             # Per-row advantages replace PPO's per-agent GAE.
             self._learner_connector.remove(GeneralAdvantageEstimation.__name__)
-            self._learner_connector.append(RowAdvantages(gamma=self.config.gamma, lambda_=self.config.lambda_, estimator=self.config.advantages))
+            self._learner_connector.append(
+                RowAdvantages(gamma=self.config.gamma, lambda_=self.config.lambda_, estimator=self.config.advantages, max_rows=self.config.learner_rows)
+            )
         self._modules_to_update: set[str] | None = None
         self._coefficients: dict[str, torch.Tensor] = {}
 
@@ -246,8 +288,9 @@ class BPGTorchLearner(PPOTorchLearner):
         kind, coefficient = self.episode_coefficients(module_id, roles, rows)
         advantages = batch[Postprocessing.ADVANTAGES] * coefficient[:, None]
         surrogate = torch.min(ratio * advantages, torch.clamp(ratio, 1 - config.clip_param, 1 + config.clip_param) * advantages)
-        # Sum over the rows (the paper's sum over agents), scaled by 1/k, per timestep ...
-        per_step = (surrogate * acting).sum(dim=-1) / roles.shape[-1]
+        # Sum over the rows (the paper's sum over agents), scaled by 1/N (or the sampled rows'
+        # weights, see the module doc), per timestep ...
+        per_step = (surrogate * acting * batch[ROW_WEIGHTS]).sum(dim=-1)
         # ... then one mean per episode kind: gradient (11) adds the kinds' expectations.
         policy_loss = torch.zeros((), device=per_step.device)
         for kind_id in range(3):
