@@ -119,7 +119,7 @@ class Args(arguments.ProtocolArgs):
     """penalty weight of gradient (11) in mean-advertiser units (0: N)"""
     kappa_mix: float = 0.2
     """uniform share of the deviator sampling (0: the paper's kappa)"""
-    log_std_init: float = -1.6
+    log_std_init: float = -0.7
     """initial log standard deviation of the policies' exploration (log multiplier units)"""
     episodes_per_kind: int = 8
     """primal episodes of each kind per iteration"""

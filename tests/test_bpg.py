@@ -391,6 +391,18 @@ def test_sampled_rows_estimate_the_mean_over_all_rows_without_bias():
     assert abs(estimates[::2].mean() - exact_with) < 0.05 and abs(estimates[1::2].mean() - exact_without) < 0.05
 
 
+def test_theta_learns_from_sampled_rows_in_a_real_rllib_update(ray_instance):
+    algo = tiny_config(n_advertisers=6, learner_rows=2, epsilon=0.0).build_algo()
+    try:
+        before = module_weights(algo, POPULATION)
+        algo.train()
+        algo.train()
+        assert not weights_equal(before, module_weights(algo, POPULATION))
+        assert all(math.isfinite(record["welfare"]) for record in algo.history)
+    finally:
+        algo.stop()
+
+
 def test_dual_deviators_track_the_leaders_and_cover_everyone(ray_instance):
     algo = tiny_config(n_advertisers=6, dual_deviators=2).build_algo()
     try:
