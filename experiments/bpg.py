@@ -66,14 +66,13 @@ policy-gradient estimate over all; epsilon is relative by default (above).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import pathlib
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 

@@ -88,11 +88,8 @@ def checkpoint_key() -> bytes:
 
 
 def _sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _files(folder: pathlib.Path) -> dict[str, pathlib.Path]:
