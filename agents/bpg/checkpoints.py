@@ -142,6 +142,9 @@ def verify_folder(folder: pathlib.Path) -> dict[str, Any]:
         raise CheckpointError(f"{manifest_path} is not a checkpoint manifest; refusing to load {folder}") from None
     if body["schema"] != _SCHEMA or not isinstance(signature, str) or not hmac.compare_digest(signature, _signature(body, checkpoint_key())):
         raise CheckpointError(f"{manifest_path} was not signed with this machine's checkpoint key: {folder} was not written by this program (or was altered); refusing to load it")
+    links = [path for path in folder.rglob("*") if path.is_symlink()]
+    if links:
+        raise CheckpointError(f"{links[0]} is a symbolic link: this program never writes one into a checkpoint; refusing to load {folder}")
     present = _files(folder)
     for name, path in present.items():
         expected = body["files"].get(name)
