@@ -2,7 +2,7 @@
 advertisers), Figure 4 (the Q3 ablation) and training curves, on our AuctionNet-like market,
 with paired 95% intervals over training seeds x evaluation seeds.
 
-    python -m experiments.bpg --quick          # 10 advertisers, a few minutes (see below)
+    python -m experiments.bpg --quick          # 10 advertisers, 6 min (see below)
     python -m experiments.bpg                  # the full experiment (N = 100 and N = 10)
     python -m experiments.bpg --resume         # continue an interrupted run (or extend it)
     python -m experiments.bpg --plot-only      # redraw the figures from saved results
@@ -44,6 +44,14 @@ sampled advertisers of that episode's gains over that episode's welfare. Complia
 share of training seeds whose Max Exploitability (lower bound, mean gains over mean welfare) is
 <= epsilon; ``compliance_rate_upper`` uses the oracle bound. A run whose lambda stayed 0 in every
 iteration of every seed is labelled "constraint never active (= cooperative)".
+
+Wall time. ``--quick`` (N = 10, 1 training x 3 evaluation seeds, 12 iterations, serial) took
+6 min 2 s on the shared 2-core development machine at a load average of ~20 (the process got 34%
+of a CPU: 121 s of CPU time); lambda > 0 at both of its epsilons. The full run (N = 100 and 10,
+3 x 5 seeds, 4 + 4 epsilons, 40 iterations) is estimated at 2-3 hours on 2 idle cores as a Tune
+sweep; ``experiments/reference/bpg/`` states the measured time. Tune or not: a trial's worker
+needs ~30 s to start here (6 tiny trials: 207 s with Tune, 17 s serially, identical results),
+which is why ``--quick`` runs its short trials serially and the full run uses Tune.
 
 Crash safety: each trial writes signed checkpoints (:mod:`agents.bpg.checkpoints`) every
 ``checkpoint_every`` iterations and its results atomically with a manifest beside them;
