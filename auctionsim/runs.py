@@ -350,7 +350,8 @@ class OutputLock:
     ``with OutputLock(path): ...`` takes an advisory lock on ``.<name>.lock`` beside the output;
     a second run on the same output fails at once with a :class:`RunError` naming the process
     that holds it. The kernel releases the lock when the holder exits or is killed, so a lock
-    file left behind by a killed run does not block the next one.
+    file left behind by a killed run does not block the next one. Once acquired, temporary files
+    of atomic writes left by a killed run on this output are removed.
     """
 
     def __init__(self, output: str | os.PathLike) -> None:
@@ -373,12 +374,27 @@ class OutputLock:
             if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise RunError(f"output {self.output} is in use by {holder}; wait for that run to finish or choose another output") from None
             raise
+        self._remove_stale_temporaries()
         handle.seek(0)
         handle.truncate()
         handle.write(f"process {os.getpid()} on {platform.node()} since {_datetime.datetime.now().isoformat(timespec='seconds')}\n")
         handle.flush()
         self._handle = handle
         return self
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files and folders of atomic writes that a killed run left (``.<name>.tmp-*``
+        beside the output, and inside an output folder): with the lock held nobody else writes them."""
+        stale = list(self.output.parent.glob(f".{self.output.name}.tmp-*"))
+        if self.output.is_dir():
+            stale += list(self.output.rglob(".*.tmp-*"))
+        for path in stale:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        if stale:
+            logger.info("removed %d temporary file(s) left by an interrupted run on %s", len(stale), self.output)
 
     def release(self) -> None:
         if self._handle is not None:
@@ -541,7 +557,9 @@ def clean_stale_ray_sessions(temp_dir: str | os.PathLike | None = None) -> list[
     behind. A session is stale when none of the processes recorded in it is alive; the link
     ``session_latest`` and live sessions are left alone. Returns the folders removed.
     """
-    root = pathlib.Path(temp_dir) if temp_dir is not None else pathlib.Path(tempfile.gettempdir()) / "ray"
+    if temp_dir is None:
+        temp_dir = pathlib.Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray"
+    root = pathlib.Path(temp_dir)
     removed: list[pathlib.Path] = []
     if not root.is_dir():
         return removed

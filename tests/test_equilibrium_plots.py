@@ -70,13 +70,37 @@ def test_plot_command_line(tmp_path, capsys):
     assert [p.name for p in paths] == ["gains.png", "gains.svg"]
     assert "gains.png" in capsys.readouterr().out
     plots.main(["frontier", str(report), "-o", str(tmp_path / "frontier")])
-    with pytest.raises(SystemExit, match="epsilon setting"):
-        plots.main(["epsilon", str(report), "-o", str(tmp_path / "epsilon")])
     (tmp_path / "bad.json").write_text(json.dumps({"hello": 1}))
-    with pytest.raises(SystemExit, match="not a summary"):
-        plots.main(["frontier", str(tmp_path / "bad.json"), "-o", str(tmp_path / "x")])
+    folder = tmp_path / "figures"
+    folder.mkdir()
+    for argv, message in (
+        (["epsilon", str(report), "-o", str(tmp_path / "epsilon")], "epsilon setting"),
+        (["frontier", str(tmp_path / "bad.json"), "-o", str(tmp_path / "x")], "not a summary"),
+        (["gains", str(tmp_path), "-o", str(tmp_path / "x")], "Is a directory"),
+        (["size", str(report), "-o", str(tmp_path / "x")], "at least two market sizes"),
+        (["gains", str(tmp_path / "missing.json"), "-o", str(tmp_path / "x")], "No such file"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            plots.main(argv)
+        error = capsys.readouterr().err
+        assert stop.value.code == 2 and message in error and error.count("\n") == 1, (argv, error)
     with pytest.raises(SystemExit):
         plots.main(["nonsense", str(report), "-o", str(tmp_path / "x")])
+    # -o naming a folder (existing, or ending in '/') writes <figure>.png and .svg inside it
+    assert [p.name for p in plots.main(["gains", str(report), "-o", str(folder)])] == ["gains.png", "gains.svg"]
+    assert (folder / "gains.png").exists()
+    assert plots.main(["frontier", str(report), "-o", f"{tmp_path}/new/"])[0] == tmp_path / "new" / "frontier.png"
+
+
+def test_gains_plot_has_a_legend_of_estimators(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    legends = []
+    original = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: (legends.extend(ax.get_legend() for ax in self.axes), original(self, *a, **k))[1])
+    plots.plot_gain_distribution([synthetic_report("legend", 1.0)], tmp_path / "gains")
+    texts = {text.get_text() for legend in legends if legend is not None for text in legend.get_texts()}
+    assert {"lower", "upper"} <= texts
 
 
 def test_plot_command_registers_on_a_cli(tmp_path):
