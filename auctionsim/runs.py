@@ -551,28 +551,33 @@ def run_folder(
 
 # ----------------------------------------------------------------------------------- Ray
 def clean_stale_ray_sessions(temp_dir: str | os.PathLike | None = None) -> list[pathlib.Path]:
-    """Remove the session folders of Ray runs that were killed (their processes are gone).
+    """Remove the Ray temp folders of runs that were killed (their driver process is gone).
 
-    Ray keeps ``<temp>/ray/session_<date>_<pid>`` per ``ray.init``; a killed driver leaves it
-    behind. A session is stale when none of the processes recorded in it is alive; the link
-    ``session_latest`` and live sessions are left alone. Returns the folders removed.
+    Ray keeps ``<root>/session_<date>_<time>_<microseconds>_<driver pid>`` per ``ray.init``; a
+    killed driver leaves it behind (gigabytes of logs and spilled objects over time). A session
+    is stale when its driver process is not alive. Roots searched: ``temp_dir`` when given, else
+    Ray's default ``$RAY_TMPDIR or /tmp``/``ray`` and the private roots ``/tmp/ray-*`` that
+    :func:`agents.equilibrium.ray_session` (and BPG) create; a private root whose sessions are
+    all stale is removed whole. Live sessions, ``session_latest`` links and roots without
+    sessions (a run about to start) are left alone. Returns what was removed.
     """
-    if temp_dir is None:
-        temp_dir = pathlib.Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray"
-    root = pathlib.Path(temp_dir)
+    base = pathlib.Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir())
+    roots = [pathlib.Path(temp_dir)] if temp_dir is not None else [base / "ray", *sorted(base.glob("ray-*"))]
     removed: list[pathlib.Path] = []
-    if not root.is_dir():
-        return removed
-    for session in sorted(root.glob("session_2*")):
-        if session.is_symlink() or not session.is_dir():
+    for root in roots:
+        if not root.is_dir() or root.is_symlink():
             continue
-        pid_text = session.name.rsplit("_", 1)[-1]
-        if not pid_text.isdigit() or _alive(int(pid_text)):
+        sessions = [s for s in root.glob("session_2*") if s.is_dir() and not s.is_symlink()]
+        stale = [s for s in sessions if s.name.rsplit("_", 1)[-1].isdigit() and not _alive(int(s.name.rsplit("_", 1)[-1]))]
+        if temp_dir is None and root.name.startswith("ray-") and sessions and len(stale) == len(sessions):
+            shutil.rmtree(root, ignore_errors=True)
+            removed.append(root)
             continue
-        shutil.rmtree(session, ignore_errors=True)
-        removed.append(session)
+        for session in stale:
+            shutil.rmtree(session, ignore_errors=True)
+            removed.append(session)
     if removed:
-        logger.info("removed %d stale Ray session folder(s) under %s", len(removed), root)
+        logger.info("removed %d stale Ray temp folder(s): %s", len(removed), ", ".join(str(p) for p in removed))
     return removed
 
 
