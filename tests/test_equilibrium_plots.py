@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from auctionsim.errors import ConfigError
+
 from agents.equilibrium import EstimatorValues, ExploitabilityReport, TrainingHistory
 from experiments import plots
 
@@ -114,18 +116,32 @@ def test_plot_command_registers_on_a_cli(tmp_path):
 
 
 def test_equilibrium_experiment_writes_results_and_figures(tmp_path):
+    from auctionsim import runs
     from experiments import equilibrium
 
-    rows = equilibrium.main(
-        ["--quick", "--sizes", "10", "--populations", "fixed", "--max-advertisers", "2", "--backend", "serial", "--ppo-max-size", "0", "--curve-rounds", "1", "--output-dir", str(tmp_path / "eq")]
-    )
     output = tmp_path / "eq-quick"
-    assert len(rows) == 1 and rows[0]["n_advertisers"] == 10 and rows[0]["sampled"]
-    for name in ("summary.json", "summary.csv", "history-brd-N10.json", "reports/fixed-N10.json", "frontier.png", "frontier.svg", "curve-brd-N10.png", "gains-N10.svg"):
+    flags = ["--quick", "--sizes", "10", "--populations", "fixed", "pid", "--max-advertisers", "2", "--backend", "serial", "--ppo-max-size", "0", "--curve-rounds", "1", "--output-dir", str(output)]
+    rows = equilibrium.main([*flags, "--training-seeds", "2"])
+    assert len(rows) == 2 and rows[0]["n_advertisers"] == 10 and rows[0]["sampled"]
+    for name in ("summary.json", "summary.csv", "comparisons.json", "history-brd-N10.json", "reports/fixed-N10.json", "reports/fixed-N10-t1.json", "frontier.png", "frontier.svg", "curve-brd-N10.png", "gains-N10.svg"):
         assert (output / name).exists(), name
     report = ExploitabilityReport.load(output / "reports" / "fixed-N10.json")
     assert set(report.names) == {"grid-constant", "grid-piecewise", "oracle", "lower", "upper"}
     assert report.max_exploitability("lower").estimate <= report.max_exploitability("upper").estimate
+    refit = ExploitabilityReport.load(output / "reports" / "fixed-N10-t1.json")
+    assert "oracle" not in refit.names and list(refit.eval_seeds) == list(report.eval_seeds)
+    lower = rows[0]["protocol"]["max_exploitability_lower_per_episode"]
+    assert (lower["n_training_seeds"], lower["n_eval_seeds"]) == (2, 2) and lower["low"] <= lower["mean"] <= lower["high"]
+    table = json.loads((output / "comparisons.json").read_text())["N=10"]["social_welfare"]
+    assert table["comparisons"][0]["verdict"] in ("fixed > pid", "fixed < pid", "not distinguishable")
+    manifest = runs.verify_manifest(output)
+    assert manifest["status"] == "complete" and manifest["seeds"]["fit"] == {"0": [500], "1": [501]}
+    with pytest.raises(runs.RunError, match="max_advertisers: 2 -> 3"):
+        equilibrium.main([*flags, "--training-seeds", "2", "--max-advertisers", "3", "--resume"])
+    before = (output / "reports" / "fixed-N10.json").read_text()
+    equilibrium.main([*flags, "--training-seeds", "3", "--resume", "--curve-rounds", "1"])  # extends: one more refit per population
+    assert (output / "reports" / "fixed-N10-t2.json").exists() and (output / "reports" / "fixed-N10.json").read_text() == before
+    assert runs.read_manifest(output)["extended"] == {"training_seeds": [2, 3]}
 
 
 def test_quick_auctionnet_market_scales_budgets_with_impressions():
@@ -143,11 +159,14 @@ def test_quick_auctionnet_market_scales_budgets_with_impressions():
 
 def test_experiment_arguments_are_checked():
     from experiments import equilibrium
+    from experiments.args import parse
 
-    with pytest.raises(SystemExit, match="unknown population"):
+    with pytest.raises(ConfigError, match="unknown population"):
         equilibrium.Args(populations=("fixed", "greedy"))
-    with pytest.raises(SystemExit, match="sizes"):
+    with pytest.raises(ConfigError, match="sizes"):
         equilibrium.Args(sizes=(1,))
-    quick = equilibrium.Args(quick=True, eval_seeds=5)
-    assert quick.eval_seeds == 5 and quick.fit_seeds == equilibrium.QUICK["fit_seeds"]
-    assert quick.output_dir.endswith("-quick")
+    quick = parse(equilibrium.Args, ["--quick", "--eval-seeds", "5", "--training-seeds", "3"], quick=equilibrium.QUICK)
+    assert (quick.eval_seeds, quick.training_seeds, quick.fit_seeds) == (5, 3, equilibrium.QUICK["fit_seeds"])
+    assert quick.output_dir.endswith("-quick") and quick.grid == equilibrium.QUICK_GRID
+    full = parse(equilibrium.Args, [], quick=equilibrium.QUICK)
+    assert full.training_seeds >= 3 and full.eval_seeds >= 5 and full.output_dir == "results/equilibrium"
