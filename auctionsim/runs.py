@@ -7,6 +7,7 @@ results, atomic writes, an output lock, checks of the output before any work, an
   manifest holds the package version, git commit and dirty flag (when run from a checkout), the
   resolved config, the seeds, key package versions, the machine (CPU, GPU when torch sees one)
   and the clock.
+* :func:`write_json_result`: a JSON result written atomically with its manifest beside it.
 * :func:`atomic_write_text`, :func:`atomic_write_json`, :func:`atomic_write` (any writer that
   takes a path) write to a temporary file in the destination's folder, flush it to disk and
   rename it over the destination: a reader (or a kill) sees the old file or the new one, never a
@@ -64,6 +65,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "atomic_directory",
+    "write_json_result",
     "OutputLock",
     "check_output_file",
     "check_output_dir",
@@ -341,6 +343,13 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     _fsync_directory(path.parent)
     if previous is not None:
         shutil.rmtree(previous, ignore_errors=True)
+
+
+def write_json_result(path: str | os.PathLike, data: Any, config: Any, seeds: Any = None, clock: RunClock | None = None) -> pathlib.Path:
+    """A JSON result file in one call: written atomically, then its manifest beside it."""
+    path = atomic_write_json(path, data)
+    write_manifest(path, config, seeds, clock)
+    return path
 
 
 # ----------------------------------------------------------------------------------- locks and checks

@@ -178,3 +178,9 @@ def test_clean_stale_ray_sessions_removes_private_roots_of_killed_runs(tmp_path,
     starting_root.mkdir()
     assert runs.clean_stale_ray_sessions() == [killed_root]
     assert live_root.exists() and starting_root.exists()
+
+
+def test_write_json_result_puts_a_manifest_beside_the_file(tmp_path):
+    path = runs.write_json_result(tmp_path / "bench.json", {"benchmark": "x", "rate": 1.5}, {"repeats": 3}, clock=runs.RunClock())
+    assert json.loads(path.read_text()) == {"benchmark": "x", "rate": 1.5}
+    assert runs.verify_manifest(path)["config"] == {"repeats": 3}
