@@ -84,6 +84,7 @@ def test_experiments_receive_their_own_flags(experiment, capsys):
         (["dataset", *SMALL, "--noise", "-1", "--output", "x.npz"], "--noise must be >= 0.0, got -1.0"),
         (["dataset", *SMALL, "--noise", "nan", "--output", "x.npz"], "--noise must be finite"),
         (["dataset", *SMALL, "--output", "x.json"], "--output must end in .npz"),
+        (["bpg", "--iterations", "-1"], "iterations must be an integer >= 1, got -1"),
     ],
 )
 def test_bad_cli_inputs_give_one_line_and_status_2(argv, message, capsys, tmp_path, monkeypatch):
@@ -231,7 +232,7 @@ def test_help_shows_defaults_and_names_the_subcommand(capsys):
         cli.main(["simulate", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert out.startswith("usage: auctionsim simulate") and "(default: 48)" in out and "(default: auctionnet)" in out
-    for experiment in ("bandits", "equilibrium"):
+    for experiment in sorted(cli.EXPERIMENTS):
         with pytest.raises(SystemExit):
             cli.main([experiment, "--help"])
         assert capsys.readouterr().out.startswith(f"usage: auctionsim {experiment}")
