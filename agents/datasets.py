@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 import auctionsim
 from auctionsim.config import _check_float, _check_int
+from auctionsim.errors import ConfigError
 from auctionsim.envs import AuctionParallelEnv, PopulationPolicy, play_episode
 from auctionsim.runs import atomic_write
 
@@ -119,9 +120,13 @@ class OfflineDataset:
 
     @classmethod
     def load(cls, path: str | pathlib.Path) -> "OfflineDataset":
-        """Read a file written by :meth:`save` (never unpickles: ``allow_pickle=False``)."""
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
+        """Read a file written by :meth:`save`. Never unpickles (``allow_pickle=False``): a file
+        holding Python objects is refused with a :class:`ConfigError`, its code never run."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+        except ValueError as error:
+            raise ConfigError(f"{path} is not a plain-array dataset ({error}); refusing to unpickle it") from None
         metadata = json.loads(str(arrays.pop("metadata")))
         return cls(metadata=metadata, **arrays)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
 
 from agents.datasets import OfflineDataset
 from auctionsim import runs
+from auctionsim.errors import ConfigError
 from experiments import cli
 
 SMALL = ["--set", "impressions_per_episode=20000", "--set", "n_ticks=6"]
@@ -167,6 +169,7 @@ elif point == "mid-save":  # half-way through writing the dataset itself
     np.savez_compressed = savez_compressed
 elif point == "before-manifest":  # the dataset is in place, its manifest not yet
     from auctionsim import runs
+from auctionsim.errors import ConfigError
     original_manifest = runs.write_manifest
     def write_manifest(result, *args, **kwargs):
         if str(result).endswith(".npz"):
@@ -236,3 +239,15 @@ def test_help_shows_defaults_and_names_the_subcommand(capsys):
         with pytest.raises(SystemExit):
             cli.main([experiment, "--help"])
         assert capsys.readouterr().out.startswith(f"usage: auctionsim {experiment}")
+
+
+def test_a_crafted_pickle_in_a_dataset_is_refused_without_running_it(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (pathlib.Path.touch, (tmp_path / "pwned",))
+
+    crafted = tmp_path / "crafted.npz"
+    np.savez(crafted, metadata=np.array([Payload()], dtype=object))
+    with pytest.raises(ConfigError, match="refusing to unpickle"):
+        OfflineDataset.load(crafted)
+    assert not (tmp_path / "pwned").exists()
