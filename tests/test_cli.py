@@ -169,7 +169,6 @@ elif point == "mid-save":  # half-way through writing the dataset itself
     np.savez_compressed = savez_compressed
 elif point == "before-manifest":  # the dataset is in place, its manifest not yet
     from auctionsim import runs
-from auctionsim.errors import ConfigError
     original_manifest = runs.write_manifest
     def write_manifest(result, *args, **kwargs):
         if str(result).endswith(".npz"):
