@@ -111,16 +111,18 @@ def test_manifest_lists_every_result_and_resume_reuses_units(tiny_run, capsys):
         bandits.execute(dataclasses.replace(args, days=5, resume=True))
 
 
-def test_resume_after_a_kill_gives_the_uninterrupted_result(tmp_path):
+def test_units_of_a_killed_or_smaller_run_are_reused_exactly(tmp_path):
     small = dict(training_seeds=1, eval_seeds=2, tensorboard=False, days=2, snowball_days=2, snowball_seeds=1, warmup_days=1, impressions_per_day=2_000, snowball_impressions_per_day=1_000)
-    reference = bandits.execute(bandits.Args(**small, output_dir=str(tmp_path / "reference")))
-    output = tmp_path / "killed"
-    # A run killed after its first units: they are on disk, the rest is not.
-    bandits.execute(bandits.Args(**dict(small, eval_seeds=1), output_dir=str(output)))
-    (output / "summary.json").unlink()
-    resumed = bandits.execute(bandits.Args(**small, output_dir=str(output), resume=True))  # eval_seeds grows: extended
-    assert json.dumps(resumed["tables"], sort_keys=True) == json.dumps(reference["tables"], sort_keys=True)
-    assert runs.read_manifest(output)["extended"] == {"eval_seeds": [1, 2]}
+    reference = bandits.run(bandits.Args(**small), tmp_path / "reference")
+    # A run killed after its first evaluation seed's units (or run with one seed): they are on
+    # disk; the run with two seeds loads them and computes only the rest.
+    bandits.run(bandits.Args(**dict(small, eval_seeds=1)), tmp_path / "killed")
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "killed" / "units").iterdir()}
+    resumed = bandits.run(bandits.Args(**small), tmp_path / "killed")
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "killed" / "units").iterdir()}
+    assert all(after[name] == mtime for name, mtime in before.items()) and len(after) > len(before)
+    resumed["seconds"] = reference["seconds"]
+    assert json.dumps(bandits.summary(resumed), sort_keys=True) == json.dumps(bandits.summary(reference), sort_keys=True)
 
 
 def test_plot_only_redraws_from_saved_results(tiny_run):
