@@ -28,8 +28,16 @@ slowest baseline to replay).
     python -m experiments.equilibrium                  # full mode (wall time below)
     python -m experiments.equilibrium --sizes 48 --populations pid cpa --max-advertisers 48
 
-Outputs in ``results/equilibrium[-quick]/``: ``reports/<population>-N<n>.json`` (every per-seed
-and per-advertiser number), ``summary.json`` and ``summary.csv`` (one row per run),
+Seeds (issue 13's protocol): the lower-bound estimators are refitted once per training seed
+(``--training-seeds``; each with its own fit episodes and PPO seed, the first also running the
+oracle), all scored on the same ``--eval-seeds`` evaluation episodes; full mode 3 x 5, quick
+1 x 2. Each summary row's ``protocol`` block gives the per-episode Max Exploitability (lower
+and upper), welfare and revenue as ``mean``/``low``/``high`` with the seed counts;
+``comparisons.json`` compares the populations of each N pairwise (Holm verdicts).
+
+Outputs in ``results/equilibrium[-quick]/``: ``reports/<population>-N<n>[-t<i>].json`` (every
+per-seed and per-advertiser number, one file per training seed), ``summary.json`` and
+``summary.csv`` (one row per run), ``comparisons.json``, ``manifest.json``, ``tensorboard/``,
 ``history-brd-N10.json``, and the figures (PNG and SVG, redrawn from those files by
 ``experiments.plots``): ``frontier``, ``exploitability-vs-size``, ``compliance-vs-epsilon``,
 ``gains-N<n>``, ``curve-brd-N10``.
