@@ -109,6 +109,15 @@ def _check_float(
     return value
 
 
+def _check_choice(name: str, choices: type[enum.Enum], value: object) -> enum.Enum:
+    """``value`` as a member of the string enum ``choices`` (a member or its value)."""
+    try:
+        return choices(value)
+    except ValueError:
+        valid = ", ".join(member.value for member in choices)
+        raise ConfigError(f"{name} must be one of {valid}, got {describe(value)}") from None
+
+
 def _check_range(name: str, value: object, low: float = 0.0) -> tuple[float, float]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ConfigError(f"{name} must be a (low, high) pair, got {describe(value)}")
@@ -261,22 +270,8 @@ class MarketConfig:
                     f"slot_exposure[{k - 1}]={slots[k - 1]}"
                 )
         object.__setattr__(self, "slot_exposure", slots)
-        try:
-            mechanism = Mechanism(self.mechanism)
-        except ValueError:
-            valid = ", ".join(m.value for m in Mechanism)
-            raise ConfigError(
-                f"mechanism must be one of {valid}, got {describe(self.mechanism)}"
-            ) from None
-        object.__setattr__(self, "mechanism", mechanism)
-        try:
-            exposure_model = ExposureModel(self.exposure_model)
-        except ValueError:
-            valid = ", ".join(m.value for m in ExposureModel)
-            raise ConfigError(
-                f"exposure_model must be one of {valid}, got {describe(self.exposure_model)}"
-            ) from None
-        object.__setattr__(self, "exposure_model", exposure_model)
+        object.__setattr__(self, "mechanism", _check_choice("mechanism", Mechanism, self.mechanism))
+        object.__setattr__(self, "exposure_model", _check_choice("exposure_model", ExposureModel, self.exposure_model))
         _check_float("reserve_price", self.reserve_price, low=0.0)
         _check_float("min_budget_to_bid", self.min_budget_to_bid, low=0.0)
         _check_int("seed", self.seed, low=0, high=_MAX_SEED)
