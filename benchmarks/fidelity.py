@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from agents.equilibrium.stats import t_interval
+from auctionsim.stats import t_interval
 from auctionsim import Market, presets, warm_up
 from auctionsim.traffic import AUCTIONNET_TICK_SHARES
 
