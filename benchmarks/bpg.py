@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=24, help="ticks per episode")
     parser.add_argument("--iterations", type=int, default=2, help="timed BPG iterations (after one warm-up)")
     parser.add_argument("--dual-workers", type=int, default=2, help="parallel Ray tasks of the dual step (0: in the driver)")
-    parser.add_argument("--output", default=None, help="also write the JSON payload here (atomically, with a manifest)")
+    parser.add_argument("--output", default="", help="also write the JSON line's payload to this file, with a manifest beside it")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     regimes = args.regimes.split(",")
@@ -119,6 +119,8 @@ def main() -> None:
     from agents.equilibrium import ray_session
     from auctionsim import runs
 
+    if args.output:
+        runs.check_output_file(args.output, suffix=".json")
     clock = runs.RunClock()
     rows = []
     with ray_session(num_cpus=2):  # a local 2-CPU instance, shut down and removed afterwards
@@ -150,8 +152,7 @@ def main() -> None:
     }
     print("JSON " + json.dumps(payload))
     if args.output:
-        runs.atomic_write_json(args.output, payload)
-        runs.write_manifest(args.output, vars(args), clock=clock)
+        print(f"saved {runs.write_json_result(args.output, payload, vars(args), clock=clock)}")
 
 
 if __name__ == "__main__":
