@@ -394,8 +394,7 @@ def run_trial(config: dict, report: Callable[[dict], None] | None = None) -> dic
         result = {"schema": RESULT_SCHEMA, "config": config, "history": history, **evaluation}
         final = _final_metrics(result)
         tensorboard.log(len(history), {f"eval/{key}": value for key, value in final.items() if isinstance(value, (int, float))})
-        runs.atomic_write_json(result_path, result)
-        runs.write_manifest(result_path, config, seeds={"eval": config["evaluation"]["eval_seeds"], "validation": config["evaluation"]["validation_seeds"]}, clock=clock)
+        runs.write_json_result(result_path, result, config, seeds={"eval": config["evaluation"]["eval_seeds"], "validation": config["evaluation"]["validation_seeds"]}, clock=clock)
         if report is not None:
             report(final)
         return result
