@@ -53,6 +53,17 @@ sweep; ``experiments/reference/bpg/`` states the measured time. Tune or not: a t
 needs ~30 s to start here (6 tiny trials: 207 s with Tune, 17 s serially, identical results),
 which is why ``--quick`` runs its short trials serially and the full run uses Tune.
 
+Learning (one-seed probes on the pre-calibration market, 5 evaluation days, lr 1e-3, 8 episodes
+per kind in groups of 4). Everyone shading together keeps the ranking and lowers prices, so
+budgets last longer: constant multiplier 0.1 gives +54% welfare over value bidding at N = 100,
+0.3 gives +8% at N = 10. At N = 100 cooperative training found it: +3567 [2493, 4641] welfare
+over value bidding after 20 iterations (+12.9%; multipliers 0.69-0.75); the critic-only (GAE)
+advantages did not (-908 at iteration 16), hence the group baselines. At N = 10 none of 12
+variants (lr, episodes, groups, epochs, network, exploration noise, estimator) gave a reliable
+gain: the multipliers spread across advertisers and follow each one's recent wins (|corr| 0.79
+with win_rate_last3), which helps the noisy training policy more than the deterministic one
+that is evaluated. The reference run reports what the defaults give on the calibrated market.
+
 Crash safety: each trial writes signed checkpoints (:mod:`agents.bpg.checkpoints`) every
 ``checkpoint_every`` iterations and its results atomically with a manifest beside them;
 ``--resume`` reruns the sweep and each trial continues from its newest verified checkpoint (or
