@@ -82,6 +82,26 @@ def test_atomic_directory_replaces_only_on_success(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+@pytest.mark.parametrize("recover_with", ["atomic_directory", "lock"])
+def test_a_kill_between_the_two_renames_keeps_the_previous_folder(tmp_path, recover_with):
+    # The state a SIGKILL leaves after atomic_directory moved the old folder aside but before it
+    # renamed the new one in: nothing at the target, the old folder under a temporary name.
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "a.txt").write_text("good")
+    os.replace(target, tmp_path / ".out.tmp-previous-4242")
+    (tmp_path / ".out.tmp-abcd").mkdir()
+    if recover_with == "lock":
+        with runs.OutputLock(target):
+            pass
+    else:
+        with pytest.raises(RuntimeError):
+            with runs.atomic_directory(target):
+                raise RuntimeError("the next run fails too")
+    assert (target / "a.txt").read_text() == "good"
+    assert not list(tmp_path.glob(".out.tmp-*"))
+
+
 def test_output_lock_refuses_a_second_process_and_is_freed_by_a_kill(tmp_path):
     output = tmp_path / "results"
     holder = subprocess.Popen(
@@ -167,3 +187,20 @@ def test_run_folder_records_running_then_complete_and_checks_resume(tmp_path):
         with runs.run_folder(output, {"iterations": 9}):
             raise RuntimeError("killed")
     assert runs.read_manifest(output)["status"] == "running"  # an interrupted run says so
+
+
+def test_clean_stale_ray_sessions_removes_private_roots_of_killed_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    killed_root, live_root, starting_root = tmp_path / "ray-killed", tmp_path / "ray-live", tmp_path / "ray-starting"
+    (killed_root / f"session_2026-01-01_00-00-00_000000_{dead}").mkdir(parents=True)
+    (live_root / f"session_2026-01-01_00-00-00_000000_{os.getpid()}").mkdir(parents=True)
+    starting_root.mkdir()
+    assert runs.clean_stale_ray_sessions() == [killed_root]
+    assert live_root.exists() and starting_root.exists()
+
+
+def test_write_json_result_puts_a_manifest_beside_the_file(tmp_path):
+    path = runs.write_json_result(tmp_path / "bench.json", {"benchmark": "x", "rate": 1.5}, {"repeats": 3}, clock=runs.RunClock())
+    assert json.loads(path.read_text()) == {"benchmark": "x", "rate": 1.5}
+    assert runs.verify_manifest(path)["config"] == {"repeats": 3}
