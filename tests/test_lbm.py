@@ -372,6 +372,40 @@ def test_eq5_discards_or_relabels_conflicting_cots_and_samples_agreeing_ones(tin
     assert all(text is None or parse_direction(text) == 1 for text in sampled.texts)
 
 
+def test_device_flag_resolves_auto_and_refuses_what_torch_cannot_see():
+    from agents.lbm.backbones import resolve_device
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu") == resolve_device(None).type
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="device"):
+        resolve_device("gpu-please")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA"):
+            load_backbone("tiny", device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the GPU check of LBM)")
+def test_cuda_bf16_training_sampling_and_gate_stay_on_the_device(tiny):
+    """The GPU path: LBM-Act trains under bf16 autocast, LBM-Think samples with a generator on
+    the device (a CPU generator is refused), and the gate reads the trained model."""
+    from agents.lbm.gate import forced_log_changes
+
+    cuda = torch.device("cuda")
+    data, rows, ticks, cots = _word_driven_trajectories(16, 6, seed=0)
+    backbone = copy.deepcopy(tiny).to(cuda)
+    act = LBMAct(backbone, ActConfig(state_dim=3, n_ticks=6, context=3), np.zeros(3), np.ones(3))
+    losses = train_act(act, data, rows, ticks, [backbone.tokenizer.encode(" " + c) for c in cots], 20, batch_size=32, progress=False)
+    assert act.device.type == "cuda" and np.isfinite(losses).all()
+    think = LBMThink(backbone, max_new_tokens=6)
+    prompts = think.prompt_ids([BiddingStatus(5, 48, 100.0, 10.0, 20.0, 1.0, ())] * 3)
+    assert len(think.think(prompts, temperature=1.0, generator=torch.Generator(device=cuda).manual_seed(0)).ids) == 3
+    with pytest.raises(ConfigError, match="generator"):
+        think.think(prompts, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    later = ticks >= 1
+    changes = forced_log_changes(act, [cots[k] for k in np.flatnonzero(later)], data, rows[later], ticks[later])
+    assert all(np.isfinite(value).all() for value in changes.values())
+
+
 # ------------------------------------------------------------------ GQPO
 def _select_best_reference(values):
     chosen = []
