@@ -29,9 +29,10 @@ import numpy as np
 
 from auctionsim import kernel
 from auctionsim.config import MarketConfig, Population
-from auctionsim.errors import ActionError, ActionTypeError, ConfigError, EpisodeOverError, as_numeric_array, describe
+from auctionsim.errors import ActionError, ActionTypeError, ConfigError, EpisodeOverError, describe
 from auctionsim.metrics import EpisodeMetrics
 from auctionsim.traffic import EpisodeTraffic, ExplicitTraffic, generate_episode_traffic
+from auctionsim.validation import as_numeric_array, check_int, check_seed
 
 __all__ = ["Market", "TickResult", "MarketTickStats", "ImpressionLog", "TickValues", "warm_up"]
 
@@ -304,9 +305,7 @@ class Market:
         ``(seed, e)`` is always the same episode.
         """
         if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
-                raise ConfigError(f"seed must be an integer in [0, 2**63), got {describe(seed)}")
-            new_seed, new_episode = int(seed), 0
+            new_seed, new_episode = check_seed("seed", seed), 0
         elif self._seed is None:
             new_seed, new_episode = self._config.seed, 0
         else:
@@ -549,9 +548,7 @@ class Market:
             tick = self._tick
         else:
             self._require_reset()
-            if isinstance(tick, bool) or not isinstance(tick, (int, np.integer)) or not 0 <= tick < self.n_ticks:
-                raise ActionError(f"tick must be an integer in [0, {self.n_ticks}), got {describe(tick)}")
-            tick = int(tick)
+            tick = check_int("tick", tick, low=0, high=self.n_ticks - 1, error=ActionError)
         if advertiser_ids is None:
             positions = np.arange(self.n_advertisers, dtype=np.int64)
         else:

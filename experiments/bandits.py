@@ -79,7 +79,6 @@ from agents import (
 from agents.bandits import BatchExp3, Exp3, UniformGridBids, regret_bound
 from agents.datasets import collect_dataset
 from auctionsim import Market, MarketConfig, Population
-from auctionsim.config import _check_float, _check_int
 from auctionsim.envs import DEFAULT_BID_GRID, AuctionParallelEnv, SingleBidderEnv
 from auctionsim.envs.wrappers import (
     PROFIT_VALUES,
@@ -91,6 +90,7 @@ from auctionsim.envs.wrappers import (
 )
 from auctionsim.errors import ConfigError
 from auctionsim.presets import auctionnet_population
+from auctionsim.validation import check_int, check_number
 from experiments import args as arguments
 
 
@@ -133,12 +133,12 @@ class Args:
         if self.quick:
             # 45 days: the length of the paper's live test (Dec 16 - Jan 29).
             self.days, self.snowball_days, self.snowball_seeds, self.warmup_days = 45, 45, 10, 7
-        _check_int("seed", self.seed, low=0)
+        check_int("seed", self.seed, low=0)
         for name in ("days", "ticks_per_day", "impressions_per_day", "batch_size", "warmup_days", "snowball_days", "snowball_seeds", "snowball_impressions_per_day"):
-            _check_int(name, getattr(self, name), low=1)
-        _check_int("delay", self.delay, low=0)
-        _check_float("snowball_learning_rate", self.snowball_learning_rate, low=0.0, low_open=True)
-        _check_float("fast_rate_factor", self.fast_rate_factor, low=0.0, low_open=True)
+            check_int(name, getattr(self, name), low=1)
+        check_int("delay", self.delay, low=0)
+        check_number("snowball_learning_rate", self.snowball_learning_rate, low=0.0, low_open=True)
+        check_number("fast_rate_factor", self.fast_rate_factor, low=0.0, low_open=True)
         if self.value not in PROFIT_VALUES:
             raise ConfigError(f"value must be one of {', '.join(PROFIT_VALUES)}, got {self.value!r}")
 

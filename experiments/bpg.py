@@ -116,6 +116,8 @@ class Args:
     """Heuristic populations evaluated next to the trained ones."""
 
     def __post_init__(self) -> None:
+        from auctionsim.validation import check_int  # imported here: `bpg --help` stays fast
+
         if self.quick:
             self.n_advertisers = 10
             self.table3_advertisers = 10
@@ -133,9 +135,7 @@ class Args:
             self.ppo_best_response = False
             self.heuristics = ("value", "pid")
         for name in ("iterations", "eval_every", "checkpoint_every", "n_advertisers", "table3_advertisers", "n_ticks", "impressions_per_advertiser"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name.endswith("advertisers") else 1):
-                raise ValueError(f"{name} must be an integer >= {2 if name.endswith('advertisers') else 1}, got {value!r}")
+            check_int(name, getattr(self, name), low=2 if name.endswith("advertisers") else 1)
         for name in ("epsilons", "ablation_epsilons"):
             if not all(math.isfinite(eps) and eps >= 0 for eps in getattr(self, name)):
                 raise ValueError(f"{name} must be finite numbers >= 0, got {getattr(self, name)!r}")

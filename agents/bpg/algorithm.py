@@ -52,6 +52,7 @@ from agents.bpg.learner import BPGTorchLearner
 from agents.bpg.module import ActorDeviation, RowPolicyModule
 from agents.equilibrium import DeviationEvaluator, MarketSpec, as_market_spec, play_population
 from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import check_int
 
 __all__ = ["BPG", "BPGConfig", "BPGState"]
 
@@ -197,13 +198,10 @@ class BPGConfig(PPOConfig):
         if not 0.0 <= self.kappa_uniform_mix <= 1.0:
             raise ConfigError(f"kappa_uniform_mix must be in [0, 1], got {describe(self.kappa_uniform_mix)}")
         for name in ("episodes_per_kind", "xstar_episodes", "dual_episodes", "nu_minibatch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {describe(value)}")
-        if isinstance(self.xstar_updates, bool) or not isinstance(self.xstar_updates, int) or self.xstar_updates < 0:
-            raise ConfigError(f"xstar_updates must be an integer >= 0, got {describe(self.xstar_updates)}")
-        if self.dual_advertisers is not None and (not isinstance(self.dual_advertisers, int) or self.dual_advertisers < 1):
-            raise ConfigError(f"dual_advertisers must be an integer >= 1 or None, got {describe(self.dual_advertisers)}")
+            check_int(name, getattr(self, name), low=1)
+        check_int("xstar_updates", self.xstar_updates, low=0)
+        if self.dual_advertisers is not None:
+            check_int("dual_advertisers", self.dual_advertisers, low=1)
         if self.objective in ("bpg", "bpg_zero") and not self.track_exploitability:
             raise ConfigError(f"objective {self.objective!r} needs the unified solution: track_exploitability must be True")
 

@@ -9,9 +9,10 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from auctionsim.errors import ActionError, ActionTypeError, ConfigError, as_numeric_array, as_single_number, describe
+from auctionsim.errors import ActionError, ActionTypeError, ConfigError, describe
 from auctionsim.envs.observations import ObservationBuilder, RewardTracker
 from auctionsim.market import Market, TickResult, TickValues
+from auctionsim.validation import as_numeric_array, as_single_number
 
 __all__ = ["AuctionParallelEnv", "ArrayStep", "agent_name"]
 

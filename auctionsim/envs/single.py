@@ -8,10 +8,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from auctionsim.errors import ActionError, ConfigError, as_single_number, describe
+from auctionsim.errors import ActionError, ConfigError, describe
 from auctionsim.envs.parallel import AuctionParallelEnv
 from auctionsim.envs.policy import FixedMultipliers, PolicyContext, PopulationPolicy, TickFeedback
 from auctionsim.market import Market
+from auctionsim.validation import as_single_number, check_seed, is_integer
 
 __all__ = ["SingleBidderEnv", "DEFAULT_BID_GRID"]
 
@@ -118,10 +119,8 @@ class SingleBidderEnv(gym.Env):
         (the episode :func:`~auctionsim.envs.play_episode` plays with ``seed=s``), so a deviation
         can be compared with the population's own play on common random numbers."""
         market_seed = None if not options or "market_seed" not in options else options["market_seed"]
-        if market_seed is not None and (
-            isinstance(market_seed, bool) or not isinstance(market_seed, (int, np.integer)) or not 0 <= market_seed < 2**63
-        ):
-            raise ConfigError(f"options['market_seed'] must be an integer in [0, 2**63), got {describe(market_seed)}")
+        if market_seed is not None:
+            check_seed("options['market_seed']", market_seed)
         super().reset(seed=seed)
         drawn_seed = int(self.np_random.integers(0, 2**62))
         market_seed = drawn_seed if market_seed is None else int(market_seed)
@@ -141,14 +140,11 @@ class SingleBidderEnv(gym.Env):
 
     def _multiplier(self, action: object) -> float:
         if self.bid_grid is not None:
-            if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)) and not (
-                isinstance(action, np.ndarray) and action.shape == () and action.dtype.kind in "iu"
-            ):
+            if isinstance(action, np.ndarray) and action.shape == () and action.dtype.kind in "iu":
+                action = action.item()  # a 0-d integer array, as some samplers return
+            if not is_integer(action) or not 0 <= int(action) < self.bid_grid.size:  # type: ignore[arg-type]
                 raise ActionError(f"action must be an integer in [0, {self.bid_grid.size}), got {describe(action)}")
-            index = int(action)
-            if not 0 <= index < self.bid_grid.size:
-                raise ActionError(f"action must be an integer in [0, {self.bid_grid.size}), got {index}")
-            return float(self.bid_grid[index])
+            return float(self.bid_grid[int(action)])  # type: ignore[arg-type]
         return as_single_number("action", action)
 
     def step(self, action: object):
