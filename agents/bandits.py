@@ -532,11 +532,18 @@ class BanditBidders(PopulationPolicy):
         return self.bid_grid[self.last_arms]
 
     def observe(self, feedback: TickFeedback) -> None:
+        """Learn from the tick's profit. Everything is checked before the learner or the bidders
+        change: a rejected call leaves them as they were."""
+        shape = (self.learner.n_items,)
+        for name in ("spend", "value_won", "conversions", "budget_left"):
+            values = as_numeric_array(f"feedback.{name}", getattr(feedback, name))
+            if values.shape != shape or not np.all(np.isfinite(values)):
+                raise ActionError(f"feedback.{name} must be {shape[0]} finite numbers (one per advertiser), got {describe(values)}")
         profit = tick_profit(self.value, feedback.spend, feedback.value_won, feedback.conversions, self._cpa_targets)
         rewards = self.normalizer.normalize(profit, feedback.tick, self._ids)
         rewards[~self._acting] = np.nan
-        self._acting = feedback.budget_left >= self._budget_floor
         self.learner.learn(rewards)
+        self._acting = np.asarray(feedback.budget_left) >= self._budget_floor
 
 
 class UniformGridBids(PopulationPolicy):

@@ -277,8 +277,8 @@ class Population:
 
     def permuted(self, order: Sequence[int] | np.ndarray) -> "Population":
         """The same advertisers in another array order: entry ``k`` is advertiser ``order[k]``."""
-        order = np.asarray(order)
-        if sorted(order.tolist()) != list(range(len(self))):
+        order = as_integers("order", order)
+        if order.ndim != 1 or sorted(order.tolist()) != list(range(len(self))):
             raise ConfigError(f"order must be a permutation of 0..{len(self) - 1}, got {describe(order)}")
         return Population(
             ids=self.ids[order],
@@ -290,7 +290,10 @@ class Population:
 
     def subset(self, positions: Sequence[int] | np.ndarray) -> "Population":
         """The advertisers at the given array positions (same ids and categories)."""
-        positions = np.asarray(positions, dtype=np.int64)
+        positions = as_integers("positions", positions).reshape(-1)
+        outside = (positions < 0) | (positions >= len(self))
+        if outside.any():
+            raise ConfigError(f"positions must lie in [0, {len(self)}), got {int(positions[np.argmax(outside)])}")
         return Population(
             ids=self.ids[positions],
             budgets=self.budgets[positions],
@@ -301,10 +304,7 @@ class Population:
 
     def positions_of(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Array positions of the given advertiser ids; raises ``ConfigError`` on an unknown id."""
-        try:
-            query = np.asarray(ids, dtype=np.int64).reshape(-1)
-        except (TypeError, ValueError, OverflowError):
-            raise ConfigError(f"advertiser ids must be integers, got {describe(ids)}") from None
+        query = as_integers("advertiser ids", ids).reshape(-1)
         order = np.argsort(self.ids, kind="stable") if self._sorted_order is None else self._sorted_order
         object.__setattr__(self, "_sorted_order", order)
         sorted_ids = self.ids[order]

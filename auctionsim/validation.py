@@ -36,6 +36,7 @@ __all__ = [
     "as_single_number",
     "check_bounds",
     "check_choice",
+    "check_id",
     "check_int",
     "check_number",
     "check_seed",
@@ -179,6 +180,14 @@ def as_ids(name: str, values: object, *, error: ErrorClass = ConfigError) -> np.
     return ids
 
 
+def check_id(name: str, value: object, *, error: ErrorClass = ConfigError) -> int:
+    """One advertiser id (see :func:`as_ids`) as an ``int``."""
+    ids = as_ids(name, value, error=error)
+    if ids.ndim != 0:
+        raise error(f"{name} must be one advertiser id, got {describe(value)}")
+    return int(ids)
+
+
 def as_numeric_array(name: str, values: object, *, error: ErrorClass = ActionTypeError) -> np.ndarray:
     """``values`` as a float64 array (a copy); ``error`` naming ``name`` if they are not numbers
     (strings, objects, booleans, complex or ragged input). Shape and range checks are the caller's."""
@@ -192,8 +201,9 @@ def as_numeric_array(name: str, values: object, *, error: ErrorClass = ActionTyp
 
 
 def as_single_number(name: str, value: object) -> float:
-    """One number given as a scalar or a ``(1,)`` array (a ``Box((1,))`` action)."""
+    """One number given as a scalar or a ``(1,)`` array (a ``Box((1,))`` action); ``(1, 1)`` and
+    other shapes are rejected rather than flattened."""
     array = as_numeric_array(name, value)
-    if array.size != 1:
-        raise ActionError(f"{name} must be one multiplier (shape (1,)), got shape {array.shape}")
+    if array.shape not in ((), (1,)):
+        raise ActionError(f"{name} must be one multiplier (a scalar or shape (1,)), got shape {array.shape}")
     return float(array.reshape(()))

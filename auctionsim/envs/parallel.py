@@ -9,10 +9,10 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from auctionsim.errors import ActionError, ActionTypeError, ConfigError, describe
+from auctionsim.errors import ActionError, ActionTypeError, ConfigError, EpisodeOverError, describe
 from auctionsim.envs.observations import ObservationBuilder, RewardTracker
 from auctionsim.market import Market, TickResult, TickValues
-from auctionsim.validation import as_numeric_array, as_single_number
+from auctionsim.validation import as_numeric_array, as_single_number, check_bounds
 
 __all__ = ["AuctionParallelEnv", "ArrayStep", "agent_name"]
 
@@ -76,7 +76,9 @@ class AuctionParallelEnv(ParallelEnv):
 
     Action Space:
         ``Box(low, high, (1,), float32)``: the bid multiplier, ``multiplier_bounds`` (default
-        ``[0, 5]``). Out-of-bounds, NaN or infinite actions are rejected, not clipped.
+        ``[0, 5]``) rounded to float32. Exactly the space's own bounds are accepted (an agent that
+        clips to its space is never refused); out-of-bounds, NaN or infinite actions are
+        rejected, not clipped.
 
     Observation Space:
         ``Box(0, high, (D,), float32)`` with ``D = 18 + categories``: AuctionNet's 16 state
@@ -98,7 +100,9 @@ class AuctionParallelEnv(ParallelEnv):
         market: a :class:`~auctionsim.market.Market` or a preset name (see
             :func:`auctionsim.presets.names`).
         reward: reward kind.
-        multiplier_bounds: ``(low, high)`` of the action space.
+        multiplier_bounds: ``(low, high)`` of the action space, ``0 <= low < high``; stored in
+            :attr:`multiplier_bounds` rounded to float32, the space's dtype (``0.7`` becomes
+            ``0.699999988...``), and exactly that closed interval is accepted.
         market_overrides: fields of the preset's market config to replace (preset name only).
 
     Besides the dict API, :meth:`step_arrays` takes and returns population-ordered arrays; the
@@ -120,11 +124,16 @@ class AuctionParallelEnv(ParallelEnv):
             raise ConfigError(f"market overrides need a preset name, got a Market and {sorted(market_overrides)}")
         if not isinstance(market, Market):
             raise ConfigError(f"market must be a Market or a preset name, got {describe(market)}")
-        low, high = (float(b) for b in multiplier_bounds)
-        if not (np.isfinite(low) and np.isfinite(high) and 0.0 <= low < high):
-            raise ConfigError(f"multiplier_bounds must be finite with 0 <= low < high, got {describe(multiplier_bounds)}")
+        low, high = check_bounds("multiplier_bounds", multiplier_bounds, low=0.0, strict=True)
+        with np.errstate(over="ignore"):
+            low32, high32 = float(np.float32(low)), float(np.float32(high))
+        if not (np.isfinite(high32) and low32 < high32):
+            raise ConfigError(
+                f"multiplier_bounds must stay finite and distinct in float32 (the action space's dtype), got "
+                f"{describe(multiplier_bounds)} -> ({low32}, {high32})"
+            )
         self.market = market
-        self.multiplier_bounds = (low, high)
+        self.multiplier_bounds = (low32, high32)
         self.observations = ObservationBuilder(market)
         self._rewards = RewardTracker(reward, market.population.cpa_targets)
         self.reward_kind = reward
@@ -205,14 +214,25 @@ class AuctionParallelEnv(ParallelEnv):
         array = as_numeric_array("multipliers", multipliers)
         if array.shape != self._live.shape:
             raise ActionError(f"multipliers must have shape {self._live.shape}, got {array.shape}")
-        low, high = self.multiplier_bounds
-        bad = self._live & ~(np.isfinite(array) & (array >= low) & (array <= high))
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise ActionError(
-                f"action of {self.possible_agents[row]} must be a finite multiplier in [{low}, {high}], got {array[row]}"
-            )
+        rows = np.flatnonzero(self._live)
+        self.check_in_bounds(array[rows], rows)
         return np.where(self._live, array, 0.0)
+
+    def check_in_bounds(self, multipliers: np.ndarray, rows: np.ndarray) -> None:
+        """Raise ``ActionError`` naming the agent if a multiplier is not finite and within
+        :attr:`multiplier_bounds`; ``multipliers[k]`` is the action of the agent in row ``rows[k]``."""
+        low, high = self.multiplier_bounds
+        bad = ~(np.isfinite(multipliers) & (multipliers >= low) & (multipliers <= high))
+        if bad.any():
+            index = int(np.argmax(bad))
+            raise ActionError(
+                f"action of {self.possible_agents[int(rows[index])]} must be a finite multiplier in [{low}, {high}], "
+                f"got {multipliers[index]}"
+            )
+
+    def _require_reset(self) -> None:
+        if self.market.seed is None:
+            raise EpisodeOverError("the environment has not been reset; call reset() before step()")
 
     def step_arrays(self, multipliers: object, *, with_values: bool = False, log_impressions: bool = False) -> ArrayStep:
         """Play one tick with ``(N,)`` multipliers (population order).
@@ -223,6 +243,7 @@ class AuctionParallelEnv(ParallelEnv):
             with_values: also return the tick's per-impression pValues (before the auction).
             log_impressions: ask the market for the per-impression log.
         """
+        self._require_reset()
         if self.market.done:
             raise ActionError("the episode is over; call reset()")
         multipliers = self.validate_multipliers(multipliers)
@@ -253,6 +274,7 @@ class AuctionParallelEnv(ParallelEnv):
 
     def step(self, actions: Mapping[str, object]):
         """PettingZoo step: ``actions`` maps every live agent's name to its multiplier."""
+        self._require_reset()
         if not isinstance(actions, Mapping):
             raise ActionTypeError(f"actions must map agent names to multipliers, got {describe(actions)}")
         # Set and array checks first (thousands of agents); the lists for the messages only on error.

@@ -8,11 +8,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from auctionsim.errors import ActionError, ConfigError, describe
+from auctionsim.errors import ActionError, ConfigError, EpisodeOverError, describe
 from auctionsim.envs.parallel import AuctionParallelEnv
 from auctionsim.envs.policy import FixedMultipliers, PolicyContext, PopulationPolicy, TickFeedback
 from auctionsim.market import Market
-from auctionsim.validation import as_single_number, check_seed, is_integer
+from auctionsim.validation import as_numeric_array, as_single_number, check_id, check_int, check_seed, is_integer
 
 __all__ = ["SingleBidderEnv", "DEFAULT_BID_GRID"]
 
@@ -78,13 +78,13 @@ class SingleBidderEnv(gym.Env):
         if not isinstance(self.population, PopulationPolicy):
             raise ConfigError(f"population must be a PopulationPolicy, got {describe(population)}")
         advertisers = self.core.market.population
-        self._focal_fixed = None if focal is None else int(advertisers.positions_of([focal])[0])
+        self._focal_fixed = None if focal is None else int(advertisers.positions_of([check_id("focal", focal)])[0])
         self._weights = np.full(len(advertisers), 1.0 / len(advertisers))
         if focal_weights is not None:
             self.set_focal_weights(focal_weights)
         low, high = self.core.multiplier_bounds
         if bid_grid is not None:
-            grid = np.asarray(bid_grid, dtype=np.float64)
+            grid = as_numeric_array("bid_grid", bid_grid, error=ConfigError)
             if grid.ndim != 1 or grid.size == 0 or not np.all((grid >= low) & (grid <= high)):
                 raise ConfigError(f"bid_grid must be a non-empty list of multipliers in [{low}, {high}], got {describe(bid_grid)}")
             self.bid_grid: np.ndarray | None = grid
@@ -121,6 +121,8 @@ class SingleBidderEnv(gym.Env):
         market_seed = None if not options or "market_seed" not in options else options["market_seed"]
         if market_seed is not None:
             check_seed("options['market_seed']", market_seed)
+        if seed is not None:
+            check_int("seed", seed, low=0)  # Gymnasium's own check comes after it has cleared state
         super().reset(seed=seed)
         drawn_seed = int(self.np_random.integers(0, 2**62))
         market_seed = drawn_seed if market_seed is None else int(market_seed)
@@ -145,12 +147,16 @@ class SingleBidderEnv(gym.Env):
             if not is_integer(action) or not 0 <= int(action) < self.bid_grid.size:  # type: ignore[arg-type]
                 raise ActionError(f"action must be an integer in [0, {self.bid_grid.size}), got {describe(action)}")
             return float(self.bid_grid[int(action)])  # type: ignore[arg-type]
-        return as_single_number("action", action)
+        multiplier = as_single_number("action", action)
+        self.core.check_in_bounds(np.array([multiplier]), np.array([self.focal_row]))
+        return multiplier
 
     def step(self, action: object):
+        if self.market.seed is None:
+            raise EpisodeOverError("the environment has not been reset; call reset() before step()")
         if not self.core.live[self.focal_row]:
             raise ActionError("the episode is over; call reset()")
-        multiplier = self._multiplier(action)
+        multiplier = self._multiplier(action)  # checked in full before the population acts
         multipliers = np.asarray(self.population.act(self._observations), dtype=np.float64).copy()
         if multipliers.shape != (self.market.n_advertisers,):
             raise ActionError(f"the population policy returned shape {multipliers.shape}, expected ({self.market.n_advertisers},)")

@@ -330,10 +330,11 @@ class BatchedDelayedFeedback(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return len(self._pending)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        result = self.env.reset(seed=seed, options=options)  # first: a rejected reset keeps the run
         if seed is not None:
             self.round = 0
             self._pending = {}
-        return self.env.reset(seed=seed, options=options)
+        return result
 
     def step(self, action: Any):
         observation, reward, terminated, truncated, info = self.env.step(action)
