@@ -368,6 +368,8 @@ class Market:
         if not isinstance(impression_bids, Mapping):
             raise ActionTypeError(f"impression_bids must map advertiser id -> bids, got {describe(impression_bids)}")
         advertiser_ids = as_ids("impression_bids keys (advertiser ids)", list(impression_bids), error=ActionError)
+        if advertiser_ids.shape != (len(impression_bids),):
+            raise ActionError(f"impression_bids keys must be advertiser ids, got {describe(list(impression_bids))}")
         columns = np.full(self.n_advertisers, -1, dtype=np.int64)
         matrix = np.empty((n_impressions, len(impression_bids)), dtype=np.float64)
         for column, (advertiser_id, bids) in enumerate(zip(advertiser_ids.tolist(), impression_bids.values())):

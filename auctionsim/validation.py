@@ -139,6 +139,10 @@ def as_integers(name: str, values: object, *, error: ErrorClass = ConfigError) -
         raise error(f"{name} must be integers, got {describe(values)}")
     try:
         array = np.asarray(values)
+        if array.dtype.kind == "f" and not isinstance(values, np.ndarray):
+            # NumPy turns mixed Python/NumPy ints and floats into float64, rounding large ints:
+            # look at the items themselves instead.
+            array = np.asarray(values, dtype=object)
     except (TypeError, ValueError, OverflowError):
         raise error(f"{name} must be integers, got {describe(values)}") from None
     kind = array.dtype.kind
