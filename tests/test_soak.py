@@ -1,0 +1,47 @@
+"""The memory-soak guard (benchmarks/soak.py): it must flag a leak it is shown, pass a flat run,
+and print its table and JSON line on the real targets."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+SOAK_PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "soak.py"
+
+
+@pytest.fixture(scope="module")
+def soak():
+    spec = importlib.util.spec_from_file_location("soak_benchmark", SOAK_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_guard_flags_a_leak_and_passes_a_flat_run(soak, monkeypatch):
+    kept: list[SimpleNamespace] = []
+
+    def leaky():  # 64 KiB and a Python object per episode, never freed
+        return lambda index: kept.append(SimpleNamespace(tick=np.ones(64 * 1024 // 8)))
+
+    monkeypatch.setitem(soak.TARGETS, "leaky", leaky)
+    monkeypatch.setitem(soak.TARGETS, "flat", lambda: lambda index: np.ones(64 * 1024 // 8).sum())
+    leak = soak.soak("leaky", 12, threshold_kib=1.0, progress=False)
+    assert not leak["passed"] and leak["slope_95_low"] > 32 and leak["python_objects_end"] > leak["python_objects_after_warm_up"]
+    flat = soak.soak("flat", 12, threshold_kib=1.0, progress=False)
+    assert flat["passed"] and flat["fds_end"] == flat["fds_start"]
+
+
+def test_soak_prints_a_table_and_a_json_line(soak, capsys):
+    soak.main(["--market-episodes", "2", "--env-episodes", "1"])  # the verdict of so short a run is noise
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["target", "episodes", "s/ep"]
+    assert [line.split()[0] for line in out[1:5]] == list(soak.TARGETS)
+    summary = json.loads(out[-1].removeprefix("JSON "))
+    assert summary["benchmark"] == "soak" and summary["threshold_kib_per_episode"] == 1.0
+    assert [row["episodes"] for row in summary["results"]] == [2, 1, 1, 1]
+    assert summary["passed"] == all(row["passed"] for row in summary["results"])
