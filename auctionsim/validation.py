@@ -164,7 +164,9 @@ def as_integers(name: str, values: object, *, error: ErrorClass = ConfigError) -
         for index, item in np.ndenumerate(array):
             if isinstance(item, (float, np.floating)) and math.isfinite(item) and float(item).is_integer():
                 item = int(item)
-            if not is_integer(item) or not _INT64_MIN <= int(item) <= _INT64_MAX:
+            if not is_integer(item):
+                raise error(f"{_indexed(name, index)} must be an integer, got {describe(item)}")
+            if not _INT64_MIN <= int(item) <= _INT64_MAX:
                 raise error(f"{_indexed(name, index)} must be an integer in int64 range, got {describe(item)}")
             result[index] = int(item)
         return result

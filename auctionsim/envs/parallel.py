@@ -230,7 +230,8 @@ class AuctionParallelEnv(ParallelEnv):
                 f"got {multipliers[index]}"
             )
 
-    def _require_reset(self) -> None:
+    def check_reset(self) -> None:
+        """Raise ``EpisodeOverError`` if the environment was never reset."""
         if self.market.seed is None:
             raise EpisodeOverError("the environment has not been reset; call reset() before step()")
 
@@ -243,7 +244,7 @@ class AuctionParallelEnv(ParallelEnv):
             with_values: also return the tick's per-impression pValues (before the auction).
             log_impressions: ask the market for the per-impression log.
         """
-        self._require_reset()
+        self.check_reset()
         if self.market.done:
             raise ActionError("the episode is over; call reset()")
         multipliers = self.validate_multipliers(multipliers)
@@ -274,7 +275,7 @@ class AuctionParallelEnv(ParallelEnv):
 
     def step(self, actions: Mapping[str, object]):
         """PettingZoo step: ``actions`` maps every live agent's name to its multiplier."""
-        self._require_reset()
+        self.check_reset()
         if not isinstance(actions, Mapping):
             raise ActionTypeError(f"actions must map agent names to multipliers, got {describe(actions)}")
         # Set and array checks first (thousands of agents); the lists for the messages only on error.

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from auctionsim.errors import ActionError, ConfigError, EpisodeOverError, describe
+from auctionsim.errors import ActionError, ConfigError, describe
 from auctionsim.envs.parallel import AuctionParallelEnv
 from auctionsim.envs.policy import FixedMultipliers, PolicyContext, PopulationPolicy, TickFeedback
 from auctionsim.market import Market
@@ -152,8 +152,7 @@ class SingleBidderEnv(gym.Env):
         return multiplier
 
     def step(self, action: object):
-        if self.market.seed is None:
-            raise EpisodeOverError("the environment has not been reset; call reset() before step()")
+        self.core.check_reset()
         if not self.core.live[self.focal_row]:
             raise ActionError("the episode is over; call reset()")
         multiplier = self._multiplier(action)  # checked in full before the population acts
