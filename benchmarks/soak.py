@@ -10,20 +10,22 @@ entry points, one after the other in one process, as a user would:
 * ``single-bidder``: :class:`SingleBidderEnv` (the focal advertiser drawn every episode).
 
 Multipliers are drawn per episode from a seeded generator (uniform in [0.5, 1.5]), so every
-episode plays different auctions. After each episode the script runs ``gc.collect()`` and
-records the resident set size (RSS), the number of open file descriptors and the number of
-Python objects the garbage collector tracks (a leak of Python objects shows there exactly, where
-RSS only shows it through the allocator's noise).
+episode plays different auctions. At the start of each episode, right after its reset, the script
+runs ``gc.collect()`` and records the resident set size (RSS), the number of open file
+descriptors and the number of Python objects the garbage collector tracks (a leak of Python
+objects shows there exactly, where RSS only shows it through the allocator's noise).
 
 Growth is the least-squares slope of RSS against episode number over the episodes after the
 first 20% (warm-up: allocator arenas, Numba dispatch and NumPy caches fill once), with its 95%
 interval (Student t). Verdict: **no growth** when the slope's upper 95% bound is below
-``--threshold-kib`` (default 1 KiB per episode, i.e. under 1 MiB per 1,000 episodes: one leaked
-tick result of the preset is about 30 KiB, so a leak of anything per episode or per tick is
-caught), and the descriptor and Python-object counts at the end are not above those after
-warm-up. The exit status is 1 when a target fails. ``--quick`` judges by the two exact counts
-only and reports the RSS slope: over 15 episodes the allocator has not settled (RSS of the
-single-bidder env rises by about 1 MiB over its first 200 episodes, then stays flat).
+``--threshold-kib`` (default 1 KiB per episode, i.e. under 1 MiB per 1,000 episodes; one leaked
+tick result of the preset is about 5 KiB, so a leak of anything per tick is caught), the
+Python-object count's slope is below 0.5 objects per episode (upper 95% bound; a per-episode leak
+of any container is at least 1) and the descriptor count at the end is not above the one after
+warm-up. The exit status is 1 when a target fails. ``--quick`` judges by objects and descriptors
+only and reports the RSS slope: over 15 episodes the allocator has not settled (in a fresh
+process the single-bidder env's RSS rose by about 1 MiB over its first 200 episodes of a
+20,000-impression market, then stayed flat).
 
 Prints a table and one ``JSON`` line. Usage::
 
@@ -51,63 +53,82 @@ from auctionsim import Market
 from auctionsim.envs import AuctionParallelEnv, SingleBidderEnv
 
 WARM_UP_SHARE = 0.2
+OBJECTS_THRESHOLD = 0.5  # Python objects per episode (upper 95% bound): a per-episode leak of any container is >= 1
 MIB = 2**20
 
 
-def _play_market(market: Market) -> Callable[[int], None]:
-    def episode(index: int) -> None:
-        multipliers = np.random.default_rng(index).uniform(0.5, 1.5, market.n_advertisers)
-        market.run_episode(multipliers, seed=index)
+# Each target is a pair (start, finish): ``start(i)`` resets for episode ``i``, ``finish(i)`` plays
+# it to its end. Measurements are taken between the two, on a fresh reset: the previous episode's
+# tick results (which the market keeps until the next reset) are gone, so episodes of different
+# lengths leave the same state and only what accumulates across episodes shows.
+Episode = tuple[Callable[[int], object], Callable[[int], None]]
 
-    return episode
+
+def _multipliers(index: int, size: int) -> np.ndarray:
+    return np.random.default_rng(index).uniform(0.5, 1.5, size)
 
 
-def _play_parallel_dict(env: AuctionParallelEnv) -> Callable[[int], None]:
-    def episode(index: int) -> None:
-        multipliers = np.random.default_rng(index).uniform(0.5, 1.5, env.max_num_agents).astype(np.float32)
+def _market(market: Market) -> Episode:
+    def finish(index: int) -> None:
+        multipliers = _multipliers(index, market.n_advertisers)
+        while not market.done:
+            market.step(multipliers)
+
+    return lambda index: market.reset(seed=index), finish
+
+
+def _parallel_dict(env: AuctionParallelEnv) -> Episode:
+    def finish(index: int) -> None:
+        multipliers = _multipliers(index, env.max_num_agents).astype(np.float32)
         actions = {agent: multipliers[row : row + 1] for row, agent in enumerate(env.possible_agents)}
-        env.reset(seed=index)
         while env.agents:
             env.step({agent: actions[agent] for agent in env.agents})
 
-    return episode
+    return lambda index: env.reset(seed=index), finish
 
 
-def _play_parallel_arrays(env: AuctionParallelEnv) -> Callable[[int], None]:
-    def episode(index: int) -> None:
-        multipliers = np.random.default_rng(index).uniform(0.5, 1.5, env.max_num_agents)
-        env.reset_arrays(seed=index)
+def _parallel_arrays(env: AuctionParallelEnv) -> Episode:
+    def finish(index: int) -> None:
+        multipliers = _multipliers(index, env.max_num_agents)
         while not env.market.done:
             env.step_arrays(multipliers)
 
-    return episode
+    return lambda index: env.reset_arrays(seed=index), finish
 
 
-def _play_single(env: SingleBidderEnv) -> Callable[[int], None]:
-    def episode(index: int) -> None:
-        action = np.random.default_rng(index).uniform(0.5, 1.5, 1).astype(np.float32)
-        env.reset(seed=index)
+def _single(env: SingleBidderEnv) -> Episode:
+    def finish(index: int) -> None:
+        action = _multipliers(index, 1).astype(np.float32)
         done = False
         while not done:
             _, _, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
 
-    return episode
+    return lambda index: env.reset(seed=index), finish
 
 
-TARGETS: dict[str, Callable[[], Callable[[int], None]]] = {
-    "market": lambda: _play_market(Market.from_preset("auctionnet")),
-    "parallel-dict": lambda: _play_parallel_dict(AuctionParallelEnv("auctionnet")),
-    "parallel-array": lambda: _play_parallel_arrays(AuctionParallelEnv("auctionnet")),
-    "single-bidder": lambda: _play_single(SingleBidderEnv("auctionnet")),
+TARGETS: dict[str, Callable[[], Episode]] = {
+    "market": lambda: _market(Market.from_preset("auctionnet")),
+    "parallel-dict": lambda: _parallel_dict(AuctionParallelEnv("auctionnet")),
+    "parallel-array": lambda: _parallel_arrays(AuctionParallelEnv("auctionnet")),
+    "single-bidder": lambda: _single(SingleBidderEnv("auctionnet")),
 }
+
+
+def _slope(values: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares slope of ``values`` against their index, with its 95% interval (Student t)."""
+    if values.size < 3 or np.ptp(values) == 0:  # too short to fit, or flat to the unit
+        return 0.0, 0.0, 0.0
+    fit = stats.linregress(np.arange(values.size), values)
+    half_width = stats.t.ppf(0.975, values.size - 2) * fit.stderr
+    return float(fit.slope), float(fit.slope - half_width), float(fit.slope + half_width)
 
 
 def soak(name: str, episodes: int, threshold_kib: float | None, progress: bool = True) -> dict:
     """Play ``episodes`` episodes through target ``name``; RSS, descriptors and Python objects
-    after each. ``threshold_kib=None`` leaves RSS out of the verdict."""
+    at the start of each (after its reset). ``threshold_kib=None`` leaves RSS out of the verdict."""
     process = psutil.Process()
-    play = TARGETS[name]()
+    start, finish = TARGETS[name]()
     gc.collect()
     rss_start, fds_start = process.memory_info().rss, process.num_fds()
     rss = np.empty(episodes)
@@ -115,21 +136,17 @@ def soak(name: str, episodes: int, threshold_kib: float | None, progress: bool =
     objects = np.empty(episodes, dtype=np.int64)
     started = time.perf_counter()
     for index in range(episodes):
-        play(index)
+        start(index)
         gc.collect()
         rss[index], fds[index], objects[index] = process.memory_info().rss, process.num_fds(), len(gc.get_objects())
+        finish(index)
         if progress and (index + 1) % max(1, episodes // 10) == 0:
             print(f"  {name}: {index + 1}/{episodes} episodes, RSS {rss[index] / MIB:.1f} MiB", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - started
     first = int(episodes * WARM_UP_SHARE)
-    steady = np.arange(first, episodes)
-    if steady.size >= 3 and np.ptp(rss[steady]) > 0:
-        fit = stats.linregress(steady, rss[steady] / 1024)
-        half_width = stats.t.ppf(0.975, steady.size - 2) * fit.stderr
-        slope, low, high = fit.slope, fit.slope - half_width, fit.slope + half_width
-    else:  # flat to the byte (or too short to fit): no growth measured
-        slope = low = high = 0.0
-    passed = (threshold_kib is None or high < threshold_kib) and fds[-1] <= fds[first] and objects[-1] <= objects[first]
+    slope, low, high = _slope(rss[first:] / 1024)
+    objects_slope, _, objects_high = _slope(objects[first:])
+    passed = (threshold_kib is None or high < threshold_kib) and objects_high < OBJECTS_THRESHOLD and fds[-1] <= fds[first]
     return {
         "target": name,
         "episodes": episodes,
@@ -146,6 +163,8 @@ def soak(name: str, episodes: int, threshold_kib: float | None, progress: bool =
         "fds_end": int(fds[-1]),
         "python_objects_after_warm_up": int(objects[first]),
         "python_objects_end": int(objects[-1]),
+        "python_objects_slope_per_episode": float(objects_slope),
+        "python_objects_slope_95_high": float(objects_high),
         "passed": bool(passed),
     }
 
@@ -178,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{'no growth' if row['passed'] else 'GROWTH':>9}"
         )
     rss_rule = "RSS not judged (--quick)" if threshold is None else f"RSS slope's upper 95% bound < {threshold} KiB/episode"
-    print(f"verdict: {rss_rule} after the first {WARM_UP_SHARE:.0%} of episodes; descriptors and Python objects not above their count then")
+    print(
+        f"verdict: {rss_rule} and Python objects' < {OBJECTS_THRESHOLD}/episode after the first {WARM_UP_SHARE:.0%} of "
+        "episodes; descriptors not above their count then"
+    )
     summary = {
         "benchmark": "soak",
         "threshold_kib_per_episode": threshold,

@@ -29,8 +29,8 @@ spec = importlib.util.spec_from_file_location("soak_benchmark", sys.argv[1])
 soak = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(soak)
 kept = []
-soak.TARGETS["leaky"] = lambda: lambda index: kept.append(types.SimpleNamespace(tick=np.ones(64 * 1024 // 8)))
-soak.TARGETS["flat"] = lambda: lambda index: np.ones(64 * 1024 // 8).sum()
+soak.TARGETS["leaky"] = lambda: (lambda index: None, lambda index: kept.append(types.SimpleNamespace(tick=np.ones(64 * 1024 // 8))))
+soak.TARGETS["flat"] = lambda: (lambda index: None, lambda index: np.ones(64 * 1024 // 8).sum())
 print(json.dumps([soak.soak(name, 12, threshold_kib=1.0, progress=False) for name in ("leaky", "flat")]))
 """
 
