@@ -21,8 +21,9 @@ Kinds:
 
 from __future__ import annotations
 
+import enum
 import math
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -106,8 +107,15 @@ def check_seed(name: str, value: object, *, error: ErrorClass = ConfigError) -> 
     return int(value)  # type: ignore[arg-type]
 
 
-def check_choice(name: str, value: object, choices: Iterable[str], *, error: ErrorClass = ConfigError) -> str:
-    """``value`` if it is one of ``choices`` (strings)."""
+def check_choice(name: str, value: object, choices: Iterable[str] | type[enum.Enum], *, error: ErrorClass = ConfigError) -> Any:
+    """``value`` if it is one of ``choices`` (strings); for a string enum class, its member (given
+    as the member or its value)."""
+    if isinstance(choices, type) and issubclass(choices, enum.Enum):
+        try:
+            return choices(value)
+        except (ValueError, TypeError):
+            valid = ", ".join(str(member.value) for member in choices)
+            raise error(f"{name} must be one of {valid}, got {describe(value)}") from None
     choices = tuple(choices)
     if not isinstance(value, str) or value not in choices:
         raise error(f"{name} must be one of {', '.join(choices)}, got {describe(value)}")
