@@ -292,12 +292,15 @@ def _replay_period(
         market.tick, market.budget_left = t + 1, remaining[t + 1]
         builder.update(result)
         observations.append(builder.observe())
-        ended = live[-1] & (remaining[t + 1] < budget_floor)
+        # As the parallel env: out of budget ends an advertiser's day; the last tick ends
+        # everyone's (terminated and truncated).
+        day_over = live[-1] & (t == n_ticks - 1)
+        ended = live[-1] & (remaining[t + 1] < budget_floor) | day_over
         rewards.append(np.where(live[-1], rewards_of.rewards(result), 0.0))
         actions.append(multipliers)
         terminated.append(ended)
-        truncated.append(live[-1] & (t == n_ticks - 1))
-        live.append(live[-1] & ~ended & (t < n_ticks - 1))
+        truncated.append(day_over)
+        live.append(live[-1] & ~ended)
         results.append(result)
     totals = {name: sums[name].sum(axis=0) for name in ("conversions", "spend", "value_won", "wins", "exposures")}
     metrics = EpisodeMetrics.from_totals(ids=population.ids, budget=population.budgets, cpa_target=population.cpa_targets, **totals)
