@@ -7,7 +7,9 @@
     auctionsim plot gains results/equilibrium-quick/reports/*.json -o results/figures
 
 ``--set FIELD=VALUE`` replaces a field of the preset's market config (see
-``auctionsim.MarketConfig``). Populations are those of :mod:`agents.populations`.
+``auctionsim.MarketConfig``). Populations are those of :mod:`agents.populations`: a built-in
+name, or your own bidders as ``module:Name`` / ``path/to/file.py:Name`` (a population policy,
+a one-advertiser bidder or an AuctionNet strategy class, or a function returning a policy).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 
 import auctionsim
 from agents.datasets import collect_dataset
-from agents.populations import POPULATIONS, named_population
+from agents.populations import POPULATIONS, check_population, named_population
 from auctionsim import MarketConfig, presets
 from auctionsim.envs import REWARDS, AuctionParallelEnv, play_episode
 from auctionsim.errors import AuctionSimError, ConfigError
@@ -58,6 +60,14 @@ def _parse_overrides(pairs: list[str]) -> dict[str, object]:
             number = float(text)
             overrides[name] = int(number) if number.is_integer() and name not in ("reserve_price", "min_budget_to_bid", "candidate_own_category_share") else number
     return overrides
+
+
+def _population(name: str) -> str:
+    """``--population`` values: a built-in name or ``module:Name`` (imported to check it)."""
+    try:
+        return check_population(name)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _environment(args: argparse.Namespace) -> AuctionParallelEnv:
@@ -99,7 +109,10 @@ def dataset(args: argparse.Namespace) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="auctionnet", choices=presets.names(), help="market preset")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a MarketConfig field (repeatable)")
-    parser.add_argument("--population", default="mixed", choices=POPULATIONS, help="bidders (see agents.populations)")
+    parser.add_argument(
+        "--population", default="mixed", type=_population, metavar="NAME",
+        help=f"bidders: {', '.join(POPULATIONS)}, or your own as module:Name or file.py:Name (see agents.populations)",
+    )
     parser.add_argument("--multiplier", type=float, default=1.0, help="multiplier of fixed bidders")
     parser.add_argument("--reward", default="value", choices=REWARDS, help="reward kind (datasets)")
     parser.add_argument("--episodes", type=int, default=1, help="episodes to play")

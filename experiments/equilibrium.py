@@ -91,8 +91,8 @@ from agents.equilibrium import (
     grid_best_response_dynamics,
     ray_session,
 )
-from agents.populations import POPULATIONS, named_population
-from auctionsim import Market, MarketConfig, presets
+from agents.populations import check_population, named_population, population_slug
+from auctionsim import ConfigError, Market, MarketConfig, presets
 from auctionsim.envs import FixedMultipliers
 from experiments import args as arguments
 
@@ -106,7 +106,7 @@ class Args:
     sizes: tuple[int, ...] = (10, 48, 100, 1000, 10000)
     """market sizes N (48 is the AuctionNet preset)"""
     populations: tuple[str, ...] = ("fixed", "pid", "cpa", "onlinelp")
-    """baseline populations (agents.populations): fixed (multiplier 1), pid, cpa, onlinelp, mixed"""
+    """populations (agents.populations): fixed (multiplier 1), pid, cpa, onlinelp, mixed, or your own as module:Name"""
     online_lp_max_size: int = 1000
     """run populations with online LP bidders (onlinelp, mixed) for N up to this: they need every advertiser's per-impression values"""
     eval_seeds: int = 3
@@ -148,9 +148,11 @@ class Args:
             self.grid = QUICK_GRID if self.quick else DEFAULT_GRID
         if any(size < 2 for size in self.sizes):
             raise SystemExit(f"sizes must be >= 2 advertisers, got {list(self.sizes)}")
-        unknown = set(self.populations) - set(POPULATIONS)
-        if unknown:
-            raise SystemExit(f"unknown population {sorted(unknown)[0]!r}; choose from {', '.join(POPULATIONS)}")
+        for population in self.populations:
+            try:
+                check_population(population)
+            except ConfigError as error:
+                raise SystemExit(str(error)) from None
 
 
 QUICK = dict(eval_seeds=2, fit_seeds=1, max_advertisers=4, grid_periods=2, ppo_max_size=10, ppo_iterations=6, curve_rounds=3, online_lp_max_size=48)
@@ -294,7 +296,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 print(f"\n== {label}: {spec.name}")
                 report = evaluate_exploitability(policy, spec, config=config, label=label)
                 seconds = time.perf_counter() - run_start
-                report.save(output / "reports" / f"{population}-N{n_advertisers}.json")
+                report.save(output / "reports" / f"{population_slug(population)}-N{n_advertisers}.json")
                 rows.append(summary_row(report, population, n_advertisers, seconds, args.epsilons))
                 print(report.summary_table())
                 print(f"({seconds:.1f} s)")
