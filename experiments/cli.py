@@ -2,6 +2,7 @@
 
     auctionsim simulate --preset auctionnet --population mixed --episodes 2 --output results/simulate.json
     auctionsim dataset  --preset auctionnet --population mixed --episodes 50 --noise 0.2 --output data/auctionnet.npz
+    auctionsim dataset  --population mybidders:MyBidder --episodes 2 --output data/log.parquet   # AuctionNet's format
     auctionsim simulate --preset auctionnet --set mechanism=fpa --set impressions_per_episode=100000
     auctionsim bandits --quick                  # any experiment: flags after its name go to it
     auctionsim plot gains results/equilibrium-quick/reports/*.json -o results/figures
@@ -26,6 +27,7 @@ import auctionsim
 from agents.datasets import collect_dataset
 from agents.populations import POPULATIONS, check_population, named_population
 from auctionsim import MarketConfig, presets
+from auctionsim.compat import auctionnet
 from auctionsim.envs import REWARDS, AuctionParallelEnv, play_episode
 from auctionsim.errors import AuctionSimError, ConfigError
 from auctionsim.metrics import format_table
@@ -97,9 +99,14 @@ def simulate(args: argparse.Namespace) -> None:
 
 
 def dataset(args: argparse.Namespace) -> None:
-    """Log episodes of a population to an NPZ offline dataset."""
+    """Log episodes of a population: an NPZ offline dataset, or AuctionNet's logged-data format
+    when the output is a ``.csv`` or ``.parquet`` file."""
     env = _environment(args)
     policy = named_population(args.population, env.market.population.ids, args.multiplier)
+    if pathlib.Path(args.output).suffix.lower() in (".csv", ".parquet"):
+        path = auctionnet.log_episodes(env, policy, args.episodes, args.output, seed=args.seed, action_noise=args.noise)
+        print(f"saved {path}: {args.episodes} episodes in AuctionNet's format (one row per advertiser and impression)")
+        return
     logs = collect_dataset(env, policy, args.episodes, seed=args.seed, action_noise=args.noise, description=f"population={args.population}")
     path = logs.save(args.output)
     transitions = int(logs.live[:, :-1].sum())
@@ -128,10 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rows", type=int, default=48, help="advertisers shown in the table")
     run.add_argument("--output", default="", help="JSON file for the results")
     run.set_defaults(handler=simulate)
-    logs = commands.add_parser("dataset", help="write an offline dataset of logged episodes (NPZ)")
+    logs = commands.add_parser("dataset", help="write an offline dataset of logged episodes (NPZ, or AuctionNet's CSV/Parquet)")
     _common(logs)
     logs.add_argument("--noise", type=float, default=0.0, help="log-normal exploration noise on multipliers")
-    logs.add_argument("--output", required=True, help="NPZ file to write")
+    logs.add_argument("--output", required=True, help="file to write: .npz (offline dataset) or .csv/.parquet (AuctionNet's format)")
     logs.set_defaults(handler=dataset)
     add_plot_command(commands)
     for name, summary in EXPERIMENTS.items():

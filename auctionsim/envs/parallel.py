@@ -233,9 +233,7 @@ class AuctionParallelEnv(ParallelEnv):
     def policy_context(self, seed: int | None, rows: Sequence[int] | np.ndarray | None = None) -> PolicyContext:
         """The :class:`~auctionsim.envs.policy.PolicyContext` of this market's episode for the
         advertisers at ``rows`` (default: all), as drivers reset policies with."""
-        market = self.market
-        population = market.population if rows is None else market.population.subset(rows)
-        return PolicyContext(population, market.config, market.n_advertisers, self.feature_names, seed)
+        return PolicyContext.of(self.market, self.feature_names, seed, rows)
 
     @property
     def single_observation_space(self) -> spaces.Box:

@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from auctionsim.config import MarketConfig, Population
-from auctionsim.market import ImpressionLog, TickResult, TickValues
+from auctionsim.market import ImpressionLog, Market, TickResult, TickValues
 
 __all__ = [
     "AdvertiserFeedback",
@@ -114,6 +114,14 @@ class PolicyContext:
     market_size: int
     feature_names: tuple[str, ...]
     seed: int | None
+
+    @classmethod
+    def of(cls, market: Market, feature_names: Sequence[str], seed: int | None, rows: Sequence[int] | np.ndarray | None = None) -> "PolicyContext":
+        """The context of ``market``'s episode for the advertisers at ``rows`` (default: all),
+        e.g. to drive a policy on a bare :class:`~auctionsim.market.Market` with an
+        :class:`~auctionsim.envs.observations.ObservationBuilder`'s observations."""
+        population = market.population if rows is None else market.population.subset(rows)
+        return cls(population, market.config, market.n_advertisers, tuple(feature_names), seed)
 
     @property
     def expected_opportunities(self) -> float:
