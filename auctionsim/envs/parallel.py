@@ -392,7 +392,10 @@ class AuctionParallelEnv(ParallelEnv):
             missing = [name for name in self.agents if name not in actions]
             raise ActionError(f"missing actions for {len(missing)} live agents, e.g. {missing[0]}")
         multipliers = np.zeros(len(self.possible_agents))
-        multipliers[rows] = self._unit_checked(self._action_values(actions), list(actions))
+        values = self._action_values(actions)
+        if self.action_scale == "unit":
+            values = self.actions_to_multipliers(values, [f"action of {name}" for name in actions])
+        multipliers[rows] = values
         acting = [self._row_of[name] for name in self.agents]
         step = self.step_arrays(multipliers)
         names = [self.possible_agents[row] for row in acting]
@@ -404,16 +407,17 @@ class AuctionParallelEnv(ParallelEnv):
         self.agents = [name for name, live in zip(names, step.live[acting].tolist()) if live]
         return observations, rewards, terminations, truncations, infos
 
-    def _unit_checked(self, values: np.ndarray, names: Sequence[str]) -> np.ndarray:
-        """Actions -> multipliers; with ``action_scale="unit"`` the actions must lie in
-        ``[-1, 1]`` (multipliers are checked against their bounds by :meth:`step_arrays`)."""
+    def actions_to_multipliers(self, actions: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """Agents' actions -> multipliers. With ``action_scale="unit"`` each action must lie in
+        ``[-1, 1]`` (``names[i]`` names action ``i`` in the error); multipliers are checked
+        against their bounds by :meth:`step_arrays`."""
         if self.action_scale != "unit":
-            return values
-        bad = ~(np.isfinite(values) & (np.abs(values) <= 1.0))
+            return actions
+        bad = ~(np.isfinite(actions) & (np.abs(actions) <= 1.0))
         if bad.any():
             index = int(np.argmax(bad))
-            raise ActionError(f"action of {names[index]} must be a finite number in [-1, 1] (action_scale='unit'), got {values[index]}")
-        return self.to_multipliers(values)
+            raise ActionError(f"{names[index]} must be a finite number in [-1, 1] (action_scale='unit'), got {actions[index]}")
+        return self.to_multipliers(actions)
 
     @staticmethod
     def _action_values(actions: Mapping[str, object]) -> np.ndarray:

@@ -10,7 +10,7 @@ from gymnasium import spaces
 
 from auctionsim.errors import ActionError, ConfigError, as_single_number, describe
 from auctionsim.envs.parallel import ArrayStep, AuctionParallelEnv
-from auctionsim.envs.policy import AdvertiserSpec, FixedMultipliers, PopulationPolicy
+from auctionsim.envs.policy import AdvertiserSpec, FixedMultipliers, PopulationPolicy, select_values
 from auctionsim.envs.rollout import policy_step
 from auctionsim.market import Market, TickValues
 
@@ -64,7 +64,8 @@ class SingleBidderEnv(gym.Env):
         reward, multiplier_bounds, action_scale, market_overrides: as for the parallel env.
         bid_grid: multipliers of the discrete variant.
 
-    :meth:`advertiser_spec` says whom the agent bids for (after :meth:`reset`), and
+    :meth:`advertiser_spec` says whom the agent bids for (with a drawn focal advertiser: after
+    :meth:`reset`), and
     :meth:`step_focal` plays a tick with a multiplier or per-impression bids and returns the whole
     :class:`~auctionsim.envs.parallel.ArrayStep` (for evaluation tools).
     """
@@ -126,9 +127,7 @@ class SingleBidderEnv(gym.Env):
     def focal_values(self) -> TickValues:
         """The focal advertiser's pValues, sigmas and candidacy for the next tick (``(n, 1)``),
         for a focal bidder that bids per impression."""
-        values = self.core.tick_values()
-        row = slice(self.focal_row, self.focal_row + 1)
-        return TickValues(values.advertiser_ids[row], values.pvalues[:, row], values.sigmas[:, row], values.is_candidate[:, row])
+        return select_values(self.core.tick_values(), [self.focal_row])
 
     def set_focal_weights(self, weights: Sequence[float] | np.ndarray) -> None:
         """Sampling weights of the focal advertiser (array order); normalised to sum to 1."""
@@ -167,12 +166,7 @@ class SingleBidderEnv(gym.Env):
             if not 0 <= index < self.bid_grid.size:
                 raise ActionError(f"action must be an integer in [0, {self.bid_grid.size}), got {index}")
             return float(self.bid_grid[index])
-        action = as_single_number("action", action)
-        if self.core.action_scale == "unit":
-            if not (np.isfinite(action) and -1.0 <= action <= 1.0):
-                raise ActionError(f"action must be a finite number in [-1, 1] (action_scale='unit'), got {action}")
-            return float(self.core.to_multipliers(action))
-        return action
+        return float(self.core.actions_to_multipliers(np.array([as_single_number("action", action)]), ["action"])[0])
 
     @property
     def observation(self) -> np.ndarray:
