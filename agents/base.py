@@ -236,5 +236,5 @@ class MixedPopulation(PopulationPolicy):
     def observe(self, feedback: TickFeedback) -> None:
         for rows, policy in zip(self._rows, self.policies):
             if rows.size:
-                policy.observe(feedback.subset(rows))
+                policy.observe(feedback.subset(rows, impressions=policy.wants_impressions))
 

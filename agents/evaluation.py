@@ -187,7 +187,7 @@ def play_focal(
             actions = np.asarray(bidder.act(observations), dtype=np.float64).reshape(-1)
             if actions.shape != (size,):
                 raise ActionError(f"{type(bidder).__name__}.act returned {actions.shape[0]} multipliers for {size} focal advertisers")
-        acting = observations.copy()
+        acting = observations.copy() if on_tick is not None else observations
         parts: list[TickFeedback] = []
         done = np.zeros(size, dtype=bool)
         for m in range(size):

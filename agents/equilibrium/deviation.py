@@ -30,7 +30,7 @@ from agents.evaluation import FocalTick, play_focal
 from agents.oracle import OBJECTIVES, check_objective, episode_returns, hindsight_oracle
 from auctionsim import presets
 from auctionsim.config import MarketConfig
-from auctionsim.envs import AuctionParallelEnv, PolicyContext, PopulationPolicy, SingleBidderEnv, TickFeedback, play_episode
+from auctionsim.envs import AuctionParallelEnv, PolicyContext, PopulationPolicy, SingleBidderEnv, play_episode
 from auctionsim.errors import ConfigError, describe
 from auctionsim.market import Market
 
@@ -184,7 +184,8 @@ class ScheduleDeviation:
 
 
 class _DeviationPolicy(PopulationPolicy):
-    """A :class:`Deviation` as a one-row focal bidder (it counts the ticks itself)."""
+    """A :class:`Deviation` as a one-row focal bidder. It counts the ticks by its ``act`` calls
+    (the focal engine calls it once per tick), so it needs no feedback at all."""
 
     def __init__(self, deviation: Deviation) -> None:
         self.deviation = deviation
@@ -194,10 +195,9 @@ class _DeviationPolicy(PopulationPolicy):
         self._tick = 0
 
     def act(self, observations: np.ndarray) -> np.ndarray:
-        return np.array([float(self.deviation.act(self._tick, observations[0]))])
-
-    def observe(self, feedback: TickFeedback) -> None:
+        multiplier = float(self.deviation.act(self._tick, observations[0]))
         self._tick += 1
+        return np.array([multiplier])
 
 
 class DeviationEvaluator:
