@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
 
-from agents.bpg import BPG, BPGConfig, BPGMarketEnv, dual_update, market_spec, primal_weights
+from agents.bpg import BPG, BPGConfig, BPGMarketEnv, dual_update, init_ray, market_spec, primal_weights
 from agents.bpg.env import NU_BAR, POPULATION, X_STAR
 from agents.bpg.learner import row_gae
 from agents.bpg.module import RowPolicyModule, row_log_probs
@@ -30,6 +32,20 @@ def tiny_config(n_advertisers: int = 3, **bpg) -> BPGConfig:
     settings = dict(seed=3, episodes_per_kind=2, xstar_episodes=2, xstar_updates=1, nu_minibatch_size=16)
     settings.update(bpg)
     return BPGConfig().bpg(market=market_spec(n_advertisers, **TINY), **settings).training(num_epochs=2, minibatch_size=16)
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """Ray for this module's RLlib runs, shut down after it (other modules expect no Ray)."""
+    import ray
+
+    temp_dir = tempfile.mkdtemp(prefix="ray-bpg-tests-")
+    started = not ray.is_initialized()
+    init_ray(num_cpus=2, temp_dir=temp_dir)
+    yield ray
+    if started:
+        ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def module_weights(algo: BPG, module_id: str) -> dict[str, np.ndarray]:

@@ -5,11 +5,29 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
 
+from agents.bpg import init_ray
 from experiments import bpg as experiment
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """Ray started once for the module (or the caller's, when one is running), shut down after."""
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    temp_dir = tempfile.mkdtemp(prefix="ray-bpg-experiment-tests-")
+    init_ray(num_cpus=2, temp_dir=temp_dir)
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_parse_args_reads_tuples_numbers_and_flags():
