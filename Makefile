@@ -19,11 +19,12 @@ demo: $(STAMP)
 	$(PY) -m experiments.demo
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/engine.py
-	$(PY) benchmarks/envs.py
+	$(PY) benchmarks/engine.py --output results/benchmarks/engine.json
+	$(PY) benchmarks/envs.py --output results/benchmarks/envs.json
 
 clean-cache:
 	find . -name '*.nbi' -o -name '*.nbc' | xargs rm -f
