@@ -38,7 +38,8 @@ runner (``run/run_test.py``) does:
 Differences: AuctionNet's advertisers contest every impression; in a market with
 ``candidates_per_impression = K`` a strategy sees (and its history holds) only the impressions
 it contests. A budget overrun is settled per impression by our market (the winner that cannot
-pay leaves the auction) instead of AuctionNet's drop-and-re-run of the tick. Memory: the
+pay leaves the auction) instead of AuctionNet's drop-and-re-run of the tick, and a slot priced
+at the reserve is sold (AuctionNet reports it unsold: won 0, slot 0, cost 0). Memory: the
 history grows to 64 bytes per impression per strategy (its 8 columns), as in AuctionNet's own
 runner: a full AuctionNet day with 48 strategies holds about 1.5 GB.
 
@@ -51,16 +52,16 @@ NumPy columns, and :func:`agents.datasets.dataset_from_auctionnet` turns it into
 :class:`~agents.datasets.OfflineDataset` for the offline learners (BC, IQL, CQL, DT, PE-MORL,
 LBM). Needs ``pyarrow``.
 
-Least winning cost: AuctionNet's is the impression's 4th-highest bid floored at the reserve
-(the price of its last slot, ``market_prices[:, -1]``), market-wide. :func:`least_winning_cost`
-is the one place both the strategies' history and the written logs take it from.
+Least winning cost: AuctionNet's, the impression's 4th-highest bid floored at the reserve (the
+price of its last slot, ``market_prices[:, -1]``), which is what the market logs;
+:func:`least_winning_cost` is the one place both the strategies' history and the written logs
+take it from.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
@@ -72,6 +73,7 @@ from auctionsim.envs.policy import AdvertiserSpec, PolicyContext, PopulationPoli
 from auctionsim.envs.rollout import EpisodeRecord, play_episode
 from auctionsim.errors import ActionError, ConfigError, describe
 from auctionsim.market import ImpressionLog, TickValues
+from auctionsim.runs import atomic_write
 
 __all__ = [
     "AuctionNetPolicy",
@@ -114,12 +116,10 @@ INTEGER_COLUMNS = frozenset(
 
 def least_winning_cost(log: ImpressionLog, config: MarketConfig) -> np.ndarray:
     """``(n,)`` the least winning cost of each logged impression, as the strategies' history and
-    the written logs report it: the market's own
-    :attr:`~auctionsim.market.ImpressionLog.least_winning_cost`, so that it agrees with the
-    observations (AuctionNet's definition, the 4th-highest bid floored at the reserve, is what
-    the market logs once the calibration work is merged; until then it logs the lowest winning
-    bid, and AuctionNet's value is ``max(log.ranked_bids[:, S], reserve)``). This function is
-    the one place the compatibility layer reads it."""
+    the written logs report it: the market's
+    :attr:`~auctionsim.market.ImpressionLog.least_winning_cost`, which is AuctionNet's (the
+    ``(S + 1)``-th highest bid, the 4th with 3 slots, floored at the reserve) and agrees with
+    the observations. This function is the one place the compatibility layer reads it."""
     return log.least_winning_cost
 
 
@@ -326,18 +326,16 @@ def _format(path: pathlib.Path) -> str:
 
 def write_log(path: str | os.PathLike, tables: Iterable[dict[str, np.ndarray]]) -> pathlib.Path:
     """Write tables of :data:`COLUMNS` (e.g. from :func:`episode_tables`) to one ``.csv`` or
-    ``.parquet`` file, streamed table by table, atomically (a temporary file renamed into place)."""
+    ``.parquet`` file, streamed table by table, atomically (:func:`auctionsim.runs.atomic_write`:
+    a reader or a kill sees the previous file or the complete new one)."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 
-    path = pathlib.Path(path)
-    kind = _format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    kind = _format(pathlib.Path(path))
     schema = _schema()
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
+
+    def write(temporary: pathlib.Path) -> None:
         writer = pa_csv.CSVWriter(temporary, schema) if kind == "csv" else pq.ParquetWriter(temporary, schema)
         with writer:
             for table in tables:
@@ -345,11 +343,8 @@ def write_log(path: str | os.PathLike, tables: Iterable[dict[str, np.ndarray]]) 
                 if missing:
                     raise ConfigError(f"a log table lacks the column {missing[0]!r}")
                 writer.write_table(pa.table({name: np.asarray(table[name]) for name in COLUMNS}, schema=schema))
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 def read_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
