@@ -29,7 +29,9 @@ def last_tick_market() -> tuple[Market, int]:
     advertiser's budget runs out in the last tick while everyone else's lasts the day: the
     episode that crashed RLlib's stock wrapper (the issue: "ActionError: the episode is over").
     Returns the market and that advertiser's id."""
-    scenario = presets.get("auctionnet", n_ticks=TICKS, impressions_per_episode=IMPRESSIONS)
+    # A budget floor of 5 (instead of 0.1): the advertiser stops bidding with less than 5 left,
+    # so paying for half of its last tick surely takes it below the floor.
+    scenario = presets.get("auctionnet", n_ticks=TICKS, impressions_per_episode=IMPRESSIONS, min_budget_to_bid=5.0)
     population = scenario.population
     plenty = dataclasses.replace(population, budgets=population.budgets * 100)
     spend = np.stack([tick.spend for tick in play_episode(AuctionParallelEnv(Market(scenario.market, plenty)), FixedMultipliers(MULTIPLIER), seed=SEED).ticks])
