@@ -167,13 +167,12 @@ def play_focal(
     focal = _focal_population(envs)
     first = envs[0]
     context = PolicyContext(focal, first.market.config, first.market.n_advertisers, first.core.feature_names, seeds[0])
-    per_episode = bidder.wants_impressions
+    bidder.reset(context)
+    per_episode = bidder.wants_impressions  # known after the reset (e.g. for a BidderPolicy)
     if per_episode:  # one copy per episode, each with its own (real) advertiser
         bidders = [copy.deepcopy(bidder) for _ in envs]
         for m, (copied, env) in enumerate(zip(bidders, envs)):
             copied.reset(env.core.policy_context(seeds[m], [env.focal_row]))
-    else:
-        bidder.reset(context)
     observes = type(bidder).observe is not PopulationPolicy.observe
 
     shape = (size, n_ticks)

@@ -13,6 +13,7 @@ from auctionsim.config import Mechanism
 from auctionsim.envs import AuctionParallelEnv, FixedMultipliers, SingleBidderEnv, play_episode
 from agents import BidderPolicy, CPAPacing, FunctionPolicy, MixedPopulation, OnlineLP, PIDPacing, TorchPolicy
 from agents.datasets import OfflineDataset, collect_dataset
+from agents.evaluation import play_focal
 from agents.oracle import _knapsack_bounds, hindsight_oracle, lowest_seen_slot_costs
 
 
@@ -230,3 +231,8 @@ def test_per_impression_bidders_are_first_class_in_bidder_and_mixed_populations(
     reference = MixedPopulation([(ids[:16], FixedMultipliers(0.9)), (ids[16:32], PIDPacing())], default=FixedMultipliers(0.9))
     np.testing.assert_array_equal(play_episode(env, mixed, seed=5).metrics.value_won, play_episode(env, reference, seed=5).metrics.value_won)
     assert mixed.bids_per_impression and not reference.bids_per_impression  # a BidderPolicy knows after its reset
+    # As the focal bidder of the evaluation engine (it learns that it bids per impression at reset).
+    envs = [SingleBidderEnv(AuctionParallelEnv("auctionnet", impressions_per_episode=12_000, n_ticks=5).market, population=FixedMultipliers(0.5), focal=9) for _ in range(2)]
+    focal = [play_focal(bidder, [env], [3]) for bidder, env in zip((BidderPolicy(ImpressionBidder), FixedMultipliers(0.9)), envs)]
+    np.testing.assert_array_equal(focal[0].value_won, focal[1].value_won)
+    assert focal[0].value_won.sum() > 0
