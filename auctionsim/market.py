@@ -370,8 +370,12 @@ class Market:
             )
         return array
 
-    def _validate_impression_bids(self, impression_bids: Mapping[int, object], n_impressions: int) -> tuple[np.ndarray, np.ndarray]:
-        """Explicit bids -> (bid column per advertiser position, (n_impressions, k) bid matrix)."""
+    def validate_impression_bids(self, impression_bids: Mapping[int, object]) -> tuple[np.ndarray, np.ndarray]:
+        """Check explicit bids for the next tick (``{advertiser id: (n,) bids}``, finite, ``>= 0``
+        and at most :attr:`max_bid`). Returns (bid column per advertiser position, ``(n, k)`` bid
+        matrix)."""
+        self._require_running()
+        n_impressions = self.impressions_next_tick
         if not isinstance(impression_bids, Mapping):
             raise ActionTypeError(f"impression_bids must map advertiser id -> bids, got {describe(impression_bids)}")
         advertiser_ids = as_ids("impression_bids keys (advertiser ids)", list(impression_bids), error=ActionError)
@@ -451,7 +455,7 @@ class Market:
         first = int(traffic.tick_starts[self._tick])
         n_impressions = int(traffic.tick_starts[self._tick + 1]) - first
         if impression_bids is not None:
-            bid_columns, explicit_bids = self._validate_impression_bids(impression_bids, n_impressions)
+            bid_columns, explicit_bids = self.validate_impression_bids(impression_bids)
         else:
             bid_columns, explicit_bids = np.full(self.n_advertisers, -1, dtype=np.int64), _EMPTY_FLOAT_2D
         if self._explicit is not None:

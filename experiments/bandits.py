@@ -261,14 +261,14 @@ def play(learner: Exp3, envs: list, days: int, seeds: list[int], value: str, des
             revealed = []
             profits, expected, rewards = np.zeros(len(envs)), np.zeros(len(envs)), np.zeros(len(envs))
             for item, env in enumerate(envs):
-                _, _, terminated, _, info = env.step(int(chosen[item]))
+                _, _, _, _, info = env.step(int(chosen[item]))
                 single = env.unwrapped
                 profits[item] = focal_profit(single, value)
                 expected[item] = focal_profit(single, "expected")
                 normalizer = env.get_wrapper_attr("normalizer")
                 rewards[item] = normalizer.normalize(profits[item], tick, [single.focal_id])[0]
                 revealed.append(info.get("feedback"))
-                if terminated:
+                if info["budget_left"] < single.market.budget_floor:  # (the day's last tick is terminal too)
                     raise RuntimeError("a product's focal advertiser ran out of budget; products are uncapped")
             if revealed[0] is not None:  # every product's envs run in lockstep
                 for position, round_index in enumerate(revealed[0]["rounds"]):

@@ -250,7 +250,8 @@ class BPGMarketEnv(MultiAgentEnv):
         if deviating_agent is not None:
             rewards[deviating_agent] = float(self._signal[self._deviator])
             deviator_done = bool(finished[self._deviator])
-            terminateds[deviating_agent] = bool(step.terminated[self._deviator])
+            # Out of budget (the parallel env also reports the day's end as terminated).
+            terminateds[deviating_agent] = bool(step.result.budget_left[self._deviator] < self.core.market.budget_floor)
             truncateds[deviating_agent] = deviator_done and not terminateds[deviating_agent]
             if deviator_done and not over:
                 # Nothing the others do later changes the deviator's return: their signal is 0
