@@ -178,14 +178,17 @@ def _single(discrete: bool = False, wrap: str = "none") -> Any:
     return env
 
 
-def _play_single(env: Any, discrete: bool = False) -> list:
+def _play_single(env: Any, discrete: bool = False, unit: bool = False) -> list:
     record = []
     for episode in range(2):
         done = False
         tick = 0
         while not done:
             tick += 1
-            action = tick % 4 if discrete else np.array([0.3 + 0.2 * tick], dtype=np.float32)
+            if discrete:
+                action = tick % 4
+            else:  # multipliers 0.5 to 1.3 (unit actions -0.5 to -0.1 with bounds (0, 5))
+                action = np.array([-0.6 + 0.1 * tick if unit else 0.3 + 0.2 * tick], dtype=np.float32)
             observation, reward, terminated, truncated, info = env.step(action)
             record.append([observation, reward, terminated, truncated, info])
             done = terminated or truncated
@@ -204,6 +207,10 @@ SINGLE_BAD_CALLS = {
     "reset seed -1": lambda e: e.reset(seed=-1),
     "reset market_seed -1": lambda e: e.reset(options={"market_seed": -1}),
     "reset market_seed 1.5": lambda e: e.reset(options={"market_seed": 1.5}),
+    "step_focal multiplier above bound": lambda e: e.unwrapped.step_focal(5.5),
+    "step_focal multiplier nan": lambda e: e.unwrapped.step_focal(float("nan")),
+    "step_focal bids wrong length": lambda e: e.unwrapped.step_focal(bids=np.ones(e.unwrapped.market.impressions_next_tick + 1)),
+    "step_focal bids negative": lambda e: e.unwrapped.step_focal(bids=-np.ones(e.unwrapped.market.impressions_next_tick)),
     "focal weights negative": lambda e: e.unwrapped.set_focal_weights([-1.0] + [1.0] * (N - 1)),
     "focal weights short": lambda e: e.unwrapped.set_focal_weights([1.0] * (N - 1)),
 }
@@ -213,6 +220,18 @@ SINGLE_BAD_CALLS = {
 @pytest.mark.parametrize("bad", SINGLE_BAD_CALLS.values(), ids=SINGLE_BAD_CALLS.keys())
 def test_single_bidder_env_and_wrappers_twin(bad, wrap):
     assert_twin(lambda: _single(wrap=wrap), bad, _play_single)
+
+
+def _unit_single() -> SingleBidderEnv:
+    env = SingleBidderEnv(Market(small_config(**SMALL), small_population()), population=UniformGridBids(), action_scale="unit")
+    env.reset(seed=4)
+    env.step(np.array([-0.6], dtype=np.float32))
+    return env
+
+
+@pytest.mark.parametrize("bad", [np.array([1.5]), np.array([-1.01]), np.array([np.nan]), np.array([[0.0]])], ids=["above 1", "below -1", "nan", "(1, 1)"])
+def test_unit_scaled_single_bidder_env_twin(bad):
+    assert_twin(_unit_single, lambda e: e.step(bad), lambda env: _play_single(env, unit=True))
 
 
 DISCRETE_BAD_CALLS = {
