@@ -60,8 +60,8 @@ statuses = st.builds(
         spend=spent_share * budget,
         conversions=conversions,
         recent=tuple(
-            TickKPI(tick - len(recent) + i, m, c, b, v) for i, (m, c, b, v) in enumerate(recent[: tick])
-        ),
+            TickKPI(tick - len(recent[:tick]) + i, m, c, b, v) for i, (m, c, b, v) in enumerate(recent[:tick])
+        ),  # the last ticks before ``tick`` (never a negative period)
     ),
     tick=st.integers(0, 47),
     budget=st.floats(10, 10_000),
