@@ -121,7 +121,6 @@ def lbm_rows(devices: list[str] | None = None, steps: int = 5, batch_sizes: dict
                 backbone.generate(batch[:2], 2)
                 results.append(_row(f"LBM-Think {BACKBONES[name]['spec']}{depth} CoTs", device, batch_size, steps, _synchronised(device, generate)))
                 print(f"done {name} on {device_name} (batch {batch_size})", flush=True)
-            del act, backbone, think
     return results
 
 
