@@ -65,9 +65,11 @@ mean log change decrease / keep / increase; measured on a shared, heavily loaded
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import dataclasses
 import json
+import multiprocessing
 import pathlib
 import shutil
 import sys
@@ -212,6 +214,8 @@ class Args(arguments.ProtocolArgs):
     """initial return-to-go = this quantile of the logged returns (DT and LBM)"""
     torch_threads: int = 0
     """torch CPU threads (0: torch's default); small models run fastest on 1 on a loaded machine"""
+    workers: int = 1
+    """training seeds trained at once, each in its own process (results do not depend on it)"""
     plot_only: bool = False
     """redraw tables and plots from saved results"""
 
@@ -224,7 +228,7 @@ class Args(arguments.ProtocolArgs):
         bad = [rule for rule in self.ablations if rule not in CONFLICT_RULES or rule == self.conflicting_cots]
         if bad:
             raise ConfigError(f"ablations must be conflict rules other than the headline {self.conflicting_cots!r}, got {bad}")
-        for name in ("training_seeds", "eval_seeds", "train_episodes", "heldout_episodes", "learner_steps", "probe_decisions", "eval_advertisers"):
+        for name in ("training_seeds", "eval_seeds", "train_episodes", "heldout_episodes", "learner_steps", "probe_decisions", "eval_advertisers", "workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("batch_size", "act_cot_decisions", "cot_samples", "gate_decisions", "torch_threads"):
@@ -472,10 +476,39 @@ def unit_path(output: pathlib.Path, variant: str, seed: int) -> pathlib.Path:
     return output / "units" / f"{variant}_seed{seed}.json"
 
 
+def train_seed(args: Args, output: pathlib.Path, seed: int, device: torch.device, logs: dict[str, MarketLogs] | None = None) -> None:
+    """Every market's unit of one training seed not yet in ``output``: LBM-Think pre-training,
+    then :func:`train_unit` per market, each unit written atomically when done. ``logs`` are
+    made (deterministically from ``args.seed``) when not given."""
+    todo = [variant for variant in args.variants if not unit_path(output, variant, seed).exists()]
+    if not todo:
+        return
+    logs = logs or log_markets(args)
+    seed_everything(seed)
+    with ScalarLogger(output / "tensorboard" / f"seed{seed}" if args.tensorboard else None) as logger:
+        started = time.perf_counter()
+        think, think_losses = pretrain_think(args, logs, seed, device, logger)
+        think_seconds = time.perf_counter() - started
+        for variant in todo:
+            record = train_unit(args, logs[variant], variant, seed, think, device, logger)
+            record["losses"]["think_pretraining"] = think_losses
+            record["timings_s"]["think_pretraining"] = think_seconds
+            runs.atomic_write_json(unit_path(output, variant, seed), record)
+
+
+def _train_seed_process(args: Args, output: str, seed: int, device: str) -> None:
+    """:func:`train_seed` in a worker process (``--workers``): its own threads, kernels and logs."""
+    seed_everything(args.seed, torch_threads=args.torch_threads or None)
+    auctionsim.warm_up()
+    train_seed(args, pathlib.Path(output), seed, torch.device(device))
+
+
 def run(args: Args) -> dict:
-    """Every (training seed, market) unit not already in ``output_dir``, then the summary."""
+    """Every (training seed, market) unit not already in ``output_dir`` (``--workers`` seeds at
+    once, each in its own process), then the summary."""
     device = resolve_device(args.device)
-    with runs.run_folder(args.output_dir, args, resume=args.resume, extendable={"training_seeds"}) as folder:
+    ignored = (*runs.DEFAULT_IGNORED, "workers")
+    with runs.run_folder(args.output_dir, args, resume=args.resume, extendable={"training_seeds"}, ignored=ignored) as folder:
         output = folder.path
         if not args.resume and (output / "units").exists():
             shutil.rmtree(output / "units")  # a fresh run replaces the folder's results, never mixes with them
@@ -483,22 +516,16 @@ def run(args: Args) -> dict:
         folder.seeds = {"training": training, "eval": evaluation_seeds(args), "logs": [args.seed + 1000 * i for i in range(len(args.variants))]}
         seed_everything(args.seed, torch_threads=args.torch_threads or None)
         auctionsim.warm_up()
-        logs = None
-        for seed in training:
-            todo = [variant for variant in args.variants if not unit_path(output, variant, seed).exists()]
-            if not todo:
-                continue
-            logs = logs or log_markets(args)
-            seed_everything(seed)
-            with ScalarLogger(output / "tensorboard" / f"seed{seed}" if args.tensorboard else None) as logger:
-                started = time.perf_counter()
-                think, think_losses = pretrain_think(args, logs, seed, device, logger)
-                think_seconds = time.perf_counter() - started
-                for variant in todo:
-                    record = train_unit(args, logs[variant], variant, seed, think, device, logger)
-                    record["losses"]["think_pretraining"] = think_losses
-                    record["timings_s"]["think_pretraining"] = think_seconds
-                    runs.atomic_write_json(unit_path(output, variant, seed), record)
+        todo = [seed for seed in training if not all(unit_path(output, variant, seed).exists() for variant in args.variants)]
+        if args.workers > 1 and len(todo) > 1:
+            context = multiprocessing.get_context("spawn")  # no forked torch/numba state
+            with concurrent.futures.ProcessPoolExecutor(min(args.workers, len(todo)), mp_context=context) as pool:
+                for future in [pool.submit(_train_seed_process, args, str(output), seed, str(device)) for seed in todo]:
+                    future.result()
+        else:
+            logs = log_markets(args) if todo else None
+            for seed in todo:
+                train_seed(args, output, seed, device, logs)
         folder.extra["device"] = str(device)
         folder.extra["torch_threads"] = torch.get_num_threads()
         summary = summarise(args.output_dir)

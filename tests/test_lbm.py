@@ -234,7 +234,7 @@ def test_experiment_flags_win_over_presets_and_resume_refuses_a_changed_config(t
     assert smollm2.context == QUICK["context"]
     # DT, LLM-DT and LBM-Act share one training budget: no per-learner step counts.
     assert set(EQUAL_TRAINING) <= {f.name for f in dataclasses.fields(Args)} and not hasattr(quick, "dt_steps")
-    for flags, message in ((["--probe-decisions", "0"], "probe_decisions"), (["--ablations", "discard"], "ablations"), (["--warmup-fraction", "2"], "warmup_fraction")):
+    for flags, message in ((["--probe-decisions", "0"], "probe_decisions"), (["--ablations", "discard"], "ablations"), (["--warmup-fraction", "2"], "warmup_fraction"), (["--workers", "0"], "workers")):
         with pytest.raises(ConfigError, match=message):
             parse_args(flags)
 
@@ -243,7 +243,7 @@ def test_experiment_flags_win_over_presets_and_resume_refuses_a_changed_config(t
     previous = parse_args(["--quick", "--output-dir", str(tmp_path)])
     runs.write_manifest(tmp_path, previous)
     with pytest.raises(runs.RunError, match="learner_steps"):
-        run(parse_args(["--quick", "--output-dir", str(tmp_path), "--resume", "--learner-steps", "5"]))
+        run(parse_args(["--quick", "--output-dir", str(tmp_path), "--resume", "--workers", "3", "--learner-steps", "5"]))
     extended = runs.check_resume(runs.read_manifest(tmp_path)["config"], dataclasses.replace(previous, training_seeds=3), {"training_seeds"}, runs.DEFAULT_IGNORED)
     assert extended == {"training_seeds": (1, 3)}
 
