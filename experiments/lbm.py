@@ -215,7 +215,8 @@ class Args(arguments.ProtocolArgs):
     torch_threads: int = 0
     """torch CPU threads (0: torch's default); small models run fastest on 1 on a loaded machine"""
     workers: int = 1
-    """training seeds trained at once, each in its own process (results do not depend on it)"""
+    """training seeds trained at once, each in its own process (results do not depend on it; Ctrl-C
+    stops them all, a kill by process id stops only the parent: kill the process group)"""
     plot_only: bool = False
     """redraw tables and plots from saved results"""
 
