@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.offline.data import ActionScale, default_device
+from agents.offline.data import ActionScale
 from agents.offline.networks import Normalizer, mlp
+from agents.offline.training import resolve_device
 from auctionsim.envs.policy import PopulationPolicy
 from auctionsim.errors import ConfigError, describe
 
@@ -92,7 +93,7 @@ class Actor(nn.Module):
     def rsample(self, observations: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised draw: unit actions ``(B, 1)`` and their log-densities ``(B,)``."""
         mean, log_std = self.distribution(observations)
-        noise = torch.randn(mean.shape, generator=generator, device="cpu").to(mean.device)
+        noise = torch.randn(mean.shape, generator=generator, device=generator.device if generator is not None else mean.device).to(mean.device)
         pre_squash = mean + log_std.exp() * noise
         actions = torch.tanh(pre_squash)
         return actions, _squashed_log_prob(pre_squash, actions, mean, log_std)
@@ -153,7 +154,7 @@ def load_bidder(path: str | pathlib.Path, device: str | None = None) -> Checkpoi
     kind = checkpoint["kind"]
     if kind not in CheckpointBidder._registry:
         raise ConfigError(f"unknown bidder kind {kind!r} in {path}; known: {sorted(CheckpointBidder._registry)}")
-    return CheckpointBidder._registry[kind].from_checkpoint(checkpoint["config"], checkpoint["state_dict"], device or default_device())
+    return CheckpointBidder._registry[kind].from_checkpoint(checkpoint["config"], checkpoint["state_dict"], resolve_device(device))
 
 
 class ActorBidder(CheckpointBidder):
@@ -169,7 +170,7 @@ class ActorBidder(CheckpointBidder):
     kind = "actor"
 
     def __init__(self, actor: Actor, algorithm: str = "", device: str | None = None) -> None:
-        self.device = device or default_device()
+        self.device = resolve_device(device)
         self.actor = actor.to(self.device).eval()
         self.algorithm = algorithm
         self.action_scale = actor.config.action_scale

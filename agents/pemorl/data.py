@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from agents.datasets import OfflineDataset
-from agents.offline.data import ActionScale, as_dataset_list, default_device, scaled_rewards
+from agents.offline.data import ActionScale, as_dataset_list, scaled_rewards
+from agents.offline.training import resolve_device
 from auctionsim.envs.observations import FEATURE_NAMES
 from auctionsim.errors import ConfigError, describe
 
@@ -79,7 +80,7 @@ class GlobalTransitions:
         widths = {d.observations.shape[-1] for d in datasets}
         if len(widths) != 1:
             raise ConfigError(f"datasets disagree on the observation width: {sorted(widths)}")
-        self.device = device or default_device()
+        self.device = resolve_device(device)
         self.action_scale = action_scale
         self.observation_dim = widths.pop()
         if self.observation_dim <= DYNAMIC_FEATURES:
