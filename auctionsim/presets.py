@@ -1,7 +1,8 @@
 """Named markets: AuctionNet's and large populations.
 
 ``get(name, **overrides)`` returns a :class:`Scenario` (market config + population); keyword
-overrides replace fields of the market config. ``names()`` lists the presets.
+overrides replace fields of the market config, and ``scale_budgets=True`` scales the budgets
+with the impressions per episode. ``names()`` lists the presets.
 
 * ``auctionnet``: AuctionNet's market (``../reference``: 48 advertisers = 6 categories x 8,
   48 ticks, 500,000 impressions, GSP over 3 slots exposed with probability 1.0/0.8/0.6, reserve
@@ -103,10 +104,20 @@ def names() -> list[str]:
     return list(_PRESETS)
 
 
-def get(name: str, **overrides: object) -> Scenario:
-    """The preset ``name``, with ``overrides`` replacing fields of its :class:`MarketConfig`."""
+def get(name: str, scale_budgets: bool = False, **overrides: object) -> Scenario:
+    """The preset ``name``, with ``overrides`` replacing fields of its :class:`MarketConfig`.
+
+    Args:
+        name: one of :func:`names`.
+        scale_budgets: multiply every budget by ``impressions_per_episode`` (after overrides)
+            over the preset's own, so that budgets bind about as often as in the full preset
+            when a market is shrunk (or grown); CPA targets are unchanged.
+        overrides: :class:`MarketConfig` fields, e.g. ``impressions_per_episode=24_000``.
+    """
     if name not in _PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(_PRESETS)}")
+    if not isinstance(scale_budgets, bool):
+        raise ConfigError(f"scale_budgets must be True or False, got {scale_budgets!r}")
     scenario = _PRESETS[name]()
     if not overrides:
         return scenario
@@ -120,4 +131,8 @@ def get(name: str, **overrides: object) -> Scenario:
             f"candidates_per_impression={market.candidates_per_impression} exceeds the preset's "
             f"{len(scenario.population)} advertisers"
         )
-    return dataclasses.replace(scenario, market=market)
+    population = scenario.population
+    if scale_budgets:
+        scale = market.impressions_per_episode / scenario.market.impressions_per_episode
+        population = dataclasses.replace(population, budgets=population.budgets * scale)
+    return dataclasses.replace(scenario, market=market, population=population)

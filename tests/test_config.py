@@ -113,3 +113,14 @@ def test_presets():
         presets.get("nope")
     with pytest.raises(ConfigError, match="unknown MarketConfig field 'slots'"):
         presets.get("auctionnet", slots=2)
+
+
+def test_preset_scale_budgets_follows_the_impressions():
+    full = presets.get("auctionnet")
+    small = presets.get("auctionnet", impressions_per_episode=24_000, scale_budgets=True)
+    np.testing.assert_allclose(small.population.budgets, full.population.budgets * 24_000 / 500_000)
+    np.testing.assert_array_equal(small.population.cpa_targets, full.population.cpa_targets)
+    unscaled = presets.get("auctionnet", impressions_per_episode=24_000)
+    np.testing.assert_array_equal(unscaled.population.budgets, full.population.budgets)
+    with pytest.raises(ConfigError, match="scale_budgets"):
+        presets.get("auctionnet", scale_budgets="yes")

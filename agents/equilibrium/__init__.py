@@ -33,7 +33,7 @@ from agents.equilibrium.grid import DEFAULT_GRID, BestResponseDynamics, GridBest
 from agents.equilibrium.history import HISTORY_SCHEMA, TrainingHistory
 from agents.equilibrium.ppo import PPOBestResponse
 from agents.equilibrium.report import EstimatorValues, ExploitabilityReport, compliance_rate
-from agents.equilibrium.stats import Interval
+from auctionsim.stats import Interval
 
 __all__ = [
     "AdvertiserBestResponse",

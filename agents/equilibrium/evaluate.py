@@ -39,7 +39,7 @@ from agents.equilibrium.deviation import (
 from agents.equilibrium.estimator import LOWER, UPPER, AdvertiserBestResponse, BestResponseEstimator
 from agents.equilibrium.grid import GridBestResponse
 from agents.equilibrium.report import EstimatorValues, ExploitabilityReport
-from agents.equilibrium.stats import check_confidence
+from auctionsim.stats import check_confidence
 from agents.oracle import check_objective
 from auctionsim.envs import PopulationPolicy
 from auctionsim.errors import ConfigError, describe

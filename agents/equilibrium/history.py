@@ -39,7 +39,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from agents.equilibrium.report import ExploitabilityReport, JsonFile
-from agents.equilibrium.stats import Interval
+from auctionsim.stats import Interval
 from auctionsim.errors import ConfigError, describe
 
 __all__ = ["HISTORY_SCHEMA", "TrainingHistory"]

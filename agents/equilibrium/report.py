@@ -48,7 +48,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from agents.equilibrium.estimator import LOWER, UPPER
-from agents.equilibrium.stats import Interval, bootstrap_interval, t_interval
+from auctionsim.stats import Interval, bootstrap_interval, t_interval
 from auctionsim.errors import ConfigError, describe
 
 __all__ = ["EstimatorValues", "ExploitabilityReport", "compliance_rate", "SCHEMA"]
