@@ -13,7 +13,8 @@ import torch
 
 from agents.offline.data import OfflineData
 from agents.offline.policy import Actor, ActorBidder, ActorConfig
-from agents.offline.training import ScalarWriter, autocast, check_positive, device_generator, log_scalars, progress_steps, seed_everything
+from agents.offline.training import autocast, check_positive, device_generator, log_scalars, progress_steps
+from auctionsim.tracking import ScalarLogger, seed_everything
 from auctionsim.errors import ConfigError
 
 __all__ = ["BCConfig", "train_bc"]
@@ -46,7 +47,7 @@ class BCConfig:
             raise ConfigError(f"BCConfig.steps and batch_size must be integers, got {self.steps!r}, {self.batch_size!r}")
 
 
-def train_bc(data: OfflineData, config: BCConfig = BCConfig(), progress: bool = False, writer: ScalarWriter | None = None, log_every: int = 100) -> ActorBidder:
+def train_bc(data: OfflineData, config: BCConfig = BCConfig(), progress: bool = False, writer: ScalarLogger | None = None, log_every: int = 100) -> ActorBidder:
     """Fit an actor to the logged actions of ``data`` (on ``data.device``; bf16 autocast on CUDA);
     returns it as a bidder. ``writer`` receives ``bc/loss`` every ``log_every`` steps."""
     seed_everything(config.seed)

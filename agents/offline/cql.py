@@ -21,7 +21,6 @@ from agents.offline.data import OfflineData, TransitionBatch
 from agents.offline.networks import StateEncoder, TwinQ
 from agents.offline.policy import Actor, ActorBidder, ActorConfig
 from agents.offline.training import (
-    ScalarWriter,
     autocast,
     check_positive,
     check_unit_interval,
@@ -29,9 +28,9 @@ from agents.offline.training import (
     frozen_copy,
     log_scalars,
     progress_steps,
-    seed_everything,
     soft_update,
 )
+from auctionsim.tracking import ScalarLogger, seed_everything
 from auctionsim.errors import ConfigError
 
 __all__ = ["CQLConfig", "CQLLearner", "train_cql"]
@@ -164,7 +163,7 @@ class CQLLearner:
         optimizer.step()
 
 
-def train_cql(data: OfflineData, config: CQLConfig = CQLConfig(), progress: bool = False, writer: ScalarWriter | None = None, log_every: int = 100) -> ActorBidder:
+def train_cql(data: OfflineData, config: CQLConfig = CQLConfig(), progress: bool = False, writer: ScalarLogger | None = None, log_every: int = 100) -> ActorBidder:
     """Train CQL on ``data`` (on ``data.device``; bf16 autocast on CUDA); returns the actor
     (acting with its mean) as a bidder. ``writer`` receives ``cql/<loss>`` every ``log_every`` steps."""
     seed_everything(config.seed)

@@ -28,9 +28,10 @@ from torch import nn
 from agents.offline.data import ActionScale, OfflineData, WindowBatch
 from agents.offline.networks import CausalTransformer, Normalizer
 from agents.offline.policy import CheckpointBidder
-from agents.offline.training import ScalarWriter, autocast, check_positive, device_generator, log_scalars, progress_steps, resolve_device, seed_everything
+from agents.offline.training import autocast, check_positive, device_generator, log_scalars, progress_steps, resolve_device
 from auctionsim.envs.observations import REWARDS, RewardTracker
 from auctionsim.envs.policy import PolicyContext, TickFeedback
+from auctionsim.tracking import ScalarLogger, seed_everything
 from auctionsim.errors import ConfigError
 
 __all__ = ["DTConfig", "DecisionTransformer", "DTBidder", "train_dt"]
@@ -107,7 +108,7 @@ class DecisionTransformer(nn.Module):
         return self.predict_action(hidden[:, 1::3])[..., 0]
 
 
-def train_dt(data: OfflineData, config: DTConfig = DTConfig(), progress: bool = False, writer: ScalarWriter | None = None, log_every: int = 100) -> "DTBidder":
+def train_dt(data: OfflineData, config: DTConfig = DTConfig(), progress: bool = False, writer: ScalarLogger | None = None, log_every: int = 100) -> "DTBidder":
     """Train a decision transformer on ``data`` (on ``data.device``; bf16 autocast on CUDA);
     returns it as a bidder conditioned on the target return (``config.target_return`` or the
     ``target_quantile`` of the logged returns). ``writer`` receives ``dt/loss`` and

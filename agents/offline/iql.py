@@ -50,7 +50,6 @@ from agents.offline.data import OfflineData, TransitionBatch
 from agents.offline.networks import State, StateEncoder, TwinQ, ValueNet
 from agents.offline.policy import CHECKPOINT_FORMAT, Actor, ActorBidder, ActorConfig
 from agents.offline.training import (
-    ScalarWriter,
     autocast,
     check_positive,
     check_unit_interval,
@@ -59,9 +58,9 @@ from agents.offline.training import (
     log_scalars,
     progress_steps,
     resolve_device,
-    seed_everything,
     soft_update,
 )
+from auctionsim.tracking import ScalarLogger, seed_everything
 from auctionsim.errors import ConfigError
 
 __all__ = [
@@ -289,7 +288,7 @@ class IQLResult:
 
 
 def train_iql(
-    data: OfflineData, config: IQLConfig = IQLConfig(), progress: bool = False, log_every: int = 100, writer: ScalarWriter | None = None
+    data: OfflineData, config: IQLConfig = IQLConfig(), progress: bool = False, log_every: int = 100, writer: ScalarLogger | None = None
 ) -> IQLResult:
     """Train IQL on ``data`` for ``config.steps`` steps (on ``data.device``; bf16 autocast on
     CUDA). Every ``log_every`` steps the losses go to the history and, as ``iql/<name>``, to

@@ -1,12 +1,11 @@
-"""Small helpers shared by the offline-RL training loops: seeding, devices, bf16 autocast,
-target networks, progress bars, scalar logging and config validation."""
+"""Small helpers shared by the offline-RL training loops: device generators, devices, bf16
+autocast, target networks, progress bars, scalar logging and config validation."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import random
-from typing import Iterable, Mapping, Protocol
+from typing import Iterable, Mapping
 
 import numpy as np
 import torch
@@ -14,10 +13,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from auctionsim.errors import ConfigError, describe
+from auctionsim.tracking import ScalarLogger
 
 __all__ = [
-    "ScalarWriter",
-    "autocast",
+        "autocast",
     "check_positive",
     "check_unit_interval",
     "device_generator",
@@ -25,23 +24,15 @@ __all__ = [
     "log_scalars",
     "progress_steps",
     "resolve_device",
-    "seed_everything",
     "soft_update",
 ]
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch (CPU and CUDA) and return a CPU generator for batch sampling."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def device_generator(seed: int, device: str | torch.device) -> torch.Generator:
     """A generator on ``device`` seeded with ``seed``: batches and noise are drawn where they are
     used (no host-to-device copy per step). On the CPU it is the generator
-    :func:`seed_everything` returns, so CPU runs are unchanged by the device option."""
+    the offline learners always used, so CPU runs are unchanged by the device option. Seed the
+    global generators (network initialisation) with :func:`auctionsim.tracking.seed_everything`."""
     return torch.Generator(device=torch.device(device)).manual_seed(seed)
 
 
@@ -88,21 +79,13 @@ def progress_steps(steps: int, description: str, enabled: bool) -> Iterable[int]
     return tqdm(range(steps), desc=description, disable=not enabled, unit="step", mininterval=1.0)
 
 
-class ScalarWriter(Protocol):
-    """What the training loops log to: ``torch.utils.tensorboard.SummaryWriter`` or anything with
-    its ``add_scalar(tag, value, step)``."""
-
-    def add_scalar(self, tag: str, scalar_value: float, global_step: int | None = None) -> None: ...
-
-
-def log_scalars(writer: ScalarWriter | None, prefix: str, values: Mapping[str, torch.Tensor | float], step: int) -> dict[str, float]:
-    """Turn ``values`` (tensors or numbers) into floats, write them to ``writer`` as
+def log_scalars(writer: ScalarLogger | None, prefix: str, values: Mapping[str, torch.Tensor | float], step: int) -> dict[str, float]:
+    """Turn ``values`` (tensors or numbers) into floats, log them to ``writer`` (TensorBoard) as
     ``prefix/name`` at ``step`` when given, and return them. The one place a training loop reads
     values back from the device: call it every ``log_every`` steps, not every step."""
     floats = {name: float(value) for name, value in values.items()}
     if writer is not None:
-        for name, value in floats.items():
-            writer.add_scalar(f"{prefix}/{name}", value, step)
+        writer.log(step, floats, prefix=f"{prefix}/")
     return floats
 
 

@@ -54,7 +54,6 @@ from agents.offline.data import OfflineData, TransitionBatch
 from agents.offline.networks import StateEncoder, TwinQ
 from agents.offline.policy import Actor, ActorBidder, ActorConfig
 from agents.offline.training import (
-    ScalarWriter,
     autocast,
     check_positive,
     check_unit_interval,
@@ -62,12 +61,12 @@ from agents.offline.training import (
     frozen_copy,
     log_scalars,
     progress_steps,
-    seed_everything,
     soft_update,
 )
 from agents.pemorl.data import GlobalTransitions
 from agents.pemorl.model import ModelEnsemble
 from agents.pemorl.rollouts import branched_rollouts
+from auctionsim.tracking import ScalarLogger, seed_everything
 from auctionsim.errors import ConfigError, describe
 
 __all__ = ["PEMORLConfig", "PEMORLLearner", "PEMORLResult", "train_pemorl"]
@@ -270,7 +269,7 @@ def train_pemorl(
     ensemble: ModelEnsemble,
     config: PEMORLConfig = PEMORLConfig(),
     progress: bool = False,
-    writer: ScalarWriter | None = None,
+    writer: ScalarLogger | None = None,
 ) -> PEMORLResult:
     """Train PE-MORL's actor-critic on ``data`` (the logged per-advertiser transitions) and
     imaginary rollouts of ``ensemble`` branched from ``transitions`` (the same logs as global

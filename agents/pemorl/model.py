@@ -34,8 +34,9 @@ import torch
 from torch import nn
 
 from agents.offline.networks import Normalizer
-from agents.offline.training import ScalarWriter, autocast, check_positive, device_generator, log_scalars, progress_steps, seed_everything
+from agents.offline.training import autocast, check_positive, device_generator, log_scalars, progress_steps
 from agents.pemorl.data import DYNAMIC_FEATURES, GlobalBatch, GlobalTransitions
+from auctionsim.tracking import ScalarLogger, seed_everything
 from auctionsim.errors import ConfigError, describe
 
 __all__ = ["ModelConfig", "ModelTrainingConfig", "PEModel", "MLPModel", "ModelEnsemble", "EnsembleLinear", "gaussian_nll", "prediction_error", "train_ensemble", "uncertainty_penalty", "TARGET_DIM"]
@@ -299,7 +300,7 @@ def train_ensemble(
     config: ModelConfig,
     training: ModelTrainingConfig = ModelTrainingConfig(),
     progress: bool = False,
-    writer: ScalarWriter | None = None,
+    writer: ScalarLogger | None = None,
     log_every: int = 100,
 ) -> ModelEnsemble:
     """Fit an ensemble of ``config`` models to ``data`` by Gaussian maximum likelihood, every
