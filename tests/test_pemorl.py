@@ -263,27 +263,48 @@ def test_models_and_data_reject_bad_input(transitions, logs):
         uncertainty_penalty(torch.zeros(1, 3, 4))
 
 
-def test_experiment_runs_end_to_end_and_redraws_plots_from_saved_results(tmp_path):
+TINY_EXPERIMENT = ["--quick", "--impressions-per-episode", "20000", "--n-ticks", "6", "--train-episodes", "2", "--test-episodes", "2", "--model-steps", "3",
+                   "--policy-steps", "10", "--dt-steps", "10", "--eval-seeds", "2", "--validation-seeds", "1", "--focal-advertisers", "3",
+                   "--shifted-budget-scales", "0.5", "--rollouts-per-refresh", "8", "--no-tensorboard"]  # fmt: skip
+
+
+def test_experiment_runs_resumes_extends_and_redraws_plots(tmp_path, capsys):
+    """One training seed, then ``--resume`` with two: the first seed's saved results are reused,
+    the summary holds intervals and verdicts over both, every result has its manifest, the plots
+    are redrawn from ``summary.json``; a resume with another config is refused."""
+    from auctionsim.runs import RunError, read_manifest
     from experiments import pemorl
 
-    args = pemorl.parse_args(
-        ["--quick", "--output-dir", str(tmp_path), "--impressions-per-episode", "20000", "--n-ticks", "6", "--train-episodes", "2", "--test-episodes", "1",
-         "--model-steps", "3", "--policy-steps", "10", "--dt-steps", "10", "--eval-seeds", "1", "--focal-advertisers", "3", "--shifted-budget-scales", "0.5"]
-    )  # fmt: skip
-    assert args.model_members == 3 and args.penalty_grid == (1.0,)  # quick defaults fill what is not given
-    results = pemorl.run(args)
-    assert set(results["model_errors"]) == {"pe", "mlp"}
-    assert set(results["model_errors"]["pe"]) >= {"held-out", "budget x0.5", "72 advertisers"}
-    bidders = {row["bidder"] for row in results["policies"]}
-    assert bidders >= {"BC", "IQL", "CQL", "DT", "PE-MORL lambda=0", "PE-MORL lambda=1", "PID pacing"}
-    for name in ("models.png", "policies.png"):
+    args = pemorl.parse_args([*TINY_EXPERIMENT, "--output-dir", str(tmp_path), "--training-seeds", "1"])
+    assert args.model_members == 3 and args.penalty_grid == (1.0,) and args.training_seeds == 1  # quick fills only what is not given
+    pemorl.run(args)
+    first = (tmp_path / "seeds" / "seed-0.json").read_text()
+    summary = pemorl.run(pemorl.parse_args([*TINY_EXPERIMENT, "--output-dir", str(tmp_path), "--training-seeds", "2", "--resume"]))
+    assert "training seed 0: done in the run being resumed" in capsys.readouterr().out
+    assert (tmp_path / "seeds" / "seed-0.json").read_text() == first and (tmp_path / "seeds" / "seed-1.json").exists()
+    score = summary["markets"]["training"]["score"]
+    assert set(score["metrics"]) == set(pemorl.METHODS)
+    assert all(m["n_training_seeds"] == 2 and m["n_eval_seeds"] == 2 and m["low"] <= m["mean"] <= m["high"] for m in score["metrics"].values())
+    assert {(c["a"], c["b"]) for c in score["comparisons"]} >= {("PE-MORL", "PE-MORL lambda=0"), ("PE-MORL", "IQL")}
+    assert set(summary["markets"]) == {"training", "budget x0.5", "72 advertisers"}
+    assert set(summary["model_errors"]) == {"held-out", "budget x0.5", "72 advertisers"}
+    assert {"actor_multiplier_in_data_range", "not_worse_than_iql_on_training_market", "shifted_vs_best_baseline", "lambda_ablation"} <= set(summary["gates"])
+    manifest = read_manifest(tmp_path)
+    assert manifest["status"] == "complete" and manifest["extended"] == {"training_seeds": [1, 2]} and "summary.json" in manifest["files"]
+    loaded = load_bidder(tmp_path / "bidders" / "seed-1" / "PE-MORL.pt", device="cpu")
+    assert loaded.algorithm == "pe-morl"
+    for name in ("models.png", "policies.png", "validation.png"):
         (tmp_path / name).unlink()
-    pemorl.plot(tmp_path)
-    assert (tmp_path / "models.png").stat().st_size > 0 and (tmp_path / "policies.png").stat().st_size > 0
-    assert (tmp_path / "policies.csv").read_text().startswith("market,bidder,conversions")
+    assert all(path.stat().st_size > 0 for path in pemorl.plot(tmp_path))
+    with pytest.raises(RunError, match="policy_steps"):
+        pemorl.run(pemorl.parse_args([*TINY_EXPERIMENT, "--output-dir", str(tmp_path), "--training-seeds", "2", "--policy-steps", "11", "--resume"]))
 
 
-@pytest.mark.parametrize("flags, field", [(["--population", "bots"], "population"), (["--model-members", "1"], "model_members"), (["--n-ticks", "0"], "n_ticks")])
+@pytest.mark.parametrize(
+    "flags, field",
+    [(["--population", "bots"], "population"), (["--model-members", "1"], "model_members"), (["--n-ticks", "0"], "n_ticks"), (["--horizon-grid", "0"], "horizon_grid"),
+     (["--device", "tpu"], "device"), (["--batch-size", "-1"], "batch_size")],
+)  # fmt: skip
 def test_experiment_arguments_are_validated(flags, field):
     from experiments import pemorl
 
