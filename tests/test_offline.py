@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 import pytest
 import torch
@@ -293,6 +295,26 @@ def test_load_bidder_rejects_other_files(tmp_path):
     torch.save({"weights": torch.zeros(3)}, path)
     with pytest.raises(ConfigError, match="checkpoint"):
         load_bidder(path)
+
+
+class _Exploit:
+    """A pickle that would run code when unpickled (writes a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+@pytest.mark.parametrize("load", [load_bidder, load_critic])
+def test_loading_refuses_a_crafted_pickle_without_running_it(load, tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "crafted.pt"
+    torch.save({"format": "auctionsim.offline.v1", "kind": "actor", "config": _Exploit(marker), "state_dict": {}}, path)
+    with pytest.raises(ConfigError, match="refusing to unpickle"):
+        load(path)
+    assert not marker.exists()
 
 
 def test_actor_bidder_checks_observation_shape(logs):

@@ -48,7 +48,7 @@ from torch import nn
 
 from agents.offline.data import OfflineData, TransitionBatch
 from agents.offline.networks import State, StateEncoder, TwinQ, ValueNet
-from agents.offline.policy import CHECKPOINT_FORMAT, Actor, ActorBidder, ActorConfig
+from agents.offline.policy import CHECKPOINT_FORMAT, Actor, ActorBidder, ActorConfig, load_checkpoint
 from agents.offline.training import (
     autocast,
     check_positive,
@@ -318,8 +318,8 @@ def save_critic(critic: IQLCritic, path: str | pathlib.Path) -> pathlib.Path:
 
 def load_critic(path: str | pathlib.Path, device: str | None = None) -> IQLCritic:
     """Rebuild a critic written by :func:`save_critic`, in eval mode."""
-    checkpoint = torch.load(pathlib.Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "iql-critic":
+    checkpoint = load_checkpoint(path)
+    if checkpoint.get("kind") != "iql-critic":
         raise ConfigError(f"{path} is not an IQL critic checkpoint")
     config = checkpoint["config"]
     critic = IQLCritic(config["observation_dim"], IQLConfig(**config["iql"]), config["max_ticks"])

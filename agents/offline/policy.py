@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
+import pickle
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -25,7 +26,7 @@ from agents.offline.training import resolve_device
 from auctionsim.envs.policy import PopulationPolicy
 from auctionsim.errors import ConfigError, describe
 
-__all__ = ["ActorConfig", "Actor", "ActorBidder", "CheckpointBidder", "load_bidder", "CHECKPOINT_FORMAT"]
+__all__ = ["ActorConfig", "Actor", "ActorBidder", "CheckpointBidder", "load_bidder", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "auctionsim.offline.v1"
 LOG_STD_RANGE = (-5.0, 1.0)
@@ -146,11 +147,23 @@ class CheckpointBidder(PopulationPolicy):
         return path
 
 
-def load_bidder(path: str | pathlib.Path, device: str | None = None) -> CheckpointBidder:
-    """Rebuild a bidder saved with :meth:`CheckpointBidder.save` (``torch.load(weights_only=True)``)."""
-    checkpoint = torch.load(pathlib.Path(path), map_location="cpu", weights_only=True)
+def load_checkpoint(path: str | pathlib.Path) -> dict:
+    """Read a checkpoint of this package with ``torch.load(weights_only=True)``: tensors, numbers,
+    strings and containers only. A file that would need to unpickle code (a crafted or foreign
+    pickle) is refused with a ``ConfigError``; nothing in it is executed."""
+    try:
+        checkpoint = torch.load(pathlib.Path(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"{path} is not a weights-only checkpoint: refusing to unpickle it ({first_line})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(f"{path} is not an auctionsim offline-RL checkpoint (format {CHECKPOINT_FORMAT})")
+    return checkpoint
+
+
+def load_bidder(path: str | pathlib.Path, device: str | None = None) -> CheckpointBidder:
+    """Rebuild a bidder saved with :meth:`CheckpointBidder.save` (see :func:`load_checkpoint`)."""
+    checkpoint = load_checkpoint(path)
     kind = checkpoint["kind"]
     if kind not in CheckpointBidder._registry:
         raise ConfigError(f"unknown bidder kind {kind!r} in {path}; known: {sorted(CheckpointBidder._registry)}")
