@@ -43,7 +43,6 @@ scalars to ``tensorboard/``, and ``summary.json``, ``models.png``, ``policies.pn
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import pathlib
