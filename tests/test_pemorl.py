@@ -310,3 +310,40 @@ def test_experiment_arguments_are_validated(flags, field):
 
     with pytest.raises(ConfigError, match=field):
         pemorl.parse_args(flags)
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def _train_everything_briefly(logs, device: str) -> dict:
+    """A few steps of every learner (and the model) on ``device``; their final losses."""
+    from agents.offline import CQLConfig, DTConfig, IQLConfig, train_cql, train_dt, train_iql
+
+    data = OfflineData(logs, device=device)
+    transitions = GlobalTransitions(logs, device=device)
+    config = ModelConfig(kind="pe", observation_dim=transitions.observation_dim, hidden_dim=16, layers=1, heads=2)
+    ensemble = train_ensemble(transitions, config, ModelTrainingConfig(steps=3, batch_size=4, members=2))
+    fast = dict(steps=3, batch_size=16, hidden_dim=16)
+    bidders = {
+        "bc": train_bc(data, BCConfig(**fast)),
+        "iql": train_iql(data, IQLConfig(**fast)).bidder,
+        "cql": train_cql(data, CQLConfig(**fast, n_actions=2)),
+        "dt": train_dt(data, DTConfig(steps=3, batch_size=8, hidden_dim=16, layers=1, heads=2, context_length=3)),
+        "pemorl": train_pemorl(data, transitions, ensemble, PEMORLConfig(**{**TINY_POLICY, "steps": 4, "hidden_dim": 16})).bidder,
+    }
+    env = SingleBidderEnv(tiny_market_env().market, population=behaviour_mix(tiny_market_env()), focal=5, reward="score")
+    return {name: play_focal_episode(env, bidder, seed=0).mean_multiplier for name, bidder in bidders.items()}
+
+
+def test_learners_run_under_bf16_autocast(logs):
+    """The bf16 path (autocast on CUDA) exercised on the CPU: every learner trains and acts with
+    its matrix products in bfloat16 (losses cast to float32 where they are reduced)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        multipliers = _train_everything_briefly(logs, "cpu")
+    assert all(np.isfinite(value) and value > 0 for value in multipliers.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_learners_run_on_cuda(logs):
+    multipliers = _train_everything_briefly(logs, "cuda")
+    assert all(np.isfinite(value) and value > 0 for value in multipliers.values())

@@ -190,7 +190,7 @@ class DTBidder(CheckpointBidder):
             raise ConfigError("DTBidder.act called twice without observe in between")
         self._observations.append(observations)
         window = self._window()
-        unit = self.model(window)[:, -1]
+        unit = self.model(window)[:, -1].float()
         self._actions.append(unit.cpu().numpy())
         return self.action_scale.to_multiplier(unit).double().cpu().numpy()
 

@@ -193,7 +193,7 @@ class ActorBidder(CheckpointBidder):
         tensor = torch.as_tensor(np.asarray(observations), dtype=torch.float32, device=self.device)
         if tensor.ndim != 2 or tensor.shape[1] != self.actor.config.observation_dim:
             raise ConfigError(f"observations must be (k, {self.actor.config.observation_dim}), got shape {tuple(tensor.shape)}")
-        multipliers = self.action_scale.to_multiplier(self.actor(tensor))[:, 0]
+        multipliers = self.action_scale.to_multiplier(self.actor(tensor).float())[:, 0]
         return multipliers.double().cpu().numpy()
 
     def checkpoint_config(self) -> dict:
