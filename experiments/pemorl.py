@@ -58,7 +58,7 @@ from agents.datasets import OfflineDataset, collect_dataset
 from agents.evaluation import play_focal_episode
 from agents.offline import ActorBidder, BCConfig, CQLConfig, DTConfig, IQLConfig, OfflineData, train_bc, train_cql, train_dt, train_iql
 from agents.offline.training import resolve_device
-from agents.pemorl import GlobalTransitions, ModelConfig, ModelTrainingConfig, PEMORLConfig, prediction_error, train_ensemble, train_pemorl
+from agents.pemorl import POLICY_IMPROVEMENTS, GlobalTransitions, ModelConfig, ModelTrainingConfig, PEMORLConfig, prediction_error, train_ensemble, train_pemorl
 from agents.populations import POPULATIONS, named_population
 from auctionsim import Market, runs, stats
 from auctionsim.config import Population
@@ -118,11 +118,13 @@ class Args(arguments.ProtocolArgs):
     """actions CQL samples per source for its log-sum-exp (its cost grows with them)"""
     dt_steps: int = 10_000
     """gradient steps of the decision transformer"""
-    penalty_grid: tuple[float, ...] = (0.3, 1.0, 3.0)
+    policy_improvement: str = "awr"
+    """PE-MORL's policy improvement: awr (IQL on real + model data) or td3+bc (agents.pemorl.learner)"""
+    penalty_grid: tuple[float, ...] = (0.1, 1.0)
     """PE-MORL penalty coefficients lambda tried on the validation episodes"""
     horizon_grid: tuple[int, ...] = (1, 5)
     """PE-MORL rollout horizons (ticks) tried on the validation episodes"""
-    rollouts_per_refresh: int = 512
+    rollouts_per_refresh: int = 256
     """PE-MORL model rollouts per refresh (every 250 steps; the buffer keeps the last 5 refreshes)"""
     focal_advertisers: tuple[int, ...] = (3, 11, 19, 27, 35, 43)
     """advertisers (ids) the evaluated bidder bids for, one at a time"""
@@ -147,6 +149,8 @@ class Args(arguments.ProtocolArgs):
             raise ConfigError(f"model_members must be >= 2 (the penalty needs an ensemble), got {self.model_members}")
         if not self.penalty_grid or any(not np.isfinite(p) or p < 0 for p in self.penalty_grid):
             raise ConfigError(f"penalty_grid must hold finite values >= 0, got {self.penalty_grid}")
+        if self.policy_improvement not in POLICY_IMPROVEMENTS:
+            raise ConfigError(f"policy_improvement must be one of {', '.join(POLICY_IMPROVEMENTS)}, got {self.policy_improvement!r}")
         if not self.horizon_grid or any(h < 1 for h in self.horizon_grid):
             raise ConfigError(f"horizon_grid must hold integers >= 1, got {self.horizon_grid}")
         if not self.focal_advertisers:
@@ -157,7 +161,7 @@ class Args(arguments.ProtocolArgs):
 QUICK = dict(
     output_dir="results/pemorl-quick", training_seeds=2, eval_seeds=3, validation_seeds=2, impressions_per_episode=200_000, n_ticks=24,
     train_episodes=10, test_episodes=2, model_members=3, model_hidden=32, model_steps=300, policy_steps=1_500, hidden_dim=128,
-    cql_sampled_actions=3, dt_steps=400, penalty_grid=(1.0,), horizon_grid=(3,), rollouts_per_refresh=256, focal_advertisers=(3, 15, 27, 39),
+    cql_sampled_actions=3, dt_steps=400, penalty_grid=(0.1, 1.0), horizon_grid=(3,), rollouts_per_refresh=256, focal_advertisers=(3, 15, 27, 39),
 )  # fmt: skip
 
 
@@ -275,8 +279,9 @@ def train_baselines(args: Args, data: OfflineData, seed: int, log_dir: pathlib.P
 
 
 def pemorl_config(args: Args, seed: int, device: str, penalty: float, horizon: int) -> PEMORLConfig:
-    return PEMORLConfig(steps=args.policy_steps, batch_size=batch_size(args, device), hidden_dim=args.hidden_dim, penalty_coefficient=penalty,
-                        horizon=horizon, rollouts_per_refresh=args.rollouts_per_refresh, warm_start_steps=min(2_000, args.policy_steps), seed=seed)  # fmt: skip
+    return PEMORLConfig(policy_improvement=args.policy_improvement, steps=args.policy_steps, batch_size=batch_size(args, device), hidden_dim=args.hidden_dim,
+                        penalty_coefficient=penalty, horizon=horizon, rollouts_per_refresh=args.rollouts_per_refresh, warm_start_steps=min(2_000, args.policy_steps),
+                        seed=seed)  # fmt: skip
 
 
 def train_pemorl_validated(

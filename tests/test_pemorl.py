@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.evaluation import play_focal_episode
-from agents.offline import OfflineData, load_bidder
+from agents.offline import IQLConfig, OfflineData, load_bidder
 from agents.offline.bc import BCConfig, train_bc
 from agents.pemorl import (
     GlobalTransitions,
@@ -167,8 +167,9 @@ def test_tiny_end_to_end_run_and_weights_only_checkpoint(logs, transitions, ense
     checkpoint reproduces its episode exactly."""
     result = train_pemorl(OfflineData(logs, device="cpu"), transitions, ensemble, PEMORLConfig(**TINY_POLICY))
     assert [row["step"] for row in result.history] == [0, 20]
-    assert all(np.isfinite(row["critic_loss"]) and row["penalty"] > 0 for row in result.history)
-    assert "actor_loss" in result.history[1] and "actor_loss" not in result.history[0]  # critic warm-up
+    assert all(np.isfinite(row["q_loss"]) and row["penalty"] > 0 and row["weight_p95"] > row["weight_p05"] for row in result.history)
+    td3 = train_pemorl(OfflineData(logs, device="cpu"), transitions, ensemble, PEMORLConfig(**TINY_POLICY, policy_improvement="td3+bc"))
+    assert "actor_loss" in td3.history[1] and "actor_loss" not in td3.history[0]  # critic warm-up
     env = SingleBidderEnv(tiny_market_env().market, population=behaviour_mix(tiny_market_env()), focal=5, reward="score")
     played = play_focal_episode(env, result.bidder, seed=1)
     assert played.spend <= played.budget + 1e-9 and played.mean_multiplier > 0
@@ -177,7 +178,8 @@ def test_tiny_end_to_end_run_and_weights_only_checkpoint(logs, transitions, ense
     assert play_focal_episode(env, load_bidder(path, device="cpu"), seed=1) == played
 
 
-def test_the_penalty_reaches_the_policy_only_through_model_data(logs, transitions, ensemble):
+@pytest.mark.parametrize("improvement", ["td3+bc", "awr"])
+def test_the_penalty_reaches_the_policy_only_through_model_data(logs, transitions, ensemble, improvement):
     """lambda changes the trained actor when batches hold model transitions (the old AWR actor,
     regressed onto its own rollout actions, did not move with lambda); with real data only
     (``real_fraction=1``) lambda has no effect at all, so the check can fail."""
@@ -185,7 +187,8 @@ def test_the_penalty_reaches_the_policy_only_through_model_data(logs, transition
     observations = data.flat_observations()[:200]
 
     def actions(**overrides) -> torch.Tensor:
-        config = PEMORLConfig(**{**TINY_POLICY, "steps": 100, "actor_learning_rate": 1e-3, "critic_learning_rate": 1e-3, **overrides})
+        rates = dict(actor_learning_rate=1e-3, critic_learning_rate=1e-3, iql=IQLConfig(learning_rate=1e-3))
+        config = PEMORLConfig(**{**TINY_POLICY, "steps": 100, **rates, "policy_improvement": improvement, **overrides})
         actor = train_pemorl(data, transitions, ensemble, config).learner.actor
         with torch.no_grad():
             return actor(observations)
@@ -236,6 +239,8 @@ class _AsStochastic:
         (lambda: PEMORLConfig(penalty_coefficient=-1.0), "penalty_coefficient"),
         (lambda: PEMORLConfig(penalty_coefficient=float("nan")), "penalty_coefficient"),
         (lambda: PEMORLConfig(bc_weight=0.0), "bc_weight"),
+        (lambda: PEMORLConfig(policy_improvement="sac"), "policy_improvement"),
+        (lambda: PEMORLConfig(iql=IQLConfig(context_length=3)), "context_length"),
         (lambda: PEMORLConfig(exploration_noise=-0.1), "exploration_noise"),
         (lambda: PEMORLConfig(real_fraction=1.5), "real_fraction"),
         (lambda: PEMORLConfig(horizon=0), "horizon"),
@@ -263,7 +268,7 @@ def test_models_and_data_reject_bad_input(transitions, logs):
         uncertainty_penalty(torch.zeros(1, 3, 4))
 
 
-TINY_EXPERIMENT = ["--quick", "--impressions-per-episode", "20000", "--n-ticks", "6", "--train-episodes", "2", "--test-episodes", "2", "--model-steps", "3",
+TINY_EXPERIMENT = ["--quick", "--penalty-grid", "1.0", "--impressions-per-episode", "20000", "--n-ticks", "6", "--train-episodes", "2", "--test-episodes", "2", "--model-steps", "3",
                    "--policy-steps", "10", "--dt-steps", "10", "--eval-seeds", "2", "--validation-seeds", "1", "--focal-advertisers", "3",
                    "--shifted-budget-scales", "0.5", "--rollouts-per-refresh", "8", "--no-tensorboard"]  # fmt: skip
 

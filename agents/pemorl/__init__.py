@@ -2,8 +2,9 @@
 bidding. A Gaussian ensemble environment model over the set of advertisers
 (:mod:`agents.pemorl.model`, with a fixed-size MLP model for comparison; all members in one
 batched module), short branched model rollouts with the focal advertiser on the current policy
-plus exploration noise (:mod:`agents.pemorl.rollouts`), and a TD3+BC actor-critic on real plus
-uncertainty-penalised imaginary transitions (:mod:`agents.pemorl.learner`).
+plus exploration noise (:mod:`agents.pemorl.rollouts`), and an IQL (advantage-weighted) or
+TD3+BC actor-critic on real plus uncertainty-penalised imaginary transitions
+(:mod:`agents.pemorl.learner`).
 
 Typical use::
 
@@ -18,7 +19,7 @@ Typical use::
 """
 
 from agents.pemorl.data import DYNAMIC_FEATURES, GlobalBatch, GlobalTransitions
-from agents.pemorl.learner import PEMORLConfig, PEMORLLearner, PEMORLResult, train_pemorl
+from agents.pemorl.learner import POLICY_IMPROVEMENTS, PEMORLConfig, PEMORLLearner, PEMORLResult, train_pemorl
 from agents.pemorl.model import (
     EnsembleLinear,
     MLPModel,
@@ -34,6 +35,7 @@ from agents.pemorl.model import (
 from agents.pemorl.rollouts import ImaginaryBatch, branched_rollouts
 
 __all__ = [
+    "POLICY_IMPROVEMENTS",
     "DYNAMIC_FEATURES",
     "GlobalBatch",
     "GlobalTransitions",
