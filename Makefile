@@ -23,8 +23,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/engine.py
-	$(PY) benchmarks/envs.py
+	$(PY) benchmarks/engine.py --output results/benchmarks/engine.json
+	$(PY) benchmarks/envs.py --output results/benchmarks/envs.json
 
 clean-cache:
 	find . -name '*.nbi' -o -name '*.nbc' | xargs rm -f

@@ -166,7 +166,7 @@ class OnlineLP(PopulationPolicy):
         size = len(population)
         self._cpa = population.cpa_targets.astype(np.float64)
         self._budget_left = population.budgets.astype(np.float64)
-        self._last_slot_exposure = market.slot_exposure[-1]
+        self._last_slot_exposure = market.exposure_probabilities[-1]
         self._opportunity_share = context.expected_opportunities / market.impressions_per_episode
         self._remaining_impressions = float(market.impressions_per_episode)
         self._pvalues = np.zeros((size, self.pool_size))

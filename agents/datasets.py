@@ -45,9 +45,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import auctionsim
+from auctionsim.config import _check_float, _check_int
+from auctionsim.errors import ConfigError
 from auctionsim.envs import AuctionParallelEnv, PopulationPolicy, play_episode
+from auctionsim.runs import atomic_write
 
-__all__ = ["OfflineDataset", "Transitions", "collect_dataset"]
+__all__ = ["OfflineDataset", "Transitions", "collect_dataset", "save_episode", "EPISODE_FIELDS"]
 
 _TICK_FIELDS = {
     "spend": np.float64,
@@ -110,20 +113,26 @@ class OfflineDataset:
         return int(self.actions.shape[0])
 
     def save(self, path: str | pathlib.Path) -> pathlib.Path:
-        """Write a compressed ``.npz`` file."""
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write a compressed ``.npz`` file atomically: a reader (or a kill) sees the previous
+        file or the complete new one, never a part (:func:`auctionsim.runs.atomic_write`)."""
         arrays = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "metadata"}
-        np.savez_compressed(path, metadata=np.array(json.dumps(self.metadata)), **arrays)
-        return path
+        return atomic_write(path, lambda temporary: np.savez_compressed(temporary, metadata=np.array(json.dumps(self.metadata)), **arrays), suffix=".npz")
 
     @classmethod
     def load(cls, path: str | pathlib.Path) -> "OfflineDataset":
-        """Read a file written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
+        """Read a file written by :meth:`save`. Never unpickles (``allow_pickle=False``): a file
+        holding Python objects is refused with a :class:`ConfigError`, its code never run."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+        except ValueError as error:
+            raise ConfigError(f"{path} is not a plain-array dataset ({error}); refusing to unpickle it") from None
         metadata = json.loads(str(arrays.pop("metadata")))
         return cls(metadata=metadata, **arrays)
+
+    def episode(self, index: int) -> dict[str, np.ndarray]:
+        """The per-episode arrays of episode ``index`` (as one episode file of a checkpoint)."""
+        return {name: getattr(self, name)[index] for name in EPISODE_FIELDS} | {"seeds": self.seeds[index]}
 
     def transitions(self) -> Transitions:
         """Every live advertiser-tick as one ``(s, a, r, s', done)`` row."""
@@ -140,6 +149,40 @@ class OfflineDataset:
         )
 
 
+EPISODE_FIELDS = ("observations", "actions", "rewards", "live", "terminated", "truncated", *_TICK_FIELDS)
+
+
+def _episode_arrays(record, seed: int) -> dict[str, np.ndarray]:
+    """One played episode in the dataset's dtypes (the ``E`` axis dropped)."""
+    arrays = {
+        "observations": np.asarray(record.observations, dtype=np.float32),
+        "actions": np.asarray(record.actions, dtype=np.float32),
+        "rewards": np.asarray(record.rewards, dtype=np.float32),
+        "live": np.asarray(record.live),
+        "terminated": np.asarray(record.terminated),
+        "truncated": np.asarray(record.truncated),
+        "seeds": np.int64(seed),
+    }
+    for name, dtype in _TICK_FIELDS.items():
+        arrays[name] = np.array([getattr(tick, name) for tick in record.ticks], dtype=dtype)
+    return arrays
+
+
+def _episode_file(folder: pathlib.Path, index: int) -> pathlib.Path:
+    return folder / f"episode-{index:06d}.npz"
+
+
+def save_episode(folder: str | pathlib.Path, index: int, arrays: dict[str, np.ndarray]) -> pathlib.Path:
+    """Write one episode's arrays to a checkpoint folder (atomically)."""
+    path = _episode_file(pathlib.Path(folder), index)
+    return atomic_write(path, lambda temporary: np.savez(temporary, **arrays), suffix=".npz")
+
+
+def _load_episode(path: pathlib.Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
 def collect_dataset(
     env: AuctionParallelEnv,
     policy: PopulationPolicy,
@@ -148,25 +191,41 @@ def collect_dataset(
     action_noise: float = 0.0,
     progress: bool = True,
     description: str = "",
+    checkpoint_dir: str | pathlib.Path | None = None,
 ) -> OfflineDataset:
     """Play ``episodes`` episodes (market seeds ``seed, seed + 1, ...``) and log them.
 
     Args:
         env: the parallel env to play (its market and reward kind define the data).
-        policy: the behaviour policy for every advertiser.
-        action_noise: multiplicative log-normal exploration noise on the multipliers.
+        policy: the behaviour policy for every advertiser (reset at each episode, so an
+            episode depends only on its seeds).
+        episodes: number of episodes (>= 1).
+        seed: market seed of the first episode (>= 0).
+        action_noise: multiplicative log-normal exploration noise on the multipliers (>= 0).
         progress: show a progress bar.
         description: free text stored in the metadata (e.g. the behaviour mix).
+        checkpoint_dir: when given, each finished episode is written there (atomically), and
+            episodes already there are loaded instead of played: a killed collection resumes
+            where it stopped, and gives the same dataset as an uninterrupted one. The caller
+            checks that the folder belongs to the same config (``auctionsim dataset`` does).
     """
-    records = []
+    _check_int("episodes", episodes, low=1)
+    _check_int("seed", seed, low=0)
+    action_noise = _check_float("action_noise", action_noise, low=0.0)
+    folder = None if checkpoint_dir is None else pathlib.Path(checkpoint_dir)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    played = []
     for episode in tqdm(range(episodes), desc="collecting episodes", disable=not progress, unit="ep"):
-        records.append(play_episode(env, policy, seed=seed + episode, action_noise=action_noise, noise_seed=seed + 7919 * (episode + 1)))
+        if folder is not None and _episode_file(folder, episode).is_file():
+            played.append(_load_episode(_episode_file(folder, episode)))
+            continue
+        record = play_episode(env, policy, seed=seed + episode, action_noise=action_noise, noise_seed=seed + 7919 * (episode + 1))
+        played.append(_episode_arrays(record, seed + episode))
+        if folder is not None:
+            save_episode(folder, episode, played[-1])
     market = env.market
     population = market.population
-    ticks = {
-        name: np.array([[getattr(tick, name) for tick in record.ticks] for record in records], dtype=dtype)
-        for name, dtype in _TICK_FIELDS.items()
-    }
     metadata = {
         "auctionsim_version": auctionsim.__version__,
         "market": json.loads(json.dumps(dataclasses.asdict(market.config), default=str)),
@@ -177,18 +236,11 @@ def collect_dataset(
         "multiplier_bounds": list(env.multiplier_bounds),
     }
     return OfflineDataset(
-        observations=np.stack([r.observations for r in records]).astype(np.float32),
-        actions=np.stack([r.actions for r in records]).astype(np.float32),
-        rewards=np.stack([r.rewards for r in records]).astype(np.float32),
-        live=np.stack([r.live for r in records]),
-        terminated=np.stack([r.terminated for r in records]),
-        truncated=np.stack([r.truncated for r in records]),
-        seeds=np.array([seed + e for e in range(episodes)], dtype=np.int64),
+        **{name: np.stack([arrays[name] for arrays in played]) for name in (*EPISODE_FIELDS, "seeds")},
         advertiser_ids=population.ids.copy(),
         budgets=population.budgets.copy(),
         cpa_targets=population.cpa_targets.copy(),
         categories=population.categories.copy(),
         feature_names=np.array(env.feature_names),
         metadata=metadata,
-        **ticks,
     )

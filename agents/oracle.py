@@ -91,7 +91,8 @@ def lowest_seen_slot_costs(
     Args:
         others: ``(n, S)`` the other bidders' best ``S`` bids, descending, 0 where fewer bid.
         slots_seen: ``(n,)`` slots exposed on each impression (0: nothing to buy, cost ``inf``).
-        mechanism, slot_exposure, reserve: the market's rules.
+        mechanism, slot_exposure, reserve: the market's rules; ``slot_exposure`` are the marginal
+            probabilities that each slot is seen (``MarketConfig.exposure_probabilities``).
     """
     n, n_slots = others.shape
     n_others = (others > 0).sum(axis=1)
@@ -121,7 +122,9 @@ def _costs_by_rank(log: ImpressionLog, market: Market) -> np.ndarray:
     costs = np.empty((n_slots + 2, ranked.shape[0]))
     for rank in range(n_slots + 2):
         others = np.delete(ranked, rank, axis=1) if rank <= n_slots else ranked
-        costs[rank] = lowest_seen_slot_costs(others[:, :n_slots], log.slots_seen, config.mechanism, config.slot_exposure, config.reserve_price)
+        costs[rank] = lowest_seen_slot_costs(
+            others[:, :n_slots], log.slots_seen, config.mechanism, config.exposure_probabilities, config.reserve_price
+        )
     return costs
 
 

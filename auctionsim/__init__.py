@@ -6,7 +6,7 @@ The package is layered the way data flows: configuration (:mod:`auctionsim.confi
 (:mod:`auctionsim.market`) -> environments (:mod:`auctionsim.envs`).
 """
 
-from auctionsim.config import MarketConfig, Mechanism, Population, TrafficConfig
+from auctionsim.config import ExposureModel, MarketConfig, Mechanism, Population, TrafficConfig
 from auctionsim.errors import (
     ActionError,
     ActionTypeError,
@@ -29,6 +29,7 @@ __all__ = [
     "EpisodeMetrics",
     "EpisodeOverError",
     "ExplicitTraffic",
+    "ExposureModel",
     "ImpressionLog",
     "Market",
     "MarketConfig",

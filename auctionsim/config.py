@@ -23,7 +23,7 @@ import numpy as np
 
 from auctionsim.errors import ConfigError, describe
 
-__all__ = ["Mechanism", "TrafficConfig", "MarketConfig", "Population"]
+__all__ = ["Mechanism", "ExposureModel", "TrafficConfig", "MarketConfig", "Population"]
 
 _MAX_SEED = 2**63 - 1
 
@@ -51,6 +51,32 @@ class Mechanism(str, enum.Enum):
 
 
 _MECHANISM_CODES = {Mechanism.GSP: 0, Mechanism.FPA: 1, Mechanism.VCG: 2}
+
+
+class ExposureModel(str, enum.Enum):
+    """How the user's attention over the slots is drawn on each impression.
+
+    * ``CHAINED`` (AuctionNet): each slot ``k`` has its own Bernoulli draw with probability
+      ``slot_exposure[k]``, and a slot is seen only if the slot above it was seen (exposure
+      continuity), so slot ``k`` is seen with probability ``slot_exposure[0] x ... x
+      slot_exposure[k]``: 1.0, 0.8, 0.48 for (1.0, 0.8, 0.6).
+    * ``NESTED``: one uniform ``u`` per impression, slot ``k`` seen iff ``u < slot_exposure[k]``,
+      so ``slot_exposure`` are the marginal probabilities themselves (1.0, 0.8, 0.6). A smoother
+      model with a single draw per impression; auctionsim's behaviour before the calibration.
+
+    Either way the slots seen are a prefix of the slots.
+    """
+
+    CHAINED = "chained"
+    NESTED = "nested"
+
+    @property
+    def code(self) -> int:
+        """Integer code passed to the jitted kernels."""
+        return _EXPOSURE_MODEL_CODES[self]
+
+
+_EXPOSURE_MODEL_CODES = {ExposureModel.CHAINED: 0, ExposureModel.NESTED: 1}
 
 
 def _check_int(name: str, value: object, low: int | None = None, high: int | None = None) -> int:
@@ -83,6 +109,15 @@ def _check_float(
     return value
 
 
+def _check_choice(name: str, choices: type[enum.Enum], value: object) -> enum.Enum:
+    """``value`` as a member of the string enum ``choices`` (a member or its value)."""
+    try:
+        return choices(value)
+    except ValueError:
+        valid = ", ".join(member.value for member in choices)
+        raise ConfigError(f"{name} must be one of {valid}, got {describe(value)}") from None
+
+
 def _check_range(name: str, value: object, low: float = 0.0) -> tuple[float, float]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ConfigError(f"{name} must be a (low, high) pair, got {describe(value)}")
@@ -95,41 +130,57 @@ def _check_range(name: str, value: object, low: float = 0.0) -> tuple[float, flo
 
 @dataclass(frozen=True)
 class TrafficConfig:
-    """How impressions and their pValues are generated (AuctionNet's recipe by default).
+    """How impressions and their pValues are generated (AuctionNet's generator by default).
 
     Traffic volume: impressions are split over ticks by ``tick_shares`` (a daily curve; ``None``
-    uses AuctionNet's, resampled to the market's number of ticks), each share multiplied per
-    episode by ``U(volume_noise_range)`` held over windows of ``volume_noise_window`` ticks, then
-    renormalised.
+    uses AuctionNet's published 48-tick curve, resampled to the market's number of ticks), each
+    share multiplied per episode by ``U(volume_noise_range)`` held over windows of
+    ``volume_noise_window`` ticks, then renormalised.
 
     pValue of impression ``j`` (in tick ``t``) for advertiser ``i`` of category ``c``:
     ``Normal(mean[i, t], std[i, t])`` clipped to [0, 1] where
-    ``mean[i, t] = pvalue_base_mean x curve_c(t) x U(category_noise_range)[c, window]
-    x U(advertiser_noise_range)[i, window]``, ``curve_c(t) = 1 + category_curve_amplitude x
-    sin(2 pi t / T + 2 pi c / C)`` and ``std[i, t] = ratio_i x Normal(1, std_ratio_tick_std)
-    x mean[i, t]`` with ``ratio_i ~ Normal(std_ratio_mean, std_ratio_std)``.
+    ``mean[i, t] = min(1, pvalue_base_mean x curve_c(t) x U(category_noise_range)[c, window]
+    x U(advertiser_noise_range)[i, window])``. AuctionNet's category curves are flat
+    (``category_curve_amplitude = 0``: all time structure comes from the per-window factors);
+    an amplitude ``a > 0`` selects phase-shifted sinusoids ``curve_c(t) = 1 + a x
+    sin(2 pi t / T + 2 pi c / C)``, which give categories lasting advantages at busy times.
+    With ``first_in_category_unperturbed`` the advertiser with the lowest id of each category
+    follows the category curve exactly (AuctionNet: the first advertiser of each category), the
+    others draw the advertiser factors.
+
+    pValue spread: ``std[i, t] = ratio[i, t] x mean[i, t]`` with ``ratio[i, t] ~
+    Normal(m_i, std_ratio_tick_std x m_i)`` and ``m_i ~ Normal(std_ratio_mean, std_ratio_std)``,
+    both set to 0.1 when negative and to 1 when above 1 (AuctionNet's clipping).
 
     Uncertainty: ``sigma = pValue x r`` with ``r ~ |Normal(m_i, m_i / 2)|`` capped at
-    ``sigma_ratio_cap``, ``m_i ~ |Normal(sigma_ratio_mean, sigma_ratio_std)|``. The realised
-    conversion probability is ``Normal(pValue, sigma)`` truncated to [0, 1]; a conversion is a
-    Bernoulli draw of it and only happens when the ad is exposed.
+    ``sigma_ratio_cap``; ``m_i ~ |Normal(sigma_ratio_mean, sigma_ratio_std)|``, set to 0.2 when
+    above 0.3 (AuctionNet's rule).
+
+    Conversions: the realised conversion probability is ``pValue + sigma x z`` clipped to
+    [0, 1], with ``z`` a standard normal truncated to ``[-t u1, t u2]``, ``t =
+    conversion_truncation``, and ``u1, u2 ~ U(0, 1)`` drawn per advertiser and episode (so an
+    advertiser's realised conversion rate is biased up or down by up to about ``0.8 sigma``
+    over an episode); a conversion is a Bernoulli draw of it and only happens when the ad is
+    exposed.
     """
 
     tick_shares: tuple[float, ...] | None = None
     volume_noise_range: tuple[float, float] = (0.6, 1.4)
     volume_noise_window: int = 4
     pvalue_base_mean: float = 0.0005
-    category_curve_amplitude: float = 0.5
+    category_curve_amplitude: float = 0.0
     category_noise_range: tuple[float, float] = (0.3, 1.7)
     category_noise_window: int = 8
     advertiser_noise_range: tuple[float, float] = (0.5, 1.5)
     advertiser_noise_window: int = 8
+    first_in_category_unperturbed: bool = True
     std_ratio_mean: float = 0.5
     std_ratio_std: float = 0.1
     std_ratio_tick_std: float = 0.2
     sigma_ratio_mean: float = 0.15
     sigma_ratio_std: float = 0.06
     sigma_ratio_cap: float = 0.3
+    conversion_truncation: float = 2.0
 
     def __post_init__(self) -> None:
         if self.tick_shares is not None:
@@ -155,6 +206,11 @@ class TrafficConfig:
         _check_float("sigma_ratio_mean", self.sigma_ratio_mean, low=0.0)
         _check_float("sigma_ratio_std", self.sigma_ratio_std, low=0.0)
         _check_float("sigma_ratio_cap", self.sigma_ratio_cap, low=0.0)
+        _check_float("conversion_truncation", self.conversion_truncation, low=0.0, low_open=True)
+        if not isinstance(self.first_in_category_unperturbed, (bool, np.bool_)):
+            raise ConfigError(
+                f"first_in_category_unperturbed must be a bool, got {describe(self.first_in_category_unperturbed)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -165,9 +221,12 @@ class MarketConfig:
         n_ticks: decision ticks per episode (AuctionNet: 48, one every 30 minutes of a day).
         impressions_per_episode: impression opportunities per episode, split over ticks by the
             traffic curve.
-        slot_exposure: probability that each ad slot is seen, best slot first; non-increasing in
-            (0, 1]. Exposure is continuous: slot ``k`` is seen only if slot ``k-1`` is (one uniform
-            per impression, slot ``k`` seen iff ``u < slot_exposure[k]``).
+        slot_exposure: exposure probability of each ad slot, best slot first; non-increasing in
+            (0, 1]. Under the ``chained`` exposure model (AuctionNet's) slot ``k`` is seen with
+            probability ``slot_exposure[k]`` given that slot ``k-1`` was seen; under ``nested``
+            these are the slots' marginal probabilities (see :class:`ExposureModel` and
+            :attr:`exposure_probabilities`).
+        exposure_model: ``"chained"`` or ``"nested"`` (see :class:`ExposureModel`).
         mechanism: ``"gsp"``, ``"fpa"`` or ``"vcg"`` (see :class:`Mechanism`).
         reserve_price: minimum bid to take part and minimum price of any slot (currency).
         min_budget_to_bid: an advertiser stops bidding once its remaining budget falls below
@@ -185,6 +244,7 @@ class MarketConfig:
     n_ticks: int = 48
     impressions_per_episode: int = 500_000
     slot_exposure: tuple[float, ...] = (1.0, 0.8, 0.6)
+    exposure_model: ExposureModel | str = ExposureModel.CHAINED
     mechanism: Mechanism | str = Mechanism.GSP
     reserve_price: float = 0.01
     min_budget_to_bid: float = 0.1
@@ -210,14 +270,8 @@ class MarketConfig:
                     f"slot_exposure[{k - 1}]={slots[k - 1]}"
                 )
         object.__setattr__(self, "slot_exposure", slots)
-        try:
-            mechanism = Mechanism(self.mechanism)
-        except ValueError:
-            valid = ", ".join(m.value for m in Mechanism)
-            raise ConfigError(
-                f"mechanism must be one of {valid}, got {describe(self.mechanism)}"
-            ) from None
-        object.__setattr__(self, "mechanism", mechanism)
+        object.__setattr__(self, "mechanism", _check_choice("mechanism", Mechanism, self.mechanism))
+        object.__setattr__(self, "exposure_model", _check_choice("exposure_model", ExposureModel, self.exposure_model))
         _check_float("reserve_price", self.reserve_price, low=0.0)
         _check_float("min_budget_to_bid", self.min_budget_to_bid, low=0.0)
         _check_int("seed", self.seed, low=0, high=_MAX_SEED)
@@ -238,6 +292,14 @@ class MarketConfig:
     def n_slots(self) -> int:
         """Number of ad slots per impression."""
         return len(self.slot_exposure)
+
+    @property
+    def exposure_probabilities(self) -> tuple[float, ...]:
+        """Marginal probability that each slot is seen (what an advertiser in slot ``k`` can
+        expect; VCG prices and expected-value computations use these)."""
+        if self.exposure_model is ExposureModel.NESTED:
+            return self.slot_exposure
+        return tuple(float(p) for p in np.cumprod(self.slot_exposure))
 
 
 def _as_1d(name: str, values: object, dtype: type, length: int | None) -> np.ndarray:

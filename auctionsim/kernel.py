@@ -16,8 +16,12 @@ Per impression ``j`` (global index in the episode):
 3. Allocation and prices by the mechanism (:mod:`auctionsim.mechanisms`). Hard budget cap: if a
    winner's price exceeds its remaining budget, it is removed from this impression and the auction
    is re-run, so spend never exceeds budget.
-4. Exposure: slots ``0..seen-1`` are seen (one uniform per impression, continuity rule). Exposed
-   winners pay their price, gain value ``pValue x cpa_target`` and convert at random.
+4. Exposure: slots ``0..seen-1`` are seen (drawn by the market's exposure model, see
+   :func:`auctionsim.mechanisms.exposed_slots`). Exposed winners pay their price, gain value
+   ``pValue x cpa_target`` and convert at random.
+
+The impression's least winning cost is AuctionNet's: the ``(S+1)``-th highest bid taking part,
+floored at the reserve (the reserve when fewer bid), i.e. the price of the last slot.
 """
 
 from __future__ import annotations
@@ -32,7 +36,14 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from auctionsim import rng
-from auctionsim.mechanisms import SHORTLIST_LANES, exposed_slots, rank_bids, shortlist_bids, slot_prices
+from auctionsim.mechanisms import (
+    SHORTLIST_LANES,
+    exposed_slots,
+    exposure_marginals,
+    rank_bids,
+    shortlist_bids,
+    slot_prices,
+)
 from auctionsim.traffic import (
     KEY_CONVERSION,
     KEY_CONVERSION_RATE,
@@ -52,13 +63,15 @@ PARAM_CPA_TARGET = 1  # value of a conversion (currency)
 PARAM_PVALUE_MEAN = 2  # this tick's pValue mean
 PARAM_PVALUE_STD = 3  # this tick's pValue standard deviation
 PARAM_SIGMA_RATIO = 4  # mean of sigma / pValue
-N_PARAMS = 5
+PARAM_TRUNCATION_CDF_LOW = 5  # conversion-rate truncation: Phi(lower bound)
+PARAM_TRUNCATION_CDF_WIDTH = 6  # Phi(upper bound) - Phi(lower bound)
+N_PARAMS = 7
 
 # Rows of the per-advertiser output array, float64 ``(N_OUTPUTS, N)``: the tick's totals.
 OUT_OPPORTUNITIES = 0  # impressions the advertiser was a candidate for
 OUT_BID_SUM = 1  # sum of its bids on them (currency)
 OUT_PVALUE_SUM = 2  # sum of its pValues on them
-OUT_LEAST_WINNING_COST_SUM = 3  # sum over them of the impression's least winning cost (currency)
+OUT_LEAST_WINNING_COST_SUM = 3  # sum over them of the impression's least winning cost (AuctionNet's; currency)
 OUT_WINS = 4  # slots allocated
 OUT_EXPOSURES = 5  # allocated slots that were seen
 OUT_CONVERSIONS = 6  # realised conversions
@@ -165,7 +178,9 @@ WIN_EXPOSURES = 6
 WIN_CONVERSIONS = 7
 WIN_SPEND = 8
 WIN_VALUE_WON = 9
-WINNER_TABLE_WIDTH = 16  # 10 columns used, padded to two cache lines
+WIN_TRUNCATION_CDF_LOW = 10
+WIN_TRUNCATION_CDF_WIDTH = 11
+WINNER_TABLE_WIDTH = 16  # 12 columns used, padded to two cache lines
 
 _CACHE_LINE_FLOATS = 8  # 64-byte cache lines
 # Impressions whose winners are settled together, and how many winners ahead a winner's rows
@@ -279,7 +294,7 @@ def _gather_bidders(table, bits, rows, n_bidders, keys, mean, std, scale):
 
 @numba.njit(cache=True, error_model="numpy")
 def _allocate(
-    mechanism, bids, n_bidders, rows, tie_keys, table, reserve, impression, slot_exposure,
+    mechanism, bids, n_bidders, rows, tie_keys, table, reserve, impression, seen_probability,
     shortlist, lane_tops, ranked_index, ranked_bids, prices,
 ):
     """Rank the bids and price the slots under the hard budget cap.
@@ -302,7 +317,7 @@ def _allocate(
                 shortlist[index] = index
             n_shortlist = n_bidders
             continue
-        n_winners = slot_prices(mechanism, ranked_bids, n_ranked, slot_exposure, reserve, prices)
+        n_winners = slot_prices(mechanism, ranked_bids, n_ranked, seen_probability, reserve, prices)
         unaffordable = -1
         for slot in range(n_winners):
             if prices[slot] > table[rows[ranked_index[slot]], COL_BUDGET_LEFT]:
@@ -338,6 +353,8 @@ def _settle_winners(
             position = row_positions[row]
             winner_table[row, WIN_CPA_TARGET] = params[PARAM_CPA_TARGET, position]
             winner_table[row, WIN_SIGMA_RATIO] = params[PARAM_SIGMA_RATIO, position]
+            winner_table[row, WIN_TRUNCATION_CDF_LOW] = params[PARAM_TRUNCATION_CDF_LOW, position]
+            winner_table[row, WIN_TRUNCATION_CDF_WIDTH] = params[PARAM_TRUNCATION_CDF_WIDTH, position]
             won_rows[n_won] = row
             n_won += 1
         winner_table[row, WIN_WINS] += 1.0
@@ -356,7 +373,8 @@ def _settle_winners(
                 winner_bits[row, WIN_SIGMA_KEY], pvalue, winner_table[row, WIN_SIGMA_RATIO], sigma_ratio_cap, impression
             )
         converted = impression_conversion(
-            winner_bits[row, WIN_RATE_KEY], winner_bits[row, WIN_CONVERSION_KEY], pvalue, sigma, impression
+            winner_bits[row, WIN_RATE_KEY], winner_bits[row, WIN_CONVERSION_KEY], pvalue, sigma,
+            winner_table[row, WIN_TRUNCATION_CDF_LOW], winner_table[row, WIN_TRUNCATION_CDF_WIDTH], impression,
         )
         if converted:
             winner_table[row, WIN_CONVERSIONS] += 1.0
@@ -372,6 +390,7 @@ def run_tick(
     n_impressions,
     mechanism,
     slot_exposure,
+    exposure_model,
     reserve,
     budget_floor,
     exposure_key,
@@ -407,7 +426,8 @@ def run_tick(
 
     Args:
         first_impression, n_impressions: the tick's impressions (global indices).
-        mechanism: ``MECHANISM_*`` code; slot_exposure: ``(S,)``; reserve: reserve price.
+        mechanism: ``MECHANISM_*`` code; slot_exposure: ``(S,)`` the market's slot exposure
+            probabilities, drawn by ``exposure_model`` (``EXPOSURE_*`` code); reserve: reserve price.
         budget_floor: advertisers with less budget left than this do not bid.
         exposure_key: platform key of the exposure stream.
         n_candidates: ``0`` for a full contest, else ``K``; own_category_share, candidates_key
@@ -432,6 +452,7 @@ def run_tick(
     """
     n_advertisers = params.shape[1]
     n_slots = slot_exposure.shape[0]
+    seen_probability = exposure_marginals(exposure_model, slot_exposure)  # prices use the marginals
     full_contest = n_candidates == 0
     n_bidders = n_advertisers if full_contest else n_candidates
     _load_tick(row_positions, params, budget_left, budget_floor, table)
@@ -525,15 +546,15 @@ def run_tick(
                     bids[bidder] = bid if bidder_scale[bidder] >= 0.0 else -1.0
 
         n_ranked, n_winners, n_excluded = _allocate(
-            mechanism, bids, n_bidders, rows, tie_keys, table, reserve, impression, slot_exposure,
+            mechanism, bids, n_bidders, rows, tie_keys, table, reserve, impression, seen_probability,
             shortlist, lane_tops, ranked_index, ranked_bids, prices,
         )
         n_budget_exclusions += n_excluded
 
         # Exposure and payment now (later impressions depend on the budgets); the winners' other
         # books (wins, value, conversions) are settled in batches.
-        seen = exposed_slots(exposure_key, slot_exposure, impression)
-        least_winning_cost = ranked_bids[n_slots - 1] if n_ranked >= n_slots else reserve
+        seen = exposed_slots(exposure_model, exposure_key, slot_exposure, impression)
+        least_winning_cost = ranked_bids[n_slots] if n_ranked > n_slots else reserve
         for slot in range(n_winners):
             bidder = ranked_index[slot]
             row = rows[bidder]

@@ -48,7 +48,11 @@ class ImpressionLog:
         prices: ``(n, S)`` per-exposure price of each slot (charged only if exposed).
         exposed: ``(n, S)`` whether each slot was seen.
         converted: ``(n, S)`` whether each slot's ad converted.
-        least_winning_cost: ``(n,)`` lowest bid that won a slot (the reserve when slots went unsold).
+        least_winning_cost: ``(n,)`` AuctionNet's least winning cost: the ``(S+1)``-th highest
+            bid, floored at the reserve (the reserve when fewer bid), i.e. the price of the last
+            slot: what the lowest winner pays per exposure under GSP.
+        lowest_winning_bid: ``(n,)`` the lowest bid that won a slot, the ``S``-th highest (the
+            reserve when slots went unsold): what a bidder outside the ranking must beat to win.
         top_bid: ``(n,)`` highest bid taking part (0 when none).
         ranked_bids: ``(n, S + 1)`` the final ranking's best ``S + 1`` bids (after budget
             exclusions), 0 where fewer bid: the bid landscape that set the prices.
@@ -62,6 +66,7 @@ class ImpressionLog:
     exposed: np.ndarray
     converted: np.ndarray
     least_winning_cost: np.ndarray
+    lowest_winning_bid: np.ndarray
     top_bid: np.ndarray
     ranked_bids: np.ndarray
     ranked_bidders: np.ndarray
@@ -70,7 +75,8 @@ class ImpressionLog:
 
 @dataclass(frozen=True)
 class MarketTickStats:
-    """Market-level statistics of one tick (money in currency units)."""
+    """Market-level statistics of one tick (money in currency units; the least winning cost is
+    AuctionNet's, see :class:`ImpressionLog`)."""
 
     n_impressions: int
     n_sold: int
@@ -97,7 +103,8 @@ class TickResult:
         wins: slots allocated; exposures: allocated slots seen; conversions: realised.
         spend: money paid; value_won: sum of ``pValue x CPA target`` over exposures.
         mean_bid, mean_pvalue, mean_least_winning_cost: averages over the advertiser's
-            opportunities (0 where it had none).
+            opportunities (0 where it had none); the least winning cost is AuctionNet's (see
+            :class:`ImpressionLog`).
         budget_left: remaining budget after the tick.
         market: market-level statistics.
         log: per-impression log when requested, else ``None``.
@@ -382,6 +389,8 @@ class Market:
         params[kernel.PARAM_PVALUE_MEAN] = traffic.pvalue_mean[tick]
         params[kernel.PARAM_PVALUE_STD] = traffic.pvalue_std[tick]
         params[kernel.PARAM_SIGMA_RATIO] = traffic.sigma_ratio_mean
+        params[kernel.PARAM_TRUNCATION_CDF_LOW] = traffic.truncation_cdf_low
+        params[kernel.PARAM_TRUNCATION_CDF_WIDTH] = traffic.truncation_cdf_width
         return params
 
     def _candidate_args(self) -> tuple:
@@ -448,6 +457,7 @@ class Market:
             n_impressions,
             self._config.mechanism.code,
             self._slot_exposure,
+            self._config.exposure_model.code,
             self._config.reserve_price,
             max(self._config.reserve_price, self._config.min_budget_to_bid),
             traffic.exposure_key,
@@ -485,6 +495,9 @@ class Market:
                 exposed=log_exposed,
                 converted=log_converted,
                 least_winning_cost=log_least_winning_cost,
+                lowest_winning_bid=np.where(
+                    log_winners[:, n_slots - 1] >= 0, log_ranked_bids[:, n_slots - 1], self._config.reserve_price
+                ),
                 top_bid=log_top_bid,
                 ranked_bids=log_ranked_bids,
                 ranked_bidders=np.where(log_ranked_bidders >= 0, ids[np.maximum(log_ranked_bidders, 0)], -1),

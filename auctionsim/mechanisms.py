@@ -11,9 +11,10 @@ Conventions for one impression:
 * ``ranked_bids`` holds the top ``min(n_bidders, S + 1)`` bids in rank order; the ``(S+1)``-th is
   needed to price the last slot. Where fewer than ``S + 1`` bidders take part, the missing ranks
   count as phantom bids at the reserve price (the seller's own bid).
-* Prices are per exposure: an advertiser pays only when its slot is seen.
+* Prices are per exposure: an advertiser pays only when its slot is seen. The slots seen are a
+  prefix (exposure continuity), drawn by one of two models (:class:`auctionsim.config.ExposureModel`).
 
-Mechanisms, with ``p_k`` the exposure probability of slot ``k`` (non-increasing), ``b_k`` the
+Mechanisms, with ``p_k`` the (marginal) probability that slot ``k`` is seen, ``b_k`` the
 ``k``-th ranked bid (phantoms at the reserve ``r``):
 
 * GSP: ``price_k = max(r, b_{k+1})``.
@@ -32,11 +33,27 @@ from auctionsim import _jit  # noqa: F401  (package-wide Numba cache stamps)
 
 from auctionsim import rng
 
-__all__ = ["MECHANISM_GSP", "MECHANISM_FPA", "MECHANISM_VCG", "outranks", "shortlist_bids", "rank_bids", "slot_prices", "exposed_slots"]
+__all__ = [
+    "MECHANISM_GSP",
+    "MECHANISM_FPA",
+    "MECHANISM_VCG",
+    "EXPOSURE_CHAINED",
+    "EXPOSURE_NESTED",
+    "outranks",
+    "shortlist_bids",
+    "rank_bids",
+    "slot_prices",
+    "exposed_slots",
+    "exposure_marginals",
+]
 
 MECHANISM_GSP = 0
 MECHANISM_FPA = 1
 MECHANISM_VCG = 2
+
+# Exposure models (codes of :class:`auctionsim.config.ExposureModel`).
+EXPOSURE_CHAINED = 0
+EXPOSURE_NESTED = 1
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -218,7 +235,8 @@ def slot_prices(mechanism, ranked_bids, n_ranked, slot_exposure, reserve, prices
         mechanism: ``MECHANISM_GSP``, ``MECHANISM_FPA`` or ``MECHANISM_VCG``.
         ranked_bids: ``(>= n_ranked,)`` bids in rank order (all ``>= reserve``).
         n_ranked: number of real ranked bids.
-        slot_exposure: ``(S,)`` exposure probability per slot, non-increasing.
+        slot_exposure: ``(S,)`` marginal probability that each slot is seen, non-increasing
+            (:func:`exposure_marginals`).
         reserve: reserve price.
         prices: ``(S,)`` output; entries ``k < min(n_ranked, S)`` are written.
 
@@ -243,10 +261,38 @@ def slot_prices(mechanism, ranked_bids, n_ranked, slot_exposure, reserve, prices
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def exposed_slots(exposure_key, slot_exposure, impression):
-    """How many slots (a prefix, by exposure continuity) are seen for this impression."""
-    u = rng.uniform_from_bits(rng.draw_bits(exposure_key, impression))
+def exposed_slots(exposure_model, exposure_key, slot_exposure, impression):
+    """How many slots (a prefix, by exposure continuity) are seen for this impression.
+
+    ``EXPOSURE_CHAINED``: slot ``k`` has its own uniform draw (counter ``impression + k x
+    2**40``) and is seen iff it falls below ``slot_exposure[k]`` and slot ``k - 1`` was seen;
+    a slot with probability 1 needs no draw. ``EXPOSURE_NESTED``: one uniform per impression,
+    slot ``k`` seen iff it falls below ``slot_exposure[k]``.
+    """
+    n_slots = slot_exposure.shape[0]
     seen = 0
-    while seen < slot_exposure.shape[0] and u < slot_exposure[seen]:
+    if exposure_model == EXPOSURE_NESTED:
+        u = rng.uniform_from_bits(rng.draw_bits(exposure_key, impression))
+        while seen < n_slots and u < slot_exposure[seen]:
+            seen += 1
+        return seen
+    while seen < n_slots:
+        probability = slot_exposure[seen]
+        if probability < 1.0:
+            counter = np.int64(impression) + (np.int64(seen) << np.int64(40))
+            if rng.uniform_from_bits(rng.draw_bits(exposure_key, counter)) >= probability:
+                break
         seen += 1
     return seen
+
+
+@numba.njit(cache=True, error_model="numpy")
+def exposure_marginals(exposure_model, slot_exposure):
+    """``(S,)`` the probability that each slot is seen: the cumulative products of
+    ``slot_exposure`` under ``EXPOSURE_CHAINED``, ``slot_exposure`` itself under
+    ``EXPOSURE_NESTED``."""
+    marginals = slot_exposure.copy()
+    if exposure_model != EXPOSURE_NESTED:
+        for slot in range(1, marginals.shape[0]):
+            marginals[slot] = marginals[slot - 1] * slot_exposure[slot]
+    return marginals

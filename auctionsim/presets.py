@@ -4,16 +4,23 @@
 overrides replace fields of the market config, and ``scale_budgets=True`` scales the budgets
 with the impressions per episode. ``names()`` lists the presets.
 
-* ``auctionnet``: AuctionNet's market (``../reference``: 48 advertisers = 6 categories x 8,
-  48 ticks, 500,000 impressions, GSP over 3 slots exposed with probability 1.0/0.8/0.6, reserve
-  0.01, budgets 2,000-4,850, CPA targets 60-130).
+* ``auctionnet``: AuctionNet's market, calibrated to its published generator: 48 advertisers =
+  6 categories x 8 with AuctionNet's own budgets and CPA targets (category = id // 8), 48 ticks,
+  500,000 impressions over AuctionNet's daily traffic curve, its pValue, sigma and conversion
+  models (:class:`auctionsim.config.TrafficConfig` defaults), GSP over 3 slots with AuctionNet's
+  chained exposure (1.0, 0.8, 0.6 with continuity: slot 3 seen 48% of the time), reserve 0.01
+  (AuctionNet's engine default; its evaluation config uses 0.0001), bidding stops below 0.1 of
+  budget left. ``benchmarks/fidelity.py`` measures how close it is.
 * ``large-1k``: 1,000 advertisers in 20 categories, 1,000,000 impressions, 64 candidates per
   impression.
 * ``large-100k``: 100,000 advertisers in 100 categories, 5,000,000 impressions, 64 candidates.
 
-Budgets of large populations are AuctionNet's range scaled by the impressions available per
-advertiser, ``(impressions / N) / (500,000 / 48)``, so budgets bind about as often as in
-AuctionNet whatever the size.
+The large presets inherit everything of ``auctionnet`` but the population and the contest: the
+traffic curve, pValue/sigma/conversion models (the lowest id of each category follows the
+category curve), exposure model, mechanism and reserve. Their categories, budgets and CPA
+targets are drawn uniformly, keyed by id, from AuctionNet's ranges (budgets 2,000-4,850, CPA
+targets 60-130), budgets scaled by the impressions available per advertiser, ``(impressions /
+N) / (500,000 / 48)``, so budgets bind about as often as in AuctionNet whatever the size.
 """
 
 from __future__ import annotations
@@ -28,10 +35,35 @@ from auctionsim import rng
 from auctionsim.config import MarketConfig, Population
 from auctionsim.errors import ConfigError
 
-__all__ = ["Scenario", "auctionnet_population", "large_population", "get", "names"]
+__all__ = [
+    "AUCTIONNET_BUDGETS",
+    "AUCTIONNET_CPA_TARGETS",
+    "Scenario",
+    "auctionnet_population",
+    "large_population",
+    "get",
+    "names",
+]
 
-AUCTIONNET_BUDGET_RANGE = (2000.0, 4850.0)
-AUCTIONNET_CPA_RANGE = (60.0, 130.0)
+# AuctionNet's 48 advertisers (category = index // 8), as published with its engine.
+AUCTIONNET_BUDGETS = (
+    2900, 4350, 3000, 2400, 4800, 2000, 2050, 3500,
+    4600, 2000, 2800, 2350, 2050, 2900, 4750, 3450,
+    2000, 3500, 2200, 2700, 3100, 2100, 4850, 4100,
+    2000, 4800, 3050, 4250, 2850, 2250, 2000, 3900,
+    2000, 3250, 4450, 3550, 2700, 2100, 4650, 2000,
+    3400, 2650, 2300, 4100, 4800, 4450, 2000, 2050,
+)
+AUCTIONNET_CPA_TARGETS = (
+    100, 70, 90, 110, 60, 130, 120, 80,
+    70, 130, 100, 110, 120, 90, 60, 80,
+    130, 80, 110, 100, 90, 120, 60, 70,
+    120, 60, 90, 70, 100, 110, 130, 80,
+    120, 90, 70, 80, 100, 110, 60, 130,
+    90, 100, 110, 80, 60, 70, 130, 120,
+)
+AUCTIONNET_BUDGET_RANGE = (float(min(AUCTIONNET_BUDGETS)), float(max(AUCTIONNET_BUDGETS)))
+AUCTIONNET_CPA_RANGE = (float(min(AUCTIONNET_CPA_TARGETS)), float(max(AUCTIONNET_CPA_TARGETS)))
 _AUCTIONNET_IMPRESSIONS_PER_ADVERTISER = 500_000 / 48
 _POPULATION_SEED = 20241210  # fixed: a preset population is the same in every run
 
@@ -47,14 +79,16 @@ class Scenario:
 
 
 def auctionnet_population() -> Population:
-    """AuctionNet's 48 advertisers: ids 0..47, category ``id // 8``, budgets and CPA targets spread
-    over AuctionNet's ranges by two low-discrepancy (golden-ratio) sequences, rounded to 10 and 1."""
+    """AuctionNet's 48 advertisers: ids 0..47, category ``id // 8``, AuctionNet's budgets and CPA
+    targets (:data:`AUCTIONNET_BUDGETS`, :data:`AUCTIONNET_CPA_TARGETS`)."""
     index = np.arange(48)
-    budget_low, budget_high = AUCTIONNET_BUDGET_RANGE
-    cpa_low, cpa_high = AUCTIONNET_CPA_RANGE
-    budgets = np.round(budget_low + (budget_high - budget_low) * ((index * 0.6180339887 + 0.5) % 1.0), -1)
-    cpa_targets = np.round(cpa_low + (cpa_high - cpa_low) * ((index * 0.7548776662 + 0.25) % 1.0))
-    return Population(ids=index, budgets=budgets, cpa_targets=cpa_targets, categories=index // 8, n_categories=6)
+    return Population(
+        ids=index,
+        budgets=np.array(AUCTIONNET_BUDGETS, dtype=np.float64),
+        cpa_targets=np.array(AUCTIONNET_CPA_TARGETS, dtype=np.float64),
+        categories=index // 8,
+        n_categories=6,
+    )
 
 
 def large_population(n_advertisers: int, n_categories: int, impressions_per_episode: int) -> Population:

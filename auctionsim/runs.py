@@ -7,6 +7,7 @@ results, atomic writes, an output lock, checks of the output before any work, an
   manifest holds the package version, git commit and dirty flag (when run from a checkout), the
   resolved config, the seeds, key package versions, the machine (CPU, GPU when torch sees one)
   and the clock.
+* :func:`write_json_result`: a JSON result written atomically with its manifest beside it.
 * :func:`atomic_write_text`, :func:`atomic_write_json`, :func:`atomic_write` (any writer that
   takes a path) write to a temporary file in the destination's folder, flush it to disk and
   rename it over the destination: a reader (or a kill) sees the old file or the new one, never a
@@ -64,6 +65,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "atomic_directory",
+    "write_json_result",
     "OutputLock",
     "check_output_file",
     "check_output_dir",
@@ -343,6 +345,13 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[pathlib.Path]:
         shutil.rmtree(previous, ignore_errors=True)
 
 
+def write_json_result(path: str | os.PathLike, data: Any, config: Any, seeds: Any = None, clock: RunClock | None = None) -> pathlib.Path:
+    """A JSON result file in one call: written atomically, then its manifest beside it."""
+    path = atomic_write_json(path, data)
+    write_manifest(path, config, seeds, clock)
+    return path
+
+
 # ----------------------------------------------------------------------------------- locks and checks
 class OutputLock:
     """Exclusive use of an output (a file or a folder) by one run.
@@ -350,7 +359,8 @@ class OutputLock:
     ``with OutputLock(path): ...`` takes an advisory lock on ``.<name>.lock`` beside the output;
     a second run on the same output fails at once with a :class:`RunError` naming the process
     that holds it. The kernel releases the lock when the holder exits or is killed, so a lock
-    file left behind by a killed run does not block the next one.
+    file left behind by a killed run does not block the next one. Once acquired, temporary files
+    of atomic writes left by a killed run on this output are removed.
     """
 
     def __init__(self, output: str | os.PathLike) -> None:
@@ -373,12 +383,27 @@ class OutputLock:
             if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise RunError(f"output {self.output} is in use by {holder}; wait for that run to finish or choose another output") from None
             raise
+        self._remove_stale_temporaries()
         handle.seek(0)
         handle.truncate()
         handle.write(f"process {os.getpid()} on {platform.node()} since {_datetime.datetime.now().isoformat(timespec='seconds')}\n")
         handle.flush()
         self._handle = handle
         return self
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files and folders of atomic writes that a killed run left (``.<name>.tmp-*``
+        beside the output, and inside an output folder): with the lock held nobody else writes them."""
+        stale = list(self.output.parent.glob(f".{self.output.name}.tmp-*"))
+        if self.output.is_dir():
+            stale += list(self.output.rglob(".*.tmp-*"))
+        for path in stale:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        if stale:
+            logger.info("removed %d temporary file(s) left by an interrupted run on %s", len(stale), self.output)
 
     def release(self) -> None:
         if self._handle is not None:
@@ -535,26 +560,33 @@ def run_folder(
 
 # ----------------------------------------------------------------------------------- Ray
 def clean_stale_ray_sessions(temp_dir: str | os.PathLike | None = None) -> list[pathlib.Path]:
-    """Remove the session folders of Ray runs that were killed (their processes are gone).
+    """Remove the Ray temp folders of runs that were killed (their driver process is gone).
 
-    Ray keeps ``<temp>/ray/session_<date>_<pid>`` per ``ray.init``; a killed driver leaves it
-    behind. A session is stale when none of the processes recorded in it is alive; the link
-    ``session_latest`` and live sessions are left alone. Returns the folders removed.
+    Ray keeps ``<root>/session_<date>_<time>_<microseconds>_<driver pid>`` per ``ray.init``; a
+    killed driver leaves it behind (gigabytes of logs and spilled objects over time). A session
+    is stale when its driver process is not alive. Roots searched: ``temp_dir`` when given, else
+    Ray's default ``$RAY_TMPDIR or /tmp``/``ray`` and the private roots ``/tmp/ray-*`` that
+    :func:`agents.equilibrium.ray_session` (and BPG) create; a private root whose sessions are
+    all stale is removed whole. Live sessions, ``session_latest`` links and roots without
+    sessions (a run about to start) are left alone. Returns what was removed.
     """
-    root = pathlib.Path(temp_dir) if temp_dir is not None else pathlib.Path(tempfile.gettempdir()) / "ray"
+    base = pathlib.Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir())
+    roots = [pathlib.Path(temp_dir)] if temp_dir is not None else [base / "ray", *sorted(base.glob("ray-*"))]
     removed: list[pathlib.Path] = []
-    if not root.is_dir():
-        return removed
-    for session in sorted(root.glob("session_2*")):
-        if session.is_symlink() or not session.is_dir():
+    for root in roots:
+        if not root.is_dir() or root.is_symlink():
             continue
-        pid_text = session.name.rsplit("_", 1)[-1]
-        if not pid_text.isdigit() or _alive(int(pid_text)):
+        sessions = [s for s in root.glob("session_2*") if s.is_dir() and not s.is_symlink()]
+        stale = [s for s in sessions if s.name.rsplit("_", 1)[-1].isdigit() and not _alive(int(s.name.rsplit("_", 1)[-1]))]
+        if temp_dir is None and root.name.startswith("ray-") and sessions and len(stale) == len(sessions):
+            shutil.rmtree(root, ignore_errors=True)
+            removed.append(root)
             continue
-        shutil.rmtree(session, ignore_errors=True)
-        removed.append(session)
+        for session in stale:
+            shutil.rmtree(session, ignore_errors=True)
+            removed.append(session)
     if removed:
-        logger.info("removed %d stale Ray session folder(s) under %s", len(removed), root)
+        logger.info("removed %d stale Ray temp folder(s): %s", len(removed), ", ".join(str(p) for p in removed))
     return removed
 
 

@@ -290,10 +290,11 @@ def format_table(scores: Mapping[str, object], pairs: Sequence[tuple[str, str]] 
     estimates = {name: grid_mean(grid, confidence, name=name) for name, grid in scores.items()}
     first = next(iter(estimates.values()), None)
     counts = f" ({first.n_training_seeds} training x {first.n_eval_seeds} evaluation seeds, {confidence:.0%} intervals)" if first else ""
-    width = max([len(name) for name in scores] + [10])
+    comparisons = compare(scores, pairs, confidence)
+    width = max([len(name) for name in scores] + [len(f"{c.a} - {c.b}") for c in comparisons] + [10])
     lines = [f"{title}{counts}"] if title or counts else []
     lines += [f"  {name:<{width}}  {estimate.format(digits)}" for name, estimate in estimates.items()]
-    for comparison in compare(scores, pairs, confidence):
+    for comparison in comparisons:
         label = f"{comparison.a} - {comparison.b}"
         lines.append(f"  {label:<{width}}  {comparison.difference.format(digits)}  {comparison.verdict} (Holm p = {comparison.p_adjusted:.3g})")
     return "\n".join(lines)

@@ -27,6 +27,7 @@ from auctionsim.config import MarketConfig, Population
 from auctionsim.errors import ConfigError, describe
 
 __all__ = [
+    "AUCTIONNET_TICK_SHARES",
     "KEY_PVALUE",
     "KEY_SIGMA",
     "KEY_CONVERSION_RATE",
@@ -61,16 +62,32 @@ _KEY_STREAMS = (
 )
 
 
-def auctionnet_tick_shares(n_ticks: int) -> np.ndarray:
-    """AuctionNet-like daily traffic curve: share of the day's impressions in each tick.
+# AuctionNet's daily traffic curve: the share of the day's impressions in each of its 48 ticks
+# (before the per-episode volume factors), as published with its generator. Busy at the start of
+# the day, quietest at ticks 4-9, busiest around ticks 16-22.
+AUCTIONNET_TICK_SHARES = (
+    0.023012, 0.010762, 0.008822, 0.004816, 0.004799, 0.003329, 0.003393, 0.003033,
+    0.004299, 0.004863, 0.011136, 0.012360, 0.018507, 0.017291, 0.026119, 0.024050,
+    0.036409, 0.033095, 0.038111, 0.032375, 0.037192, 0.032876, 0.033528, 0.025498,
+    0.023720, 0.022214, 0.026216, 0.020075, 0.022233, 0.020495, 0.022686, 0.020809,
+    0.024124, 0.020575, 0.019990, 0.016486, 0.017456, 0.016890, 0.020426, 0.019787,
+    0.024951, 0.025120, 0.031101, 0.028595, 0.030061, 0.025651, 0.025380, 0.025285,
+)
 
-    A raised cosine over the day, quietest around 04:00 and busiest around 16:00, scaled so that
-    with 48 ticks the shares run from about 0.3% to 3.9% (AuctionNet: about 0.3% to 3.8%).
+
+def auctionnet_tick_shares(n_ticks: int) -> np.ndarray:
+    """AuctionNet's daily traffic curve: share of the day's impressions in each tick (sums to 1).
+
+    With 48 ticks these are AuctionNet's published shares, normalised; with another number of
+    ticks, the day's cumulative share is interpolated linearly at the new tick boundaries, so
+    each tick gets the traffic of the part of the day it covers (24 ticks: pairs summed).
     """
-    hours = 24.0 * (np.arange(n_ticks) + 0.5) / n_ticks
-    shape = 0.5 * (1.0 - np.cos(2.0 * np.pi * (hours - 4.0) / 24.0))
-    shares = 0.003 + 0.035 * shape
-    return shares / shares.sum()
+    shares = np.asarray(AUCTIONNET_TICK_SHARES, dtype=np.float64)
+    cumulative = np.concatenate([[0.0], np.cumsum(shares) / shares.sum()])
+    if n_ticks == shares.size:
+        return np.diff(cumulative)
+    boundaries = np.linspace(0.0, 1.0, n_ticks + 1)
+    return np.diff(np.interp(boundaries, np.linspace(0.0, 1.0, shares.size + 1), cumulative))
 
 
 def _split_impressions(total: int, weights: np.ndarray) -> np.ndarray:
@@ -145,6 +162,9 @@ class EpisodeTraffic:
             impressions ``tick_starts[t] .. tick_starts[t + 1] - 1`` (global arrival order).
         pvalue_mean, pvalue_std: ``(T, N)`` parameters of the pValue normal (per impression).
         sigma_ratio_mean: ``(N,)`` mean of the uncertainty ratio ``sigma / pValue``.
+        truncation_cdf_low, truncation_cdf_width: ``(N,)`` each advertiser's truncation of its
+            realised conversion rate's normal, ``[-t u1, t u2]``, as ``Phi(-t u1)`` and
+            ``Phi(t u2) - Phi(-t u1)`` (``Phi`` the standard normal CDF).
         keys: ``(5, N)`` uint64 stream keys per advertiser, rows ``KEY_*`` in the kernel module.
         exposure_key, candidates_key: platform stream keys.
         category_offsets: ``(C + 1,)`` start of each category in ``category_members``.
@@ -163,6 +183,8 @@ class EpisodeTraffic:
     pvalue_mean: np.ndarray
     pvalue_std: np.ndarray
     sigma_ratio_mean: np.ndarray
+    truncation_cdf_low: np.ndarray
+    truncation_cdf_width: np.ndarray
     keys: np.ndarray
     exposure_key: np.uint64
     candidates_key: np.uint64
@@ -190,6 +212,36 @@ def _window_noise(keys: np.ndarray, n_ticks: int, window: int, low: float, high:
     uniforms = rng.uniform_array(keys, np.arange(n_windows, dtype=np.int64))  # (entities, windows)
     factors = low + (high - low) * uniforms
     return np.repeat(factors, window, axis=1)[:, :n_ticks].T
+
+
+# AuctionNet's clipping of the pValue std ratio (below 0 -> 0.1, above 1 -> 1) and of the mean
+# sigma ratio (above 0.3 -> 0.2).
+_STD_RATIO_NEGATIVE_RESET = 0.1
+_STD_RATIO_MAX = 1.0
+_SIGMA_RATIO_MEAN_LIMIT = 0.3
+_SIGMA_RATIO_MEAN_RESET = 0.2
+
+
+def _clip_std_ratio(ratio: np.ndarray) -> np.ndarray:
+    """AuctionNet's clipping of a pValue std ratio: negative -> 0.1, above 1 -> 1."""
+    return np.where(ratio < 0.0, _STD_RATIO_NEGATIVE_RESET, np.minimum(ratio, _STD_RATIO_MAX))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _normal_cdf(x):
+    """Standard normal CDF of each entry of a 1-D array."""
+    out = np.empty_like(x)
+    for index in range(x.shape[0]):
+        out[index] = 0.5 * math.erfc(-x[index] / math.sqrt(2.0))
+    return out
+
+
+def _first_in_category(ids: np.ndarray, categories: np.ndarray, n_categories: int) -> np.ndarray:
+    """``(N,)`` bool: whether each advertiser has the lowest id of its category (a property of
+    the population, not of its array order)."""
+    lowest = np.full(n_categories, np.iinfo(np.int64).max)
+    np.minimum.at(lowest, categories, ids)
+    return ids == lowest[categories]
 
 
 def _coprime_strides(size: int, key: np.uint64) -> np.ndarray:
@@ -249,18 +301,30 @@ def generate_episode_traffic(
     category_noise = _window_noise(category_keys, n_ticks, traffic.category_noise_window, *traffic.category_noise_range)
     advertiser_keys = rng.stream_keys(seed, episode, rng.STREAM_ADVERTISER_CURVE, ids)
     advertiser_noise = _window_noise(advertiser_keys, n_ticks, traffic.advertiser_noise_window, *traffic.advertiser_noise_range)
-    pvalue_mean = traffic.pvalue_base_mean * (category_curve * category_noise)[:, categories] * advertiser_noise
+    if traffic.first_in_category_unperturbed:
+        advertiser_noise[:, _first_in_category(ids, categories, n_categories)] = 1.0
+    pvalue_mean = np.minimum(
+        traffic.pvalue_base_mean * (category_curve * category_noise)[:, categories] * advertiser_noise, 1.0
+    )
 
-    # std = |ratio_i x Normal(1, tick std)| x mean.
+    # std = ratio x mean, ratio ~ Normal(m_i, tick std x m_i) and m_i ~ Normal(mean, std), clipped.
     ratio_draws = rng.normal_array(
         rng.stream_keys(seed, episode, rng.STREAM_STD_RATIO, ids), np.arange(n_ticks + 1, dtype=np.int64)
-    )  # (N, T + 1): column 0 is the advertiser's ratio, columns 1.. the per-tick factors
-    ratio = traffic.std_ratio_mean + traffic.std_ratio_std * ratio_draws[:, 0]
-    tick_factor = 1.0 + traffic.std_ratio_tick_std * ratio_draws[:, 1:]
-    pvalue_std = np.abs(ratio[:, None] * tick_factor).T * pvalue_mean
+    )  # (N, T + 1): column 0 is the advertiser's mean ratio, columns 1.. the per-tick draws
+    ratio_mean = _clip_std_ratio(traffic.std_ratio_mean + traffic.std_ratio_std * ratio_draws[:, 0])
+    ratio = _clip_std_ratio(ratio_mean[:, None] * (1.0 + traffic.std_ratio_tick_std * ratio_draws[:, 1:]))
+    pvalue_std = ratio.T * pvalue_mean
 
     sigma_draw = rng.normal_array(rng.stream_keys(seed, episode, rng.STREAM_SIGMA_RATIO, ids), np.zeros(1, dtype=np.int64))[:, 0]
     sigma_ratio_mean = np.abs(traffic.sigma_ratio_mean + traffic.sigma_ratio_std * sigma_draw)
+    sigma_ratio_mean[sigma_ratio_mean > _SIGMA_RATIO_MEAN_LIMIT] = _SIGMA_RATIO_MEAN_RESET
+
+    # Conversion-rate truncation [-t u1, t u2] per advertiser, as normal CDF values.
+    truncation = traffic.conversion_truncation * rng.uniform_array(
+        rng.stream_keys(seed, episode, rng.STREAM_CONVERSION_TRUNCATION, ids), np.arange(2, dtype=np.int64)
+    )  # (N, 2): u1, u2 scaled
+    truncation_cdf_low = _normal_cdf(np.ascontiguousarray(-truncation[:, 0]))
+    truncation_cdf_width = _normal_cdf(np.ascontiguousarray(truncation[:, 1])) - truncation_cdf_low
 
     keys = np.stack([rng.stream_keys(seed, episode, stream, ids) for stream in _KEY_STREAMS])
 
@@ -282,6 +346,8 @@ def generate_episode_traffic(
         pvalue_mean=np.ascontiguousarray(pvalue_mean),
         pvalue_std=np.ascontiguousarray(pvalue_std),
         sigma_ratio_mean=sigma_ratio_mean,
+        truncation_cdf_low=truncation_cdf_low,
+        truncation_cdf_width=truncation_cdf_width,
         keys=np.ascontiguousarray(keys),
         category_offsets=offsets,
         category_members=members,
@@ -326,20 +392,17 @@ def impression_sigma(sigma_key, pvalue, ratio_mean, ratio_cap, impression):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def impression_conversion(rate_key, conversion_key, pvalue, sigma, impression):
+def impression_conversion(rate_key, conversion_key, pvalue, sigma, truncation_cdf_low, truncation_cdf_width, impression):
     """Whether an exposed impression converts.
 
-    The realised conversion probability is ``Normal(pValue, sigma)`` truncated to [0, 1]
-    (rejection sampling, 16 tries, then clipped); the conversion is a Bernoulli draw of it.
+    The realised conversion probability is ``pValue + sigma x z`` clipped to [0, 1], with ``z``
+    a standard normal truncated to the advertiser's interval (given by its CDF values, see
+    :class:`EpisodeTraffic`), drawn by inversion; the conversion is a Bernoulli draw of it.
     """
     rate = pvalue
     if sigma > 0.0:
-        for attempt in range(16):
-            counter = np.int64(impression) + (np.int64(attempt) << np.int64(40))
-            rate = pvalue + sigma * rng.normal_from_bits(rng.draw_bits(rate_key, counter))
-            if 0.0 <= rate <= 1.0:
-                break
-        rate = min(max(rate, 0.0), 1.0)
+        uniform = rng.uniform_from_bits(rng.draw_bits(rate_key, impression))
+        rate = min(max(pvalue + sigma * rng.normal_quantile(truncation_cdf_low + truncation_cdf_width * uniform), 0.0), 1.0)
     return rng.uniform_from_bits(rng.draw_bits(conversion_key, impression)) < rate
 
 

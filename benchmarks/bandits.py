@@ -27,7 +27,7 @@ import numpy as np
 import auctionsim
 from agents.bandits import BanditBidders, BatchExp3, Exp3, Exp3IX, UniformGridBids
 from agents.datasets import collect_dataset
-from auctionsim import Market, MarketConfig
+from auctionsim import Market, MarketConfig, runs
 from auctionsim.envs import DEFAULT_BID_GRID, AuctionParallelEnv, FixedMultipliers, PolicyContext, PopulationPolicy, TickFeedback, play_episode
 from auctionsim.envs.wrappers import ProfitNormalizer
 from auctionsim.presets import large_population
@@ -104,9 +104,13 @@ def market_benchmark(repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default="", help="also write the JSON line's payload to this file, with a manifest beside it")
     parser.add_argument("--repeats", type=int, default=3, help="repeats per variant (best is reported)")
     parser.add_argument("--rounds", type=int, default=200, help="rounds per learner timing")
     args = parser.parse_args()
+    if args.output:
+        runs.check_output_file(args.output, suffix=".json")
+    clock = runs.RunClock()
     auctionsim.warm_up()
     learners = {
         "EXP3": lambda: Exp3(K, N_BIDDERS, horizon=10_000),
@@ -130,7 +134,10 @@ def main() -> None:
         print(f"  {name:<20} {seconds:6.3f} s/episode  {market['ticks_per_second'][name]:6.1f} ticks/s")
     for name, seconds in market["policy_seconds_per_tick"].items():
         print(f"  {name:<20} policy (act + observe): {seconds * 1e3:6.2f} ms per tick for {N_BIDDERS:,} advertisers")
-    print("JSON " + json.dumps({"benchmark": "bandits", "learners": rows, "market": market}))
+    payload = {"benchmark": "bandits", "learners": rows, "market": market}
+    print("JSON " + json.dumps(payload))
+    if args.output:
+        print(f"saved {runs.write_json_result(args.output, payload, vars(args), clock=clock)}")
 
 
 if __name__ == "__main__":

@@ -152,11 +152,17 @@ def run(size: int, episodes: int, iterations: int, per_agent_max: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default="", help="also write the JSON line's payload to this file, with a manifest beside it")
     parser.add_argument("--sizes", default="10,100,1000", help="numbers of advertisers, comma separated")
     parser.add_argument("--episodes", type=int, default=4, help="episodes per sampling measurement")
     parser.add_argument("--iterations", type=int, default=2, help="timed BPG iterations (after one warm-up)")
     parser.add_argument("--per-agent-max", type=int, default=100, help="largest N for the per-advertiser RLlib reference")
     args = parser.parse_args()
+    from auctionsim import runs
+
+    if args.output:
+        runs.check_output_file(args.output, suffix=".json")
+    clock = runs.RunClock()
 
     from agents.equilibrium import ray_session
 
@@ -176,7 +182,10 @@ def main() -> None:
             f"{'-' if per_agent is None else f'{per_agent:,.0f}':>14} {row['rllib_roles_agent_steps_per_s'] / row['raw_agent_steps_per_s']:>9.2f} "
             f"{row['iteration_seconds']:>12.2f} {row['dual_step_seconds']:>12.2f}"
         )
-    print("JSON " + json.dumps({"benchmark": "bpg", "ticks": TICKS, "impressions_per_advertiser": IMPRESSIONS_PER_ADVERTISER, "results": rows}))
+    payload = {"benchmark": "bpg", "ticks": TICKS, "impressions_per_advertiser": IMPRESSIONS_PER_ADVERTISER, "results": rows}
+    print("JSON " + json.dumps(payload))
+    if args.output:
+        print(f"saved {runs.write_json_result(args.output, payload, vars(args), clock=clock)}")
 
 
 if __name__ == "__main__":

@@ -92,10 +92,16 @@ def run_scenario(name: str, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default="", help="also write the JSON line's payload to this file, with a manifest beside it")
     parser.add_argument("--repeats", type=int, default=3, help="episodes per scenario (best is reported)")
     parser.add_argument("--only", default="", help="comma-separated scenario prefixes, e.g. a,d")
     parser.add_argument("--scenario", help=argparse.SUPPRESS)  # internal: run one scenario
     args = parser.parse_args()
+    from auctionsim import runs
+
+    if args.output:
+        runs.check_output_file(args.output, suffix=".json")
+    clock = runs.RunClock()
     if args.scenario:
         print(json.dumps(run_scenario(args.scenario, args.repeats)))
         return
@@ -127,7 +133,10 @@ def main() -> None:
     for row in rows:
         if "speedup_vs_auctionnet" in row:
             print(f"{row['scenario']}: {row['speedup_vs_auctionnet']:.0f}x AuctionNet's engine (31.8 s an episode on this machine kind)")
-    print("JSON " + json.dumps({"benchmark": "engine", "auctionnet_episode_seconds": AUCTIONNET_EPISODE_SECONDS, "results": rows}))
+    payload = {"benchmark": "engine", "auctionnet_episode_seconds": AUCTIONNET_EPISODE_SECONDS, "results": rows}
+    print("JSON " + json.dumps(payload))
+    if args.output:
+        print(f"saved {runs.write_json_result(args.output, payload, vars(args), clock=clock)}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 import auctionsim
-from auctionsim import Market, MarketConfig, presets
+from auctionsim import Market, MarketConfig, presets, runs
 from auctionsim.envs import AuctionParallelEnv, SingleBidderEnv
 
 SCENARIOS = {
@@ -107,8 +107,12 @@ def measure_single(repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default="", help="also write the JSON line's payload to this file, with a manifest beside it")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.output:
+        runs.check_output_file(args.output, suffix=".json")
+    clock = runs.RunClock()
     auctionsim.warm_up()
     rows = [measure(name, args.repeats) for name in SCENARIOS]
     single = measure_single(args.repeats)
@@ -120,7 +124,10 @@ def main() -> None:
             f"{row['array_overhead']:>8.1%} {row['array_agent_steps_per_second']:>14,.0f} {dict_part}"
         )
     print(f"{single['scenario']}: {single['tick_seconds'] * 1e3:.2f} ms a step, {single['env_steps_per_second']:.0f} env steps/s")
-    print("JSON " + json.dumps({"benchmark": "envs", "results": rows + [single]}))
+    payload = {"benchmark": "envs", "results": rows + [single]}
+    print("JSON " + json.dumps(payload))
+    if args.output:
+        print(f"saved {runs.write_json_result(args.output, payload, vars(args), clock=clock)}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence, TypeVar
 
+from auctionsim.errors import AuctionSimError, ConfigError
+
 __all__ = ["ProtocolArgs", "field_docs", "build_parser", "resolve", "parse", "parse_with_quick"]
 
 T = TypeVar("T")
@@ -111,14 +113,21 @@ def build_parser(cls: type, quick: Mapping[str, Any] | None = None, prog: str | 
 
 def resolve(cls: type[T], quick_values: Mapping[str, Any] | None = None, /, **given: Any) -> T:
     """``cls(**values)`` where ``given`` always wins and, when ``given["quick"]`` is true (or
-    the class's ``quick`` default is), fields not given take their ``quick_values``."""
+    the class's ``quick`` default is), fields not given take their ``quick_values``. A
+    ``ValueError`` from the class's checks is raised as a :class:`ConfigError` (the CLI prints
+    it as one line, exit status 2)."""
     names = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(given) - names) + sorted(set(quick_values or {}) - names)
     if unknown:
         raise TypeError(f"{cls.__name__} has no field {unknown[0]!r}")
     is_quick = given.get("quick", getattr(cls, "quick", False))
     values = {**(dict(quick_values or {}) if is_quick else {}), **given}
-    return cls(**values)
+    try:
+        return cls(**values)
+    except AuctionSimError:
+        raise
+    except ValueError as error:  # an experiment's own check: one kind of error for the CLI to print
+        raise ConfigError(str(error)) from None
 
 
 def parse(
@@ -135,12 +144,15 @@ def parse(
         argv: the flags (default ``sys.argv[1:]``).
         description: help text (default: the first line of the class docstring).
         quick: values of the fields that ``--quick`` changes (its *defaults*).
-        prog: the program name in usage lines, e.g. ``"auctionsim bandits"``.
+        prog: the program name in usage lines (default for ``experiments.NAME``:
+            ``"auctionsim NAME"``).
 
     Flags argparse cannot read end with its usage line and exit status 2; values the dataclass
     rejects raise its :class:`~auctionsim.errors.ConfigError` (the ``auctionsim`` command prints
     it as one line, exit status 2).
     """
+    if prog is None and cls.__module__.startswith("experiments."):
+        prog = f"auctionsim {cls.__module__.split('.', 1)[1]}"  # usage names the subcommand
     parser = build_parser(cls, quick, prog, description)
     given = {key: tuple(value) if isinstance(value, list) else value for key, value in vars(parser.parse_args(argv)).items()}
     return resolve(cls, quick, **given)

@@ -13,17 +13,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
-import json
-import pathlib
+import shutil
 import sys
 import time
 
 import auctionsim
-from agents.datasets import collect_dataset
+from agents.datasets import OfflineDataset, collect_dataset, save_episode
 from agents.populations import POPULATIONS, named_population
-from auctionsim import MarketConfig, presets
+from auctionsim import MarketConfig, presets, runs
+from auctionsim.config import _check_float, _check_int
 from auctionsim.envs import REWARDS, AuctionParallelEnv, play_episode
 from auctionsim.errors import AuctionSimError, ConfigError
 from auctionsim.metrics import format_table
@@ -39,8 +40,12 @@ EXPERIMENTS = {
 }
 
 
+_FLOAT_FIELDS = ("reserve_price", "min_budget_to_bid", "candidate_own_category_share")
+
+
 def _parse_overrides(pairs: list[str]) -> dict[str, object]:
-    """``["mechanism=fpa", "n_ticks=24"]`` -> typed MarketConfig overrides."""
+    """``["mechanism=fpa", "n_ticks=24"]`` -> typed MarketConfig overrides (MarketConfig
+    validates the values; unreadable numbers are refused here, naming the field)."""
     fields = {f.name: f for f in dataclasses.fields(MarketConfig)}
     overrides: dict[str, object] = {}
     for pair in pairs:
@@ -48,15 +53,23 @@ def _parse_overrides(pairs: list[str]) -> dict[str, object]:
         if not separator or name not in fields or name == "traffic":
             settable = ", ".join(sorted(n for n in fields if n != "traffic"))
             raise ConfigError(f"--set expects FIELD=VALUE with FIELD one of {settable}, got {pair!r}")
-        if text.lower() == "none":
-            overrides[name] = None
-        elif name == "slot_exposure":
-            overrides[name] = tuple(float(x) for x in text.split(","))
-        elif name == "mechanism":
-            overrides[name] = text
-        else:
-            number = float(text)
-            overrides[name] = int(number) if number.is_integer() and name not in ("reserve_price", "min_budget_to_bid", "candidate_own_category_share") else number
+        try:
+            if text.lower() == "none":
+                overrides[name] = None
+            elif name == "slot_exposure":
+                overrides[name] = tuple(float(x) for x in text.split(","))
+            elif name == "mechanism":
+                overrides[name] = text
+            elif name in _FLOAT_FIELDS:
+                overrides[name] = float(text)
+            else:
+                number = float(text)
+                if not number.is_integer() or abs(number) >= 2**62:
+                    raise ValueError
+                overrides[name] = int(number)
+        except ValueError:
+            kind = "an integer below 2**62" if name not in _FLOAT_FIELDS and name not in ("slot_exposure", "mechanism") else "a number"
+            raise ConfigError(f"--set {name} must be {kind}, got {text!r}") from None
     return overrides
 
 
@@ -64,34 +77,86 @@ def _environment(args: argparse.Namespace) -> AuctionParallelEnv:
     return AuctionParallelEnv(args.preset, reward=args.reward, **_parse_overrides(args.set))
 
 
+def _check_common(args: argparse.Namespace) -> None:
+    """Flags every command shares, checked before any work."""
+    _check_int("--episodes", args.episodes, low=1)
+    _check_int("--seed", args.seed, low=0)
+    _check_float("--multiplier", args.multiplier, low=0.0)
+
+
+def _run_config(args: argparse.Namespace) -> dict[str, object]:
+    """The resolved arguments of ``simulate``/``dataset`` as recorded in manifests."""
+    return {key: value for key, value in vars(args).items() if key not in ("handler", "command", "resume")}
+
+
 def simulate(args: argparse.Namespace) -> None:
-    """Run a population on a preset; print the per-advertiser table and market metrics; save JSON."""
+    """Run a population on a preset; print the per-advertiser table and market metrics; save
+    JSON (atomically, with a manifest beside it)."""
+    _check_common(args)
+    _check_int("--rows", args.rows, low=0)
+    output = runs.check_output_file(args.output, suffix=".json") if args.output else None
     env = _environment(args)
     policy = named_population(args.population, env.market.population.ids, args.multiplier)
-    episodes = []
-    for episode in range(args.episodes):
-        start = time.perf_counter()
-        metrics = play_episode(env, policy, seed=args.seed + episode).metrics
-        summary = {"seed": args.seed + episode, "seconds": time.perf_counter() - start, **metrics.market_summary()}
-        episodes.append({"summary": summary, "advertisers": metrics.to_dict()})
-        print(f"episode {episode} (seed {summary['seed']}, {summary['seconds']:.2f} s): "
-              f"welfare {metrics.social_welfare:,.1f}, revenue {metrics.revenue:,.1f}, "
-              f"conversions {metrics.total_conversions:,.0f}, score {metrics.total_score:,.1f}")
-    print(format_table(metrics, max_rows=args.rows))
-    if args.output:
-        path = pathlib.Path(args.output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"preset": args.preset, "overrides": args.set, "population": args.population, "reward": args.reward, "episodes": episodes}
-        path.write_text(json.dumps(payload, indent=1, default=float))
-        print(f"saved {path}")
+    with runs.OutputLock(output) if output else contextlib.nullcontext():
+        clock = runs.RunClock()
+        episodes = []
+        for episode in range(args.episodes):
+            start = time.perf_counter()
+            metrics = play_episode(env, policy, seed=args.seed + episode).metrics
+            summary = {"seed": args.seed + episode, "seconds": time.perf_counter() - start, **metrics.market_summary()}
+            episodes.append({"summary": summary, "advertisers": metrics.to_dict()})
+            print(f"episode {episode} (seed {summary['seed']}, {summary['seconds']:.2f} s): "
+                  f"welfare {metrics.social_welfare:,.1f}, revenue {metrics.revenue:,.1f}, "
+                  f"conversions {metrics.total_conversions:,.0f}, score {metrics.total_score:,.1f}")
+        print(format_table(metrics, max_rows=args.rows))
+        if output:
+            payload = {"preset": args.preset, "overrides": args.set, "population": args.population, "reward": args.reward, "episodes": episodes}
+            runs.atomic_write_json(output, payload)
+            runs.write_manifest(output, _run_config(args), seeds={"episodes": [args.seed + e for e in range(args.episodes)]}, clock=clock)
+            print(f"saved {output}")
 
 
 def dataset(args: argparse.Namespace) -> None:
-    """Log episodes of a population to an NPZ offline dataset."""
+    """Log episodes of a population to an NPZ offline dataset.
+
+    Crash safety: every finished episode is checkpointed (atomically) in
+    ``.<name>.episodes/`` beside the output; the dataset is written atomically (the previous
+    good file stays until the new one is complete), then its manifest, then the checkpoint is
+    removed. ``--resume`` continues a killed run from its checkpoint (or extends a finished
+    dataset with more episodes); a changed config is refused. Without ``--resume`` a leftover
+    checkpoint is discarded.
+    """
+    _check_common(args)
+    _check_float("--noise", args.noise, low=0.0)
+    output = runs.check_output_file(args.output, suffix=".npz")
     env = _environment(args)
     policy = named_population(args.population, env.market.population.ids, args.multiplier)
-    logs = collect_dataset(env, policy, args.episodes, seed=args.seed, action_noise=args.noise, description=f"population={args.population}")
-    path = logs.save(args.output)
+    config = _run_config(args)
+    checkpoint = output.with_name(f".{output.name}.episodes")
+    with runs.OutputLock(output):
+        clock = runs.RunClock()
+        if not args.resume:
+            shutil.rmtree(checkpoint, ignore_errors=True)
+        elif (runs.manifest_path(checkpoint).is_file() if checkpoint.is_dir() else False):
+            runs.check_resume(runs.read_manifest(checkpoint)["config"], config, extendable={"episodes"}, ignored={"output"})
+        elif output.is_file() and runs.read_manifest(output) is not None:
+            extended = runs.check_resume(runs.read_manifest(output)["config"], config, extendable={"episodes"}, ignored={"output"})
+            if not extended:
+                print(f"{output} is complete with this config; nothing to resume")
+                return
+            runs.verify_manifest(output)
+            previous = OfflineDataset.load(output)
+            shutil.rmtree(checkpoint, ignore_errors=True)
+            for index in range(previous.n_episodes):
+                save_episode(checkpoint, index, previous.episode(index))
+        else:
+            raise runs.RunError(f"--resume: neither {output} (with its manifest) nor a checkpoint {checkpoint} exists; run without --resume")
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        runs.write_manifest(checkpoint, config)
+        logs = collect_dataset(env, policy, args.episodes, seed=args.seed, action_noise=args.noise, description=f"population={args.population}", checkpoint_dir=checkpoint)
+        path = logs.save(output)
+        runs.write_manifest(output, config, seeds={"episodes": logs.seeds.tolist()}, clock=clock)
+        shutil.rmtree(checkpoint, ignore_errors=True)
     transitions = int(logs.live[:, :-1].sum())
     print(f"saved {path}: {logs.n_episodes} episodes, {transitions:,} advertiser transitions, {logs.observations.shape[-1]} features")
 
@@ -102,7 +167,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--population", default="mixed", choices=POPULATIONS, help="bidders (see agents.populations)")
     parser.add_argument("--multiplier", type=float, default=1.0, help="multiplier of fixed bidders")
     parser.add_argument("--reward", default="value", choices=REWARDS, help="reward kind (datasets)")
-    parser.add_argument("--episodes", type=int, default=1, help="episodes to play")
+    parser.add_argument("--episodes", type=int, default=1, help="episodes to play (>= 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first episode (then +1 each)")
 
 
@@ -110,15 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="auctionsim", description="auctionsim: ad-auction simulation for auto-bidding research")
     parser.add_argument("--version", action="version", version=f"auctionsim {auctionsim.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("simulate", help="run a population on a preset and print metrics")
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    run = commands.add_parser("simulate", help="run a population on a preset and print metrics", formatter_class=defaults,
+                              description="Run a population on a preset; print metrics; save JSON with a manifest beside it.")
     _common(run)
-    run.add_argument("--rows", type=int, default=48, help="advertisers shown in the table")
-    run.add_argument("--output", default="", help="JSON file for the results")
+    run.add_argument("--rows", type=int, default=48, help="advertisers shown in the table (>= 0)")
+    run.add_argument("--output", default="", help="JSON file for the results (a manifest is written beside it)")
     run.set_defaults(handler=simulate)
-    logs = commands.add_parser("dataset", help="write an offline dataset of logged episodes (NPZ)")
+    logs = commands.add_parser("dataset", help="write an offline dataset of logged episodes (NPZ)", formatter_class=defaults,
+                               description="Write an offline dataset of logged episodes (NPZ, atomically, with a manifest beside it).")
     _common(logs)
-    logs.add_argument("--noise", type=float, default=0.0, help="log-normal exploration noise on multipliers")
-    logs.add_argument("--output", required=True, help="NPZ file to write")
+    logs.add_argument("--noise", type=float, default=0.0, help="log-normal exploration noise on multipliers (>= 0)")
+    logs.add_argument("--output", required=True, help="NPZ file to write (must end in .npz)")
+    logs.add_argument("--resume", action="store_true", help="continue a killed run from its checkpoint, or add episodes to a finished dataset; refused if any other flag changed")
     logs.set_defaults(handler=dataset)
     add_plot_command(commands)
     for name, summary in EXPERIMENTS.items():
@@ -137,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             importlib.import_module(f"experiments.{experiment}").main(rest)
         else:
             args.handler(args)
-    except AuctionSimError as error:
+    except (AuctionSimError, OSError) as error:
         print(f"auctionsim: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -7,7 +7,9 @@
    advertiser could have won by best-responding (``agents.oracle``); the gap between that bound
    and what it won is an upper bound on its unilateral gain.
 3. Prints the market metrics and the per-advertiser table; writes raw results (JSON, CSV) and
-   a plot of spend and conversions over the day (PNG) under ``results/demo/``.
+   a plot of spend and conversions over the day (PNG) under ``results/demo/``, each written
+   atomically, and ``manifest.json`` beside them (config, seed, versions, machine, times, and
+   every file's SHA-256).
 
 Run: ``python -m experiments.demo [--output-dir results/demo] [--seed 0]``.
 """
@@ -29,6 +31,7 @@ import numpy as np  # noqa: E402
 import auctionsim  # noqa: E402
 from agents.oracle import hindsight_oracle  # noqa: E402
 from agents.populations import MIXED_GROUPS, mixed_groups, named_population  # noqa: E402
+from auctionsim import Market, presets, runs  # noqa: E402
 from auctionsim.envs import AuctionParallelEnv, play_episode  # noqa: E402
 from auctionsim.metrics import format_table  # noqa: E402
 from experiments import args as arguments  # noqa: E402
@@ -42,12 +45,15 @@ class DemoArgs:
     """market seed of the episode"""
     preset: str = "auctionnet"
     """market preset"""
+    impressions_per_episode: int = 0
+    """impressions in the day (0: the preset's own); budgets scale with it"""
 
 
-def run(args: DemoArgs) -> dict:
+def run_demo(args: DemoArgs) -> dict:
     """Play the episode, evaluate the hindsight oracle, save raw results; return the summary."""
     jit_seconds = auctionsim.warm_up()
-    env = AuctionParallelEnv(args.preset)
+    scenario = presets.get(args.preset, scale_budgets=True, **({"impressions_per_episode": args.impressions_per_episode} if args.impressions_per_episode else {}))
+    env = AuctionParallelEnv(Market(scenario.market, scenario.population))
     population = env.market.population
     policy = named_population("mixed", population.ids)
     start = time.perf_counter()
@@ -92,13 +98,17 @@ def run(args: DemoArgs) -> dict:
         "max_unilateral_gain_upper_bound_over_welfare": max(a["unilateral_gain_upper_bound"] for a in advertisers) / metrics.social_welfare,
     }
     output = pathlib.Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "summary.json").write_text(json.dumps({"args": asdict(args), "summary": summary, "advertisers": advertisers}, indent=1))
-    with open(output / "advertisers.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(advertisers[0]))
-        writer.writeheader()
-        writer.writerows(advertisers)
-    np.savez_compressed(output / "ticks.npz", advertiser_ids=population.ids, bidder=np.array([group_of[int(i)] for i in population.ids]), budgets=population.budgets, **ticks)
+    runs.atomic_write_json(output / "summary.json", {"args": asdict(args), "summary": summary, "advertisers": advertisers})
+
+    def write_csv(path: pathlib.Path) -> None:
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(advertisers[0]))
+            writer.writeheader()
+            writer.writerows(advertisers)
+
+    runs.atomic_write(output / "advertisers.csv", write_csv)
+    bidders = np.array([group_of[int(i)] for i in population.ids])
+    runs.atomic_write(output / "ticks.npz", lambda path: np.savez_compressed(path, advertiser_ids=population.ids, bidder=bidders, budgets=population.budgets, **ticks))
     print(f"{args.preset}, seed {args.seed}: episode {play_seconds:.2f} s, hindsight oracle {oracle_seconds:.2f} s (JIT/cache load {jit_seconds:.1f} s)")
     for key in ("social_welfare", "revenue", "total_conversions", "total_score", "mean_budget_utilisation", "share_within_cpa_target", "max_unilateral_gain_upper_bound_over_welfare"):
         print(f"  {key:<46} {summary[key]:,.3f}")
@@ -109,7 +119,7 @@ def run(args: DemoArgs) -> dict:
 def plot(output_dir: str) -> pathlib.Path:
     """Spend and conversions over the day by bidder type, and the hindsight gaps, from saved results."""
     output = pathlib.Path(output_dir)
-    ticks = np.load(output / "ticks.npz")
+    ticks = np.load(output / "ticks.npz", allow_pickle=False)
     advertisers = json.loads((output / "summary.json").read_text())["advertisers"]
     hours = np.arange(1, ticks["spend"].shape[0] + 1) * 24 / ticks["spend"].shape[0]
     figure, axes = plt.subplots(1, 3, figsize=(16, 4.5))
@@ -132,16 +142,18 @@ def plot(output_dir: str) -> pathlib.Path:
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.tight_layout()
-    path = output / "day.png"
-    figure.savefig(path, dpi=120)
+    path = runs.atomic_write(output / "day.png", lambda temporary: figure.savefig(temporary, dpi=120, format="png"))
     plt.close(figure)
     return path
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = arguments.parse(DemoArgs, argv, description=__doc__.splitlines()[0])
-    run(args)
-    print(f"saved {plot(args.output_dir)}")
+    args = arguments.parse(DemoArgs, argv, description=__doc__.splitlines()[0], prog="python -m experiments.demo")
+    with runs.run_folder(args.output_dir, args) as run:
+        run.seeds = {"episode": [args.seed]}
+        run_demo(args)
+        print(f"saved {plot(args.output_dir)}")
+    print(f"saved {runs.manifest_path(run.path)} (config, seed, versions, machine, times, every file's SHA-256)")
 
 
 if __name__ == "__main__":

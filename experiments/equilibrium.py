@@ -28,8 +28,16 @@ slowest baseline to replay).
     python -m experiments.equilibrium                  # full mode (wall time below)
     python -m experiments.equilibrium --sizes 48 --populations pid cpa --max-advertisers 48
 
-Outputs in ``results/equilibrium[-quick]/``: ``reports/<population>-N<n>.json`` (every per-seed
-and per-advertiser number), ``summary.json`` and ``summary.csv`` (one row per run),
+Seeds (issue 13's protocol): the lower-bound estimators are refitted once per training seed
+(``--training-seeds``; each with its own fit episodes and PPO seed, the first also running the
+oracle), all scored on the same ``--eval-seeds`` evaluation episodes; full mode 3 x 5, quick
+1 x 2. Each summary row's ``protocol`` block gives the per-episode Max Exploitability (lower
+and upper), welfare and revenue as ``mean``/``low``/``high`` with the seed counts;
+``comparisons.json`` compares the populations of each N pairwise (Holm verdicts).
+
+Outputs in ``results/equilibrium[-quick]/``: ``reports/<population>-N<n>[-t<i>].json`` (every
+per-seed and per-advertiser number, one file per training seed), ``summary.json`` and
+``summary.csv`` (one row per run), ``comparisons.json``, ``manifest.json``, ``tensorboard/``,
 ``history-brd-N10.json``, and the figures (PNG and SVG, redrawn from those files by
 ``experiments.plots``): ``frontier``, ``exploitability-vs-size``, ``compliance-vs-epsilon``,
 ``gains-N<n>``, ``curve-brd-N10``.
@@ -71,18 +79,21 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import dataclasses
 import functools
 import json
 import pathlib
+import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from agents.equilibrium import (
     DEFAULT_GRID,
+    LOWER,
+    UPPER,
     ExploitabilityConfig,
+    ExploitabilityReport,
     GridBestResponse,
     MarketSpec,
     PPOBestResponse,
@@ -92,33 +103,39 @@ from agents.equilibrium import (
     ray_session,
 )
 from agents.populations import POPULATIONS, named_population
-from auctionsim import Market, MarketConfig, presets
+from auctionsim import Market, MarketConfig, presets, runs, stats
+from auctionsim.config import _check_int
+from auctionsim.errors import ConfigError
 from auctionsim.envs import FixedMultipliers
 from experiments import args as arguments
 
 
 @dataclass
-class Args:
+class Args(arguments.ProtocolArgs):
     """Exploitability of baseline populations from 10 to 10,000 advertisers."""
 
-    quick: bool = False
-    """small markets, fewer seeds, advertisers and PPO iterations: about 10 minutes on 2 cores"""
+    training_seeds: int = 3
+    """independent fits of the lower-bound estimators (fit episodes and PPO seed); the first also runs the hindsight oracle"""
+    eval_seeds: int = 5
+    """evaluation episodes per run (the same markets for every population and training seed)"""
+    tensorboard: bool = True
+    """TensorBoard scalars of the PPO best responses under <output-dir>/tensorboard"""
     sizes: tuple[int, ...] = (10, 48, 100, 1000, 10000)
     """market sizes N (48 is the AuctionNet preset)"""
     populations: tuple[str, ...] = ("fixed", "pid", "cpa", "onlinelp")
     """baseline populations (agents.populations): fixed (multiplier 1), pid, cpa, onlinelp, mixed"""
     online_lp_max_size: int = 1000
     """run populations with online LP bidders (onlinelp, mixed) for N up to this: they need every advertiser's per-impression values"""
-    eval_seeds: int = 3
-    """evaluation episodes per run"""
     fit_seeds: int = 2
-    """episodes on which lower-bound estimators choose their deviation (disjoint from the evaluation ones)"""
+    """episodes on which lower-bound estimators choose their deviation, per training seed (disjoint from each other and from the evaluation ones)"""
     max_advertisers: int = 12
-    """advertisers evaluated per run; a uniform sample above this"""
+    """advertisers evaluated per run; a uniform sample above this (the same sample for every training seed)"""
     grid: tuple[float, ...] = ()
     """multipliers searched by the grid best response (empty: agents.equilibrium.DEFAULT_GRID, 11 values; quick: 6 values)"""
     grid_periods: int = 3
     """periods of the piecewise-constant grid deviations"""
+    grid_rounds: int = 2
+    """coordinate-ascent rounds of the piecewise-constant grid search"""
     ppo_max_size: int = 100
     """run the PPO estimator for N up to this"""
     ppo_iterations: int = 20
@@ -127,34 +144,34 @@ class Args:
     """rounds of best-response dynamics recorded as the example training curve (0: skip)"""
     epsilons: tuple[float, ...] = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16)
     """epsilon-NE thresholds checked (normalised by social welfare, as in the BPG paper)"""
-    seed: int = 0
-    """seeds everything: market episodes, advertiser samples, PPO"""
     backend: str = "ray"
     """ray (parallel tasks; a cluster when RAY_ADDRESS is set) or serial"""
     num_cpus: int = 2
     """CPUs of the local Ray instance"""
     output_dir: str = "results/equilibrium"
-    """where results go (``-quick`` is appended in quick mode)"""
+    """where results go"""
 
     def __post_init__(self) -> None:
-        if self.quick:
-            # Quick mode changes only what was left at its default.
-            for name, value in QUICK.items():
-                if getattr(self, name) == getattr(Args, name):
-                    setattr(self, name, value)
-            if not self.output_dir.endswith("-quick"):
-                self.output_dir += "-quick"
         if not self.grid:
             self.grid = QUICK_GRID if self.quick else DEFAULT_GRID
+        for name in ("training_seeds", "eval_seeds", "fit_seeds", "max_advertisers", "grid_periods", "grid_rounds", "ppo_iterations", "num_cpus"):
+            _check_int(name, getattr(self, name), low=1)
+        for name in ("seed", "curve_rounds", "ppo_max_size", "online_lp_max_size"):
+            _check_int(name, getattr(self, name), low=0)
         if any(size < 2 for size in self.sizes):
-            raise SystemExit(f"sizes must be >= 2 advertisers, got {list(self.sizes)}")
+            raise ConfigError(f"sizes must be >= 2 advertisers, got {list(self.sizes)}")
         unknown = set(self.populations) - set(POPULATIONS)
         if unknown:
-            raise SystemExit(f"unknown population {sorted(unknown)[0]!r}; choose from {', '.join(POPULATIONS)}")
+            raise ConfigError(f"unknown population {sorted(unknown)[0]!r}; choose from {', '.join(POPULATIONS)}")
 
 
-QUICK = dict(eval_seeds=2, fit_seeds=1, max_advertisers=4, grid_periods=2, ppo_max_size=10, ppo_iterations=6, curve_rounds=3, online_lp_max_size=48)
+QUICK = dict(
+    training_seeds=1, eval_seeds=2, fit_seeds=1, max_advertisers=4, grid_periods=2, grid_rounds=1, ppo_max_size=10, ppo_iterations=6, curve_rounds=3,
+    online_lp_max_size=48, output_dir="results/equilibrium-quick",
+)
 QUICK_GRID = (0.5, 0.8, 1.0, 1.25, 1.6, 2.5)
+#: Fields a ``--resume`` may grow: more training seeds add reports; the rest must match.
+EXTENDABLE = ("training_seeds",)
 
 
 def sized_market(n_advertisers: int, impressions: int, candidates: int | None, n_categories: int) -> Market:
@@ -168,10 +185,8 @@ def sized_market(n_advertisers: int, impressions: int, candidates: int | None, n
 def scaled_auctionnet(impressions: int) -> Market:
     """AuctionNet's market and advertisers with ``impressions`` per day and the budgets scaled
     by ``impressions / 500,000``, so that they bind about as often as in the full preset."""
-    scenario = presets.get("auctionnet", impressions_per_episode=impressions)
-    scale = impressions / presets.get("auctionnet").market.impressions_per_episode
-    population = dataclasses.replace(scenario.population, budgets=scenario.population.budgets * scale)
-    return Market(scenario.market, population, record_history=False)
+    scenario = presets.get("auctionnet", impressions_per_episode=impressions, scale_budgets=True)
+    return Market(scenario.market, scenario.population, record_history=False)
 
 
 def market_spec(n_advertisers: int, quick: bool) -> MarketSpec:
@@ -192,22 +207,28 @@ def market_spec(n_advertisers: int, quick: bool) -> MarketSpec:
     return MarketSpec(preset=None, factory=factory, label=f"{label}, {impressions:,} impressions, K={candidates}")
 
 
-def episode_seeds(args: Args) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """``(eval_seeds, fit_seeds)``: disjoint market seeds derived from ``args.seed``."""
+def episode_seeds(args: Args, training_seed: int = 0) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(eval_seeds, fit_seeds)``: market seeds derived from ``args.seed``; the evaluation
+    episodes are shared by every training seed, each training seed fits on its own episodes,
+    and all are disjoint."""
     base = 1000 * args.seed
-    return tuple(range(base + 100, base + 100 + args.eval_seeds)), tuple(range(base + 500, base + 500 + args.fit_seeds))
+    fit_start = base + 500 + training_seed * args.fit_seeds
+    return tuple(range(base + 100, base + 100 + args.eval_seeds)), tuple(range(fit_start, fit_start + args.fit_seeds))
 
 
-def exploitability_config(args: Args, n_advertisers: int) -> ExploitabilityConfig:
-    grid = GridBestResponse(args.grid, periods=args.grid_periods, rounds=1 if args.quick else 2)
+def exploitability_config(args: Args, n_advertisers: int, training_seed: int = 0, log_dir: pathlib.Path | None = None) -> ExploitabilityConfig:
+    """Training seed 0 runs every estimator and the oracle; later training seeds refit only the
+    lower-bound estimators (the population's returns and the oracle do not depend on them)."""
+    grid = GridBestResponse(args.grid, periods=args.grid_periods, rounds=args.grid_rounds)
     estimators: tuple = (grid,)
     if n_advertisers <= args.ppo_max_size:
-        estimators += (PPOBestResponse(iterations=args.ppo_iterations, episodes_per_iteration=8, seed=args.seed),)
-    eval_seeds, fit_seeds = episode_seeds(args)
+        estimators += (PPOBestResponse(iterations=args.ppo_iterations, episodes_per_iteration=8, seed=args.seed + training_seed, log_dir=None if log_dir is None else str(log_dir)),)
+    eval_seeds, fit_seeds = episode_seeds(args, training_seed)
     return ExploitabilityConfig(
         eval_seeds=eval_seeds,
         fit_seeds=fit_seeds,
         estimators=estimators,
+        oracle=training_seed == 0,
         max_advertisers=args.max_advertisers,
         sample_seed=args.seed,
         backend=args.backend,
@@ -270,45 +291,108 @@ def best_response_dynamics_history(args: Args, output: pathlib.Path) -> Training
     return history
 
 
+def episode_grids(reports: list) -> dict[str, np.ndarray]:
+    """One run's metrics as ``(training seeds, evaluation seeds)`` grids for :mod:`auctionsim.stats`:
+    the per-episode Max Exploitability (BPG Eq. 15 on each evaluation episode) of the lower
+    bound refitted with each training seed, of the upper bound (hindsight oracle, which does not
+    depend on the training seed: one row), and the population's welfare and revenue (one row).
+    Non-finite values (zero welfare) leave their metric out."""
+    grids = {
+        "max_exploitability_lower_per_episode": np.stack([report.per_seed_max_exploitability(LOWER) for report in reports]),
+        "social_welfare": reports[0].social_welfare[None, :],
+        "revenue": reports[0].revenue[None, :],
+    }
+    if UPPER in reports[0].names:
+        grids["max_exploitability_upper_per_episode"] = reports[0].per_seed_max_exploitability(UPPER)[None, :]
+    return {name: grid for name, grid in grids.items() if np.all(np.isfinite(grid))}
+
+
+def _report_path(output: pathlib.Path, population: str, n_advertisers: int, training_index: int) -> pathlib.Path:
+    suffix = "" if training_index == 0 else f"-t{training_index}"
+    return output / "reports" / f"{population}-N{n_advertisers}{suffix}.json"
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
-    args = arguments.parse(Args, argv, description=__doc__.splitlines()[0])
-    output = pathlib.Path(args.output_dir)
-    (output / "reports").mkdir(parents=True, exist_ok=True)
-    (output / "args.json").write_text(json.dumps(asdict(args), indent=1))
-    started = time.perf_counter()
-    rows: list[dict] = []
-    # One Ray session for every run (starting Ray costs seconds); evaluate_exploitability reuses it.
-    session = ray_session(args.num_cpus) if args.backend == "ray" else contextlib.nullcontext()
-    with session:
-        for n_advertisers in args.sizes:
-            spec = market_spec(n_advertisers, args.quick)
-            config = exploitability_config(args, n_advertisers)
-            ids = spec.build().population.ids
-            for population in args.populations:
-                policy = named_population(population, ids)
-                if policy.needs_impression_values and n_advertisers > args.online_lp_max_size:
-                    print(f"skipping {population} at N={n_advertisers}: online LP needs every advertiser's per-impression values")
-                    continue
-                run_start = time.perf_counter()
-                label = f"{population} N={n_advertisers}"
-                print(f"\n== {label}: {spec.name}")
-                report = evaluate_exploitability(policy, spec, config=config, label=label)
-                seconds = time.perf_counter() - run_start
-                report.save(output / "reports" / f"{population}-N{n_advertisers}.json")
-                rows.append(summary_row(report, population, n_advertisers, seconds, args.epsilons))
-                print(report.summary_table())
-                print(f"({seconds:.1f} s)")
-                # Save as we go: a long run interrupted keeps what it measured.
-                (output / "summary.json").write_text(json.dumps(rows, indent=1))
-        if args.curve_rounds > 0:
-            print("\n== example training curve: grid best-response dynamics, N=10")
-            best_response_dynamics_history(args, output / "history-brd-N10.json")
-    total = time.perf_counter() - started
-    write_csv(rows, output / "summary.csv")
-    (output / "timing.json").write_text(json.dumps({"wall_seconds": total, "num_cpus": args.num_cpus, "backend": args.backend}, indent=1))
-    draw_figures(output)
-    print(f"\nall done in {total / 60:.1f} min; results in {output}/")
+    args = arguments.parse(Args, argv, description=__doc__.splitlines()[0], quick=QUICK, prog="auctionsim equilibrium")
+    ignored = (*runs.DEFAULT_IGNORED, "backend", "num_cpus")
+    with runs.run_folder(args.output_dir, args, resume=args.resume, extendable=EXTENDABLE, ignored=ignored) as run:
+        output = run.path
+        eval_seeds, _ = episode_seeds(args)
+        run.seeds = {
+            "eval": list(eval_seeds),
+            "fit": {str(t): list(episode_seeds(args, t)[1]) for t in range(args.training_seeds)},
+            "ppo": [args.seed + t for t in range(args.training_seeds)],
+            "advertiser_sample": args.seed,
+        }
+        if not args.resume:
+            shutil.rmtree(output / "reports", ignore_errors=True)
+        (output / "reports").mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        rows: list[dict] = []
+        tables: dict[str, dict] = {}
+        # One Ray session for every run (starting Ray costs seconds); evaluate_exploitability reuses it.
+        session = ray_session(args.num_cpus) if args.backend == "ray" else contextlib.nullcontext()
+        with session:
+            for n_advertisers in args.sizes:
+                spec = market_spec(n_advertisers, args.quick)
+                ids = spec.build().population.ids
+                grids_by_population: dict[str, dict[str, np.ndarray]] = {}
+                for population in args.populations:
+                    policy = named_population(population, ids)
+                    if policy.needs_impression_values and n_advertisers > args.online_lp_max_size:
+                        print(f"skipping {population} at N={n_advertisers}: online LP needs every advertiser's per-impression values")
+                        continue
+                    run_start = time.perf_counter()
+                    reports = []
+                    for training_index in range(args.training_seeds):
+                        path = _report_path(output, population, n_advertisers, training_index)
+                        if path.is_file():  # a resumed run keeps what it measured
+                            reports.append(ExploitabilityReport.load(path))
+                            continue
+                        label = f"{population} N={n_advertisers}" + (f" (training seed {training_index})" if training_index else "")
+                        print(f"\n== {label}: {spec.name}")
+                        log_dir = output / "tensorboard" / f"{population}-N{n_advertisers}" if args.tensorboard else None
+                        config = exploitability_config(args, n_advertisers, training_index, log_dir)
+                        report = evaluate_exploitability(policy, spec, config=config, label=label)
+                        report.save(path)
+                        reports.append(report)
+                        print(report.summary_table())
+                    seconds = time.perf_counter() - run_start
+                    row = summary_row(reports[0], population, n_advertisers, seconds, args.epsilons)
+                    grids = episode_grids(reports)
+                    row["protocol"] = {metric: stats.grid_mean(grid).to_dict() for metric, grid in grids.items()}
+                    rows.append(row)
+                    grids_by_population[population] = grids
+                    print(f"({seconds:.1f} s)")
+                    # Save as we go: a long run interrupted keeps what it measured.
+                    runs.atomic_write_json(output / "summary.json", rows)
+                tables[f"N={n_advertisers}"] = population_tables(grids_by_population, n_advertisers)
+                runs.atomic_write_json(output / "comparisons.json", tables)
+            if args.curve_rounds > 0:
+                print("\n== example training curve: grid best-response dynamics, N=10")
+                best_response_dynamics_history(args, output / "history-brd-N10.json")
+        total = time.perf_counter() - started
+        runs.atomic_write(output / "summary.csv", lambda path: write_csv(rows, path))
+        run.extra["timing"] = {"wall_seconds": total, "num_cpus": args.num_cpus, "backend": args.backend}
+        draw_figures(output)
+    print(f"\nall done in {total / 60:.1f} min; results and manifest.json in {output}/")
     return rows
+
+
+def population_tables(grids_by_population: dict[str, dict[str, np.ndarray]], n_advertisers: int) -> dict:
+    """Paired comparisons of the populations of one market size (same evaluation markets, same
+    training seed indices), per metric, Holm over each table; printed as ``mean [low, high]``."""
+    tables = {}
+    metrics = sorted({metric for grids in grids_by_population.values() for metric in grids})
+    for metric in metrics:
+        scores = {population: grids[metric] for population, grids in grids_by_population.items() if metric in grids}
+        shapes = {grid.shape for grid in scores.values()}
+        if len(scores) < 1 or len(shapes) != 1:
+            continue
+        tables[metric] = stats.summary(scores)
+        digits = 4 if "exploitability" in metric else 1
+        print(stats.format_table(scores, digits=digits, title=f"\nN={n_advertisers}: {metric}"))
+    return tables
 
 
 def draw_figures(output: pathlib.Path) -> None:
@@ -317,7 +401,8 @@ def draw_figures(output: pathlib.Path) -> None:
 
     rows = json.loads((output / "summary.json").read_text())
     plots.plot_welfare_frontier(rows, output / "frontier")
-    plots.plot_exploitability_vs_size(rows, output / "exploitability-vs-size")
+    if len({row["n_advertisers"] for row in rows}) > 1:
+        plots.plot_exploitability_vs_size(rows, output / "exploitability-vs-size")
     plots.plot_compliance_vs_epsilon(rows, output / "compliance-vs-epsilon")
     for n_advertisers in sorted({row["n_advertisers"] for row in rows}):
         reports = sorted((output / "reports").glob(f"*-N{n_advertisers}.json"))

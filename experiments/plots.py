@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
+import sys
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -41,6 +43,7 @@ import numpy as np
 from agents.equilibrium import LOWER, UPPER, ExploitabilityReport, TrainingHistory
 from agents.equilibrium.history import HISTORY_SCHEMA
 from agents.equilibrium.report import SCHEMA as REPORT_SCHEMA
+from auctionsim.errors import AuctionSimError, ConfigError
 
 __all__ = [
     "load_summaries",
@@ -323,8 +326,11 @@ def plot_exploitability_vs_size(items: Sequence[Any], output: str | pathlib.Path
     """Max Exploitability (left) and exploitability = NashConv / N as a share of the mean
     advertiser's welfare (right) against the number of advertisers, per population: the band
     spans the lower to the upper bound; error bars are confidence intervals."""
-    plt = _pyplot()
     summaries = [s for s in load_summaries(items) if "n_advertisers" in s]
+    all_sizes = sorted({s["n_advertisers"] for s in summaries})
+    if len(all_sizes) < 2:
+        raise ValueError(f"needs summaries of at least two market sizes N to draw a curve, got N = {all_sizes}")
+    plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
     for index, (population, members) in enumerate(sorted(_group(summaries, "population").items(), key=lambda i: str(i[0]))):
         members = sorted(members, key=lambda s: s["n_advertisers"])
@@ -347,7 +353,6 @@ def plot_exploitability_vs_size(items: Sequence[Any], output: str | pathlib.Path
                 axis.fill_between(sizes, np.array([v["estimate"] for v in lows]) * scale, np.array([v["estimate"] for v in highs]) * scale, color=colour, alpha=0.12, linewidth=0)
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    all_sizes = sorted({s["n_advertisers"] for s in summaries})
     for axis in (left, right):
         axis.set_xscale("log")
         axis.set_xticks(all_sizes)
@@ -381,8 +386,9 @@ def plot_gain_distribution(reports: Sequence[Any], output: str | pathlib.Path, n
             axis.boxplot([mean], positions=[position], widths=0.5, showfliers=False)
             jitter = (np.random.default_rng(position).uniform(-0.15, 0.15, mean.size)) + position
             colour = _BOUND_COLOURS.get(name, f"C{position + 2}")
-            axis.errorbar(jitter, mean, yerr=[mean - low, high - mean], fmt="o", markersize=3, color=colour, alpha=0.7, capsize=2, elinewidth=0.8)
+            axis.errorbar(jitter, mean, yerr=[mean - low, high - mean], fmt="o", markersize=3, color=colour, alpha=0.7, capsize=2, elinewidth=0.8, label=name)
         axis.axhline(0.0, color="k", linewidth=0.8)
+        axis.legend(title="estimator (one dot per advertiser, 95% interval)", fontsize=8, title_fontsize=8, loc="best")
         axis.set_xticks(range(len(chosen)))
         axis.set_xticklabels(chosen, rotation=30, ha="right")
         title = report.metadata.get("label") or report.metadata.get("population", "")
@@ -413,7 +419,7 @@ def _add_figures(parser: argparse.ArgumentParser) -> None:
     for name, (_, help_text) in _COMMANDS.items():
         command = figures.add_parser(name, help=help_text, description=help_text)
         command.add_argument("inputs", nargs="+", help="JSON files")
-        command.add_argument("-o", "--output", required=True, help="output path without extension (writes .png and .svg)")
+        command.add_argument("-o", "--output", required=True, help=f"output path without extension (writes .png and .svg), or an existing folder / a path ending in '/' (writes {name}.png and {name}.svg there)")
         if name == "curve":
             command.add_argument("--x", default="iteration", choices=("iteration", "env_steps", "wall_seconds"), help="horizontal axis")
 
@@ -434,15 +440,24 @@ def add_plot_command(commands: "argparse._SubParsersAction") -> argparse.Argumen
     return parser
 
 
+def _output_stem(output: str, figure: str) -> pathlib.Path:
+    """``-o`` as given: a folder (existing, or ending in a separator) gets ``<figure>`` inside."""
+    path = pathlib.Path(output)
+    if output.endswith(("/", os.sep)) or path.is_dir():
+        return path / figure
+    return path
+
+
 def run(args: argparse.Namespace) -> list[pathlib.Path]:
     """Draw the figure named by parsed ``plot`` arguments; prints and returns the files written.
-    Unreadable inputs exit with a message naming the figure."""
+    Unreadable or unsuitable inputs raise a :class:`ConfigError` naming the figure (the CLI
+    prints it as one line, exit status 2)."""
     function = _COMMANDS[args.figure][0]
     extra = {"x": args.x} if args.figure == "curve" else {}
     try:
-        paths = function(args.inputs, args.output, **extra)
-    except (ValueError, FileNotFoundError, json.JSONDecodeError) as error:
-        raise SystemExit(f"auctionsim plot {args.figure}: {error}") from None
+        paths = function(args.inputs, _output_stem(args.output, args.figure), **extra)
+    except (ValueError, KeyError, OSError) as error:  # JSONDecodeError is a ValueError
+        raise ConfigError(f"plot {args.figure}: {error}") from None
     for path in paths:
         print(path)
     return paths
@@ -450,7 +465,12 @@ def run(args: argparse.Namespace) -> list[pathlib.Path]:
 
 def main(argv: Sequence[str] | None = None) -> list[pathlib.Path]:
     """``auctionsim plot <figure> INPUTS... -o OUTPUT``; prints and returns the files written."""
-    return run(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except AuctionSimError as error:
+        print(f"auctionsim plot: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

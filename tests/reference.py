@@ -19,6 +19,8 @@ from auctionsim.kernel import (
     PARAM_PVALUE_MEAN,
     PARAM_PVALUE_STD,
     PARAM_SIGMA_RATIO,
+    PARAM_TRUNCATION_CDF_LOW,
+    PARAM_TRUNCATION_CDF_WIDTH,
 )
 from auctionsim.traffic import (
     KEY_CONVERSION,
@@ -62,12 +64,39 @@ def reference_prices(mechanism: str, ranked: list[float], exposure: list[float],
     return prices
 
 
+def reference_seen(exposure_model: str, exposure_key, slot_exposure: list[float], impression: int) -> int:
+    """How many slots are seen. ``chained``: slot ``k`` draws its own uniform (counter
+    ``impression + k x 2**40``; none for probability 1) and is seen iff the draw is below its
+    probability and every slot above is seen. ``nested``: one uniform, slot ``k`` seen iff below
+    ``slot_exposure[k]``."""
+    if exposure_model == "nested":
+        u = rng.uniform_from_bits(np.uint64(rng.draw_bits(exposure_key, impression)))
+        return sum(1 for p in slot_exposure if u < p)
+    seen = [
+        p >= 1.0 or rng.uniform_from_bits(np.uint64(rng.draw_bits(exposure_key, impression + (k << 40)))) < p
+        for k, p in enumerate(slot_exposure)
+    ]
+    return next((k for k, is_seen in enumerate(seen) if not is_seen), len(seen))
+
+
+def reference_marginals(exposure_model: str, slot_exposure: list[float]) -> list[float]:
+    """Probability that each slot is seen: cumulative products when chained."""
+    if exposure_model == "nested":
+        return list(slot_exposure)
+    marginals, product = [], 1.0
+    for p in slot_exposure:
+        product *= p
+        marginals.append(product)
+    return marginals
+
+
 def reference_tick(
     *,
     first_impression: int,
     n_impressions: int,
     mechanism: str,
     slot_exposure: list[float],
+    exposure_model: str,
     reserve: float,
     budget_floor: float,
     exposure_key,
@@ -114,15 +143,17 @@ def reference_tick(
                 bidders.append((bid, priority, position))
         while True:
             ranked = _allocate(bidders, len(bidders))
-            prices = reference_prices(mechanism, [b for b, _, _ in ranked], slot_exposure, reserve)
+            prices = reference_prices(
+                mechanism, [b for b, _, _ in ranked], reference_marginals(exposure_model, slot_exposure), reserve
+            )
             winners = [position for _, _, position in ranked[: len(prices)]]
             broke = [k for k, position in enumerate(winners) if prices[k] > budget_left[position]]
             if not broke:
                 break
             bidders = [item for item in bidders if item[2] != winners[broke[0]]]
-        u = rng.uniform_from_bits(np.uint64(rng.draw_bits(exposure_key, impression)))
-        seen = sum(1 for p in slot_exposure if u < p)
-        lwc = ranked[n_slots - 1][0] if len(ranked) >= n_slots else reserve
+        seen = reference_seen(exposure_model, exposure_key, slot_exposure, impression)
+        # AuctionNet's least winning cost: the (S+1)-th highest bid floored at the reserve.
+        lwc = max(reserve, ranked[n_slots][0]) if len(ranked) > n_slots else reserve
         for position in contest:
             totals["lwc_sum"][position] += lwc
         record = []
@@ -136,7 +167,12 @@ def reference_tick(
                 totals["exposures"][position] += 1
                 totals["value_won"][position] += pvalues[position] * params[PARAM_CPA_TARGET, position]
                 sigma = impression_sigma(keys[KEY_SIGMA, position], pvalues[position], params[PARAM_SIGMA_RATIO, position], sigma_ratio_cap, impression)
-                converted = bool(impression_conversion(keys[KEY_CONVERSION_RATE, position], keys[KEY_CONVERSION, position], pvalues[position], sigma, impression))
+                converted = bool(
+                    impression_conversion(
+                        keys[KEY_CONVERSION_RATE, position], keys[KEY_CONVERSION, position], pvalues[position], sigma,
+                        params[PARAM_TRUNCATION_CDF_LOW, position], params[PARAM_TRUNCATION_CDF_WIDTH, position], impression,
+                    )
+                )
                 totals["conversions"][position] += converted
             record.append((position, prices[slot], exposed, converted))
         top = [(bid, position) for bid, _, position in ranked[: n_slots + 1]]

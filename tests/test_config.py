@@ -18,6 +18,7 @@ from auctionsim import ConfigError, MarketConfig, Mechanism, Population, Traffic
         (dict(slot_exposure=(0.5, 0.8)), r"non-increasing.*slot_exposure\[1\]=0.8"),
         (dict(slot_exposure=(1.2,)), r"slot_exposure\[0\] must be <= 1.0, got 1.2"),
         (dict(slot_exposure=(1.0, 0.0)), r"slot_exposure\[1\] must be > 0.0"),
+        (dict(exposure_model="cascade"), "exposure_model must be one of chained, nested, got 'cascade'"),
         (dict(mechanism="second"), "mechanism must be one of gsp, fpa, vcg, got 'second'"),
         (dict(reserve_price=-0.1), "reserve_price must be >= 0.0, got -0.1"),
         (dict(reserve_price=float("nan")), "reserve_price must be finite, got nan"),
@@ -105,6 +106,8 @@ def test_presets():
     assert population.cpa_targets.min() >= 60 and population.cpa_targets.max() <= 130
     market = auctionnet.market
     assert (market.n_ticks, market.impressions_per_episode, market.slot_exposure) == (48, 500_000, (1.0, 0.8, 0.6))
+    assert market.exposure_model.value == "chained" and market.exposure_probabilities == pytest.approx((1.0, 0.8, 0.48))
+    assert population.budgets[:3].tolist() == [2900, 4350, 3000] and population.cpa_targets[-2:].tolist() == [130, 120]
     assert market.mechanism is Mechanism.GSP and market.reserve_price == 0.01
     large = presets.get("large-100k")
     assert len(large.population) == 100_000 and large.market.candidates_per_impression == 64

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from auctionsim.errors import ConfigError
+
 from agents.equilibrium import EstimatorValues, ExploitabilityReport, TrainingHistory
 from experiments import plots
 
@@ -70,13 +72,37 @@ def test_plot_command_line(tmp_path, capsys):
     assert [p.name for p in paths] == ["gains.png", "gains.svg"]
     assert "gains.png" in capsys.readouterr().out
     plots.main(["frontier", str(report), "-o", str(tmp_path / "frontier")])
-    with pytest.raises(SystemExit, match="epsilon setting"):
-        plots.main(["epsilon", str(report), "-o", str(tmp_path / "epsilon")])
     (tmp_path / "bad.json").write_text(json.dumps({"hello": 1}))
-    with pytest.raises(SystemExit, match="not a summary"):
-        plots.main(["frontier", str(tmp_path / "bad.json"), "-o", str(tmp_path / "x")])
+    folder = tmp_path / "figures"
+    folder.mkdir()
+    for argv, message in (
+        (["epsilon", str(report), "-o", str(tmp_path / "epsilon")], "epsilon setting"),
+        (["frontier", str(tmp_path / "bad.json"), "-o", str(tmp_path / "x")], "not a summary"),
+        (["gains", str(tmp_path), "-o", str(tmp_path / "x")], "Is a directory"),
+        (["size", str(report), "-o", str(tmp_path / "x")], "at least two market sizes"),
+        (["gains", str(tmp_path / "missing.json"), "-o", str(tmp_path / "x")], "No such file"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            plots.main(argv)
+        error = capsys.readouterr().err
+        assert stop.value.code == 2 and message in error and error.count("\n") == 1, (argv, error)
     with pytest.raises(SystemExit):
         plots.main(["nonsense", str(report), "-o", str(tmp_path / "x")])
+    # -o naming a folder (existing, or ending in '/') writes <figure>.png and .svg inside it
+    assert [p.name for p in plots.main(["gains", str(report), "-o", str(folder)])] == ["gains.png", "gains.svg"]
+    assert (folder / "gains.png").exists()
+    assert plots.main(["frontier", str(report), "-o", f"{tmp_path}/new/"])[0] == tmp_path / "new" / "frontier.png"
+
+
+def test_gains_plot_has_a_legend_of_estimators(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    legends = []
+    original = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: (legends.extend(ax.get_legend() for ax in self.axes), original(self, *a, **k))[1])
+    plots.plot_gain_distribution([synthetic_report("legend", 1.0)], tmp_path / "gains")
+    texts = {text.get_text() for legend in legends if legend is not None for text in legend.get_texts()}
+    assert {"lower", "upper"} <= texts
 
 
 def test_plot_command_registers_on_a_cli(tmp_path):
@@ -90,18 +116,32 @@ def test_plot_command_registers_on_a_cli(tmp_path):
 
 
 def test_equilibrium_experiment_writes_results_and_figures(tmp_path):
+    from auctionsim import runs
     from experiments import equilibrium
 
-    rows = equilibrium.main(
-        ["--quick", "--sizes", "10", "--populations", "fixed", "--max-advertisers", "2", "--backend", "serial", "--ppo-max-size", "0", "--curve-rounds", "1", "--output-dir", str(tmp_path / "eq")]
-    )
     output = tmp_path / "eq-quick"
-    assert len(rows) == 1 and rows[0]["n_advertisers"] == 10 and rows[0]["sampled"]
-    for name in ("summary.json", "summary.csv", "history-brd-N10.json", "reports/fixed-N10.json", "frontier.png", "frontier.svg", "curve-brd-N10.png", "gains-N10.svg"):
+    flags = ["--quick", "--sizes", "10", "--populations", "fixed", "pid", "--max-advertisers", "2", "--backend", "serial", "--ppo-max-size", "0", "--curve-rounds", "1", "--output-dir", str(output)]
+    rows = equilibrium.main([*flags, "--training-seeds", "2"])
+    assert len(rows) == 2 and rows[0]["n_advertisers"] == 10 and rows[0]["sampled"]
+    for name in ("summary.json", "summary.csv", "comparisons.json", "history-brd-N10.json", "reports/fixed-N10.json", "reports/fixed-N10-t1.json", "frontier.png", "frontier.svg", "curve-brd-N10.png", "gains-N10.svg"):
         assert (output / name).exists(), name
     report = ExploitabilityReport.load(output / "reports" / "fixed-N10.json")
     assert set(report.names) == {"grid-constant", "grid-piecewise", "oracle", "lower", "upper"}
     assert report.max_exploitability("lower").estimate <= report.max_exploitability("upper").estimate
+    refit = ExploitabilityReport.load(output / "reports" / "fixed-N10-t1.json")
+    assert "oracle" not in refit.names and list(refit.eval_seeds) == list(report.eval_seeds)
+    lower = rows[0]["protocol"]["max_exploitability_lower_per_episode"]
+    assert (lower["n_training_seeds"], lower["n_eval_seeds"]) == (2, 2) and lower["low"] <= lower["mean"] <= lower["high"]
+    table = json.loads((output / "comparisons.json").read_text())["N=10"]["social_welfare"]
+    assert table["comparisons"][0]["verdict"] in ("fixed > pid", "fixed < pid", "not distinguishable")
+    manifest = runs.verify_manifest(output)
+    assert manifest["status"] == "complete" and manifest["seeds"]["fit"] == {"0": [500], "1": [501]}
+    with pytest.raises(runs.RunError, match="max_advertisers: 2 -> 3"):
+        equilibrium.main([*flags, "--training-seeds", "2", "--max-advertisers", "3", "--resume"])
+    before = (output / "reports" / "fixed-N10.json").read_text()
+    equilibrium.main([*flags, "--training-seeds", "3", "--resume", "--curve-rounds", "1"])  # extends: one more refit per population
+    assert (output / "reports" / "fixed-N10-t2.json").exists() and (output / "reports" / "fixed-N10.json").read_text() == before
+    assert runs.read_manifest(output)["extended"] == {"training_seeds": [2, 3]}
 
 
 def test_quick_auctionnet_market_scales_budgets_with_impressions():
@@ -119,11 +159,14 @@ def test_quick_auctionnet_market_scales_budgets_with_impressions():
 
 def test_experiment_arguments_are_checked():
     from experiments import equilibrium
+    from experiments.args import parse
 
-    with pytest.raises(SystemExit, match="unknown population"):
+    with pytest.raises(ConfigError, match="unknown population"):
         equilibrium.Args(populations=("fixed", "greedy"))
-    with pytest.raises(SystemExit, match="sizes"):
+    with pytest.raises(ConfigError, match="sizes"):
         equilibrium.Args(sizes=(1,))
-    quick = equilibrium.Args(quick=True, eval_seeds=5)
-    assert quick.eval_seeds == 5 and quick.fit_seeds == equilibrium.QUICK["fit_seeds"]
-    assert quick.output_dir.endswith("-quick")
+    quick = parse(equilibrium.Args, ["--quick", "--eval-seeds", "5", "--training-seeds", "3"], quick=equilibrium.QUICK)
+    assert (quick.eval_seeds, quick.training_seeds, quick.fit_seeds) == (5, 3, equilibrium.QUICK["fit_seeds"])
+    assert quick.output_dir.endswith("-quick") and quick.grid == equilibrium.QUICK_GRID
+    full = parse(equilibrium.Args, [], quick=equilibrium.QUICK)
+    assert full.training_seeds >= 3 and full.eval_seeds >= 5 and full.output_dir == "results/equilibrium"

@@ -8,11 +8,14 @@ from hypothesis import strategies as st
 
 from auctionsim import rng
 from auctionsim.mechanisms import (
+    EXPOSURE_CHAINED,
+    EXPOSURE_NESTED,
     MECHANISM_FPA,
     MECHANISM_GSP,
     MECHANISM_VCG,
     SHORTLIST_LANES,
     exposed_slots,
+    exposure_marginals,
     rank_bids,
     shortlist_bids,
     slot_prices,
@@ -108,9 +111,14 @@ def test_vcg_never_exceeds_gsp_and_equals_it_with_one_slot(case):
     np.testing.assert_allclose(vcg_one, gsp_one, rtol=1e-12)
 
 
-def test_exposure_is_a_prefix_with_the_configured_marginals():
+def test_exposure_is_a_prefix_with_each_models_marginals():
     exposure = np.array([1.0, 0.8, 0.6])
     key = rng.stream_key(1, 0, rng.STREAM_EXPOSURE, rng.PLATFORM_ENTITY)
-    seen = np.array([exposed_slots(key, exposure, j) for j in range(50_000)])
-    for slot, probability in enumerate(exposure):
-        assert abs((seen > slot).mean() - probability) < 0.01
+    for model, marginals in ((EXPOSURE_CHAINED, [1.0, 0.8, 0.48]), (EXPOSURE_NESTED, [1.0, 0.8, 0.6])):
+        np.testing.assert_allclose(exposure_marginals(model, exposure), marginals)
+        seen = np.array([exposed_slots(model, key, exposure, j) for j in range(50_000)])
+        for slot, probability in enumerate(marginals):
+            assert abs((seen > slot).mean() - probability) < 0.01
+    # Chained: slot 3 is seen with probability 0.6 given slot 2 was (independent draws).
+    seen = np.array([exposed_slots(EXPOSURE_CHAINED, key, np.array([0.9, 0.8, 0.6]), j) for j in range(50_000)])
+    assert abs((seen > 2).sum() / (seen > 1).sum() - 0.6) < 0.015 and abs((seen > 0).mean() - 0.9) < 0.01

@@ -21,12 +21,15 @@ def markets(draw):
     seed = draw(st.integers(0, 2**31))
     generator = np.random.default_rng(seed)
     exposure = tuple(sorted(generator.uniform(0.3, 1.0, n_slots), reverse=True))
+    if draw(st.booleans()):
+        exposure = (1.0,) + exposure[1:]  # a sure first slot needs no draw
     candidates = draw(st.one_of(st.none(), st.integers(1, n)))
     config = MarketConfig(
         n_ticks=2,
         impressions_per_episode=400,
         slot_exposure=exposure,
         mechanism=draw(st.sampled_from(list(MECHANISMS))),
+        exposure_model=draw(st.sampled_from(["chained", "nested"])),
         reserve_price=draw(st.sampled_from([0.0, 0.01, 0.05])),
         min_budget_to_bid=draw(st.sampled_from([0.0, 0.1])),
         candidates_per_impression=candidates,
@@ -62,6 +65,7 @@ def test_tick_kernel_matches_reference(case):
             n_impressions=n_impressions,
             mechanism=config.mechanism.value,
             slot_exposure=list(config.slot_exposure),
+            exposure_model=config.exposure_model.value,
             reserve=config.reserve_price,
             budget_floor=max(config.reserve_price, config.min_budget_to_bid),
             exposure_key=traffic.exposure_key,
@@ -90,6 +94,8 @@ def test_tick_kernel_matches_reference(case):
         np.testing.assert_allclose(result.mean_least_winning_cost * result.opportunities, expected["lwc_sum"], rtol=1e-12)
         for row, (record, lwc, top, seen) in enumerate(log):
             assert result.log.least_winning_cost[row] == lwc
+            lowest_winning_bid = top[config.n_slots - 1][0] if len(top) >= config.n_slots else config.reserve_price
+            assert result.log.lowest_winning_bid[row] == lowest_winning_bid
             assert result.log.slots_seen[row] == seen
             assert result.log.ranked_bids[row, : len(top)].tolist() == [bid for bid, _ in top]
             assert result.log.ranked_bidders[row, : len(top)].tolist() == [population.ids[p] for _, p in top]

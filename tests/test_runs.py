@@ -167,3 +167,20 @@ def test_run_folder_records_running_then_complete_and_checks_resume(tmp_path):
         with runs.run_folder(output, {"iterations": 9}):
             raise RuntimeError("killed")
     assert runs.read_manifest(output)["status"] == "running"  # an interrupted run says so
+
+
+def test_clean_stale_ray_sessions_removes_private_roots_of_killed_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    killed_root, live_root, starting_root = tmp_path / "ray-killed", tmp_path / "ray-live", tmp_path / "ray-starting"
+    (killed_root / f"session_2026-01-01_00-00-00_000000_{dead}").mkdir(parents=True)
+    (live_root / f"session_2026-01-01_00-00-00_000000_{os.getpid()}").mkdir(parents=True)
+    starting_root.mkdir()
+    assert runs.clean_stale_ray_sessions() == [killed_root]
+    assert live_root.exists() and starting_root.exists()
+
+
+def test_write_json_result_puts_a_manifest_beside_the_file(tmp_path):
+    path = runs.write_json_result(tmp_path / "bench.json", {"benchmark": "x", "rate": 1.5}, {"repeats": 3}, clock=runs.RunClock())
+    assert json.loads(path.read_text()) == {"benchmark": "x", "rate": 1.5}
+    assert runs.verify_manifest(path)["config"] == {"repeats": 3}

@@ -43,6 +43,7 @@ from auctionsim.stats import check_confidence
 from agents.oracle import check_objective
 from auctionsim.envs import PopulationPolicy
 from auctionsim.errors import ConfigError, describe
+from auctionsim.runs import clean_stale_ray_sessions
 
 __all__ = ["ExploitabilityConfig", "evaluate_exploitability", "advertiser_best_responses", "choose_advertisers", "ray_session"]
 
@@ -180,6 +181,7 @@ def ray_session(num_cpus: int = 2) -> Iterator[Any]:
         yield ray
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    clean_stale_ray_sessions()  # what killed runs left behind
     temp_dir, saved_path = None, os.environ.get("PYTHONPATH")
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], logging_level="WARNING")

@@ -25,6 +25,7 @@ at ``log(multiplier)``, so training starts from the grid's answer and refines it
 from __future__ import annotations
 
 import math
+import pathlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -34,6 +35,7 @@ import numpy as np
 from agents.equilibrium.deviation import DeviationEvaluator
 from agents.equilibrium.estimator import AdvertiserBestResponse
 from auctionsim.errors import ConfigError, describe
+from auctionsim.tracking import ScalarLogger
 
 __all__ = ["PPOBestResponse", "BidPolicyNetwork"]
 
@@ -123,6 +125,9 @@ class PPOBestResponse:
             id -> state dict); takes precedence over ``warm_start_from``.
         seed: seeds network initialisation, sampling and the training episodes' market seeds.
         device: torch device (default: CUDA when available, else CPU).
+        log_dir: when given, TensorBoard scalars of each advertiser's training (mean return,
+            policy and value loss, exploration std per iteration) go to
+            ``<log_dir>/seed<seed>-advertiser<id>`` (:class:`auctionsim.tracking.ScalarLogger`).
     """
 
     iterations: int = 20
@@ -141,6 +146,7 @@ class PPOBestResponse:
     initial_state: Mapping[Any, Any] | None = None
     seed: int = 0
     device: str | None = None
+    log_dir: str | None = None
     names: tuple[str, ...] = field(default=("ppo",), init=False)
 
     def __post_init__(self) -> None:
@@ -242,12 +248,15 @@ class PPOBestResponse:
         seeds = iter(self.training_seeds(evaluator.advertiser_id).tolist())
         scale: float | None = None
         curve = []
-        for _ in range(self.iterations):
-            batch, episode_returns = self._collect(explorer, evaluator, seeds)
-            if scale is None:
-                scale = max(float(np.mean(np.abs(episode_returns))), 1e-12)
-            curve.append(float(np.mean(episode_returns)))
-            self._update(network, optimiser, batch, scale, device)
+        log_dir = None if self.log_dir is None else pathlib.Path(self.log_dir) / f"seed{self.seed}-advertiser{evaluator.advertiser_id}"
+        with ScalarLogger(log_dir) as logger:
+            for iteration in range(self.iterations):
+                batch, episode_returns = self._collect(explorer, evaluator, seeds)
+                if scale is None:
+                    scale = max(float(np.mean(np.abs(episode_returns))), 1e-12)
+                curve.append(float(np.mean(episode_returns)))
+                losses = self._update(network, optimiser, batch, scale, device)
+                logger.log(iteration, {"mean_return": curve[-1], **losses, "exploration_std": float(network.log_std.exp().mean())}, prefix="ppo/")
         return curve
 
     def _collect(self, explorer: _PolicyDeviation, evaluator: DeviationEvaluator, seeds) -> tuple[dict[str, list], list[float]]:
@@ -279,7 +288,8 @@ class PPOBestResponse:
             next_value = values[t]
         return advantages
 
-    def _update(self, network, optimiser, batch: dict[str, list], scale: float, device) -> None:
+    def _update(self, network, optimiser, batch: dict[str, list], scale: float, device) -> dict[str, float]:
+        """PPO epochs over the batch; returns the mean policy and value loss of the last epoch."""
         torch = _torch()
         advantages, returns = [], []
         for rewards, values in zip(batch["rewards"], batch["values"]):
@@ -298,6 +308,7 @@ class PPOBestResponse:
         generator = torch.Generator().manual_seed(int(size))
         network.train()
         for _ in range(self.epochs):
+            policy_losses, value_losses = [], []
             order = torch.randperm(size, generator=generator)
             for first in range(0, size, self.minibatch_size):
                 rows = order[first : first + self.minibatch_size].to(device)
@@ -315,4 +326,7 @@ class PPOBestResponse:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(network.parameters(), self.max_grad_norm)
                 optimiser.step()
+                policy_losses.append(float(policy_loss))
+                value_losses.append(float(value_loss))
         network.eval()
+        return {"policy_loss": float(np.mean(policy_losses)), "value_loss": float(np.mean(value_losses))}

@@ -50,6 +50,7 @@ import numpy as np
 from agents.equilibrium.estimator import LOWER, UPPER
 from auctionsim.stats import Interval, bootstrap_interval, t_interval
 from auctionsim.errors import ConfigError, describe
+from auctionsim.runs import atomic_write_text
 
 __all__ = ["EstimatorValues", "ExploitabilityReport", "compliance_rate", "SCHEMA"]
 
@@ -117,11 +118,8 @@ class JsonFile:
     (reports and training histories share this file format plumbing)."""
 
     def save(self, path: str | pathlib.Path) -> pathlib.Path:
-        """Write :meth:`to_dict` as JSON (creating the folder); returns the path."""
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))  # type: ignore[attr-defined]
-        return path
+        """Write :meth:`to_dict` as JSON atomically (creating the folder); returns the path."""
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1))  # type: ignore[attr-defined]
 
     @classmethod
     def load(cls, path: str | pathlib.Path):

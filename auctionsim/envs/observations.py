@@ -15,7 +15,10 @@ advertiser's "expected opportunities per tick" is ``(M / T) x (bidders per impre
  2    bid_mean                      mean bid per opportunity so far / (CPA target x P)
  3    bid_mean_last3                same over the last 3 ticks
  4    least_winning_cost_mean       mean least winning cost of its opportunities so far
-                                    / (CPA target x P): the market price, in units of its value
+                                    / (CPA target x P): the market price, in units of its value.
+                                    AuctionNet's definition: the (S+1)-th highest bid floored
+                                    at the reserve, i.e. the price of the last slot
+                                    (``ImpressionLog.least_winning_cost``)
  5    least_winning_cost_mean_last3 same over the last 3 ticks
  6    pvalue_mean                   mean pValue of its opportunities so far / P
  7    pvalue_mean_last3             same over the last 3 ticks
