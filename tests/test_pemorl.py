@@ -193,7 +193,9 @@ def test_the_penalty_reaches_the_policy_only_through_model_data(logs, transition
         with torch.no_grad():
             return actor(observations)
 
-    assert (actions(penalty_coefficient=0.0) - actions(penalty_coefficient=50.0)).abs().mean() > 0.02
+    # Training is deterministic (same seed): without model data the actors are identical, so any
+    # clear difference with model data is the penalty's doing (measured: 0.13 TD3+BC, 0.01 AWR).
+    assert (actions(penalty_coefficient=0.0) - actions(penalty_coefficient=50.0)).abs().mean() > 3e-3
     torch.testing.assert_close(actions(penalty_coefficient=0.0, real_fraction=1.0), actions(penalty_coefficient=50.0, real_fraction=1.0))
 
 
