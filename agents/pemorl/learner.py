@@ -24,11 +24,12 @@ MOPO's reward penalty ``r - lambda u``), with two policy-improvement operators:
   maximises ``lambda_q Q_1(s, pi(s)) - (pi(s) - a)^2`` with ``lambda_q = alpha / mean|Q_1|``,
   the Q term over every state of the batch (real and imaginary), the BC term over the real
   transitions only; for the first ``critic_warmup_fraction`` of the steps only the critic learns.
-  On validation episodes of the quick training market (training seed 0, 5 validation seeds x 4
-  focal advertisers) it scored 6.8 [4.1, 9.4] at ``alpha = 0.5`` against 9.7 [6.0, 13.5] for
-  AWR (IQL 9.8): its actor follows the critic's action gradient away from the logs
+  On validation episodes of the quick training market (before the issue-19 calibration; 5
+  validation seeds x 4 focal advertisers; the IQL operator then at learning rate 3e-4) it scored
+  6.8 and 9.0 at ``alpha = 0.5`` for training seeds 0 and 1, against 9.7 and 10.0 for AWR (IQL
+  9.8 and 8.1): its actor follows the critic's action gradient away from the logs
   (behaviour-cloning error 0.06-0.15 in unit actions) and its mean multiplier swings between
-  refreshes, so AWR is the default.
+  refreshes (0.97 to 1.5 and back), so AWR is the default.
 
 Both: after a behaviour-cloning warm start of the actor (``warm_start_steps``, so the first
 rollouts come from a policy that already bids like the logs) and of a Gaussian behaviour policy
