@@ -104,11 +104,11 @@ class Args(arguments.ProtocolArgs):
     """ensemble size of both environment models"""
     model_hidden: int = 64
     """width of both models"""
-    model_steps: int = 2_000
+    model_steps: int = 1_500
     """gradient steps of each model ensemble"""
     model_batch: int = 16
     """logged ticks (whole markets) per ensemble member and step"""
-    policy_steps: int = 10_000
+    policy_steps: int = 6_000
     """gradient steps of BC, IQL, CQL and PE-MORL (the same budget for each)"""
     batch_size: int = 0
     """transitions per step of every learner; 0: 256 on the CPU, 2,048 on a GPU (fills it at no extra time per step)"""
@@ -116,7 +116,7 @@ class Args(arguments.ProtocolArgs):
     """width of actors and critics"""
     cql_sampled_actions: int = 4
     """actions CQL samples per source for its log-sum-exp (the CQL paper: 10; its cost grows with them: 117 ms a step on one core at 10)"""
-    dt_steps: int = 3_000
+    dt_steps: int = 2_000
     """gradient steps of the decision transformer (190 ms a step on one core at batch 64 x 30 tokens)"""
     policy_improvement: str = "awr"
     """PE-MORL's policy improvement: awr (IQL on real + model data) or td3+bc (agents.pemorl.learner)"""
