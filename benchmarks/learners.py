@@ -8,7 +8,7 @@ Each learner is timed by one function ``bench_<name>(data, transitions, device, 
 training call of ``steps`` gradient steps (CUDA synchronised before the clock stops). A *sample*
 is one transition (BC, IQL, CQL, PE-MORL), one window of ``context_length`` ticks (DT) or one
 logged market tick of 48 advertisers per ensemble member (PE model); PE-MORL's figure includes its
-model rollouts (512 rollouts every 250 steps), amortised. Setup (normaliser fits, BC warm-up of
+model rollouts (256 rollouts every 250 steps, as in the experiment), amortised. Setup (normaliser fits, BC warm-up of
 two steps) is inside the timed call and negligible at the default step counts.
 
 Data: logs of the AuctionNet preset cut to 20,000 impressions and 12 ticks (4 episodes of 48
@@ -88,7 +88,7 @@ def bench_pe_model(data: OfflineData, transitions: GlobalTransitions, device: st
 def bench_pemorl(data: OfflineData, transitions: GlobalTransitions, device: str, batch_size: int, steps: int) -> tuple[tuple[float, float], int]:
     config = ModelConfig(kind="pe", observation_dim=transitions.observation_dim, hidden_dim=64, layers=2, heads=4)
     ensemble = train_ensemble(transitions, config, ModelTrainingConfig(steps=2, members=MODEL_MEMBERS))
-    policy = lambda n: PEMORLConfig(steps=n, batch_size=batch_size, hidden_dim=HIDDEN, rollouts_per_refresh=512, warm_start_steps=2)  # noqa: E731
+    policy = lambda n: PEMORLConfig(steps=n, batch_size=batch_size, hidden_dim=HIDDEN, rollouts_per_refresh=256, warm_start_steps=2)  # noqa: E731
     return _timed(device, lambda n: train_pemorl(data, transitions, ensemble, policy(n)), steps), batch_size
 
 
