@@ -59,13 +59,14 @@ from agents.evaluation import play_focal_episode
 from agents.offline import ActorBidder, BCConfig, CQLConfig, DTConfig, IQLConfig, OfflineData, train_bc, train_cql, train_dt, train_iql
 from agents.offline.training import resolve_device
 from agents.pemorl import POLICY_IMPROVEMENTS, GlobalTransitions, ModelConfig, ModelTrainingConfig, PEMORLConfig, prediction_error, train_ensemble, train_pemorl
-from agents.populations import POPULATIONS, named_population
+from agents.populations import check_population, named_population
 from auctionsim import Market, runs, stats
 from auctionsim.config import Population
 from auctionsim.envs import AuctionParallelEnv, PopulationPolicy, SingleBidderEnv
 from auctionsim.errors import ConfigError
 from auctionsim.presets import get, large_population
 from auctionsim.tracking import ScalarLogger, seed_everything
+from auctionsim.validation import check_choice, check_int
 from experiments import args as arguments
 
 LOG_SEEDS, MODEL_TEST_SEEDS, VALIDATION_SEEDS, EVALUATION_SEEDS = 0, 1_000_000, 2_000_000, 3_000_000
@@ -93,7 +94,8 @@ class Args(arguments.ProtocolArgs):
     test_episodes: int = 4
     """logged episodes of each test market (held-out and shifted) for the model errors"""
     population: str = "mixed"
-    """logging and evaluation population (agents.populations: "mixed" deals fixed, PID, CPA pacing and OnlineLP round-robin)"""
+    """logging and evaluation population (agents.populations: "mixed" deals fixed, PID, CPA
+    pacing and OnlineLP round-robin; or your own as module:Name)"""
     action_noise: float = 0.3
     """exploration noise of the logging population (log-normal sigma on its multipliers)"""
     shifted_budget_scales: tuple[float, ...] = (0.5, 2.0)
@@ -134,23 +136,18 @@ class Args(arguments.ProtocolArgs):
     """CPU threads for torch (small networks run faster on one thread on a busy machine)"""
 
     def __post_init__(self) -> None:
-        if self.population not in POPULATIONS:
-            raise ConfigError(f"population must be one of {', '.join(POPULATIONS)}, got {self.population!r}")
+        check_population(self.population)
         positive = ("training_seeds", "eval_seeds", "validation_seeds", "impressions_per_episode", "n_ticks", "train_episodes", "test_episodes",
                     "model_members", "model_hidden", "model_steps", "model_batch", "policy_steps", "hidden_dim", "cql_sampled_actions", "dt_steps",
                     "rollouts_per_refresh", "torch_threads", "shifted_advertisers")  # fmt: skip
         for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 0:
-            raise ConfigError(f"batch_size must be an integer >= 0 (0: automatic), got {self.batch_size!r}")
+            check_int(name, getattr(self, name), low=1)
+        check_int("batch_size (0: automatic)", self.batch_size, low=0)
         if self.model_members < 2:
             raise ConfigError(f"model_members must be >= 2 (the penalty needs an ensemble), got {self.model_members}")
         if not self.penalty_grid or any(not np.isfinite(p) or p < 0 for p in self.penalty_grid):
             raise ConfigError(f"penalty_grid must hold finite values >= 0, got {self.penalty_grid}")
-        if self.policy_improvement not in POLICY_IMPROVEMENTS:
-            raise ConfigError(f"policy_improvement must be one of {', '.join(POLICY_IMPROVEMENTS)}, got {self.policy_improvement!r}")
+        check_choice("policy_improvement", self.policy_improvement, POLICY_IMPROVEMENTS)
         if not self.horizon_grid or any(h < 1 for h in self.horizon_grid):
             raise ConfigError(f"horizon_grid must hold integers >= 1, got {self.horizon_grid}")
         if not self.focal_advertisers:

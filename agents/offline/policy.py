@@ -24,7 +24,8 @@ from agents.offline.data import ActionScale
 from agents.offline.networks import Normalizer, mlp
 from agents.offline.training import resolve_device
 from auctionsim.envs.policy import PopulationPolicy
-from auctionsim.errors import ConfigError, describe
+from auctionsim.errors import ConfigError
+from auctionsim.validation import check_int
 
 __all__ = ["ActorConfig", "Actor", "ActorBidder", "CheckpointBidder", "load_bidder", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
@@ -53,9 +54,7 @@ class ActorConfig:
 
     def __post_init__(self) -> None:
         for name in ("observation_dim", "hidden_dim", "hidden_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {describe(value)}")
+            check_int(name, getattr(self, name), low=1)
         ActionScale(self.action_low, self.action_high)
 
     @property

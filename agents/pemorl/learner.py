@@ -76,8 +76,9 @@ from agents.offline.training import (
 from agents.pemorl.data import GlobalTransitions
 from agents.pemorl.model import ModelEnsemble
 from agents.pemorl.rollouts import branched_rollouts
-from auctionsim.tracking import ScalarLogger, seed_everything
 from auctionsim.errors import ConfigError, describe
+from auctionsim.tracking import ScalarLogger, seed_everything
+from auctionsim.validation import check_choice, check_int, check_number
 
 __all__ = ["PEMORLConfig", "PEMORLLearner", "PEMORLResult", "POLICY_IMPROVEMENTS", "train_pemorl"]
 
@@ -145,23 +146,20 @@ class PEMORLConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.iql, IQLConfig) or self.iql.context_length != 1:
-            raise ConfigError(f"PEMORLConfig.iql must be an IQLConfig with context_length 1 (model data has no history), got {describe(self.iql)}")
-        if self.policy_improvement not in POLICY_IMPROVEMENTS:
-            raise ConfigError(f"PEMORLConfig.policy_improvement must be one of {', '.join(POLICY_IMPROVEMENTS)}, got {describe(self.policy_improvement)}")
-        integers = ("steps", "batch_size", "hidden_dim", "hidden_layers", "policy_delay", "horizon", "rollouts_per_refresh", "rollout_every",
-                    "retain_refreshes", "warm_start_steps", "seed")  # fmt: skip
-        for name in integers:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "seed" else 1):
-                raise ConfigError(f"PEMORLConfig.{name} must be an integer >= {0 if name == 'seed' else 1}, got {describe(value)}")
+        if not isinstance(self.iql, IQLConfig):
+            raise ConfigError(f"PEMORLConfig.iql must be an IQLConfig, got {describe(self.iql)}")
+        if self.iql.context_length != 1:
+            raise ConfigError(f"PEMORLConfig.iql.context_length must be 1 (model data has no history), got {self.iql.context_length}")
+        check_choice("PEMORLConfig.policy_improvement", self.policy_improvement, POLICY_IMPROVEMENTS)
+        for name in ("steps", "batch_size", "hidden_dim", "hidden_layers", "policy_delay", "horizon", "rollouts_per_refresh", "rollout_every",
+                     "retain_refreshes", "warm_start_steps"):  # fmt: skip
+            check_int(f"PEMORLConfig.{name}", getattr(self, name), low=1)
+        check_int("PEMORLConfig.seed", self.seed, low=0)
         check_positive("PEMORLConfig", actor_learning_rate=self.actor_learning_rate, critic_learning_rate=self.critic_learning_rate, bc_weight=self.bc_weight)
         check_unit_interval("PEMORLConfig", gamma=self.gamma, target_rate=self.target_rate, real_fraction=self.real_fraction,
                             critic_warmup_fraction=self.critic_warmup_fraction)  # fmt: skip
         for name in ("penalty_coefficient", "target_noise", "noise_clip", "exploration_noise"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-                raise ConfigError(f"PEMORLConfig.{name} must be a finite number >= 0, got {describe(value)}")
+            check_number(f"PEMORLConfig.{name}", getattr(self, name), low=0.0)
         if self.real_fraction < 1.0 and round(self.real_fraction * self.batch_size) < 1:
             raise ConfigError(f"PEMORLConfig.real_fraction={self.real_fraction} leaves no real transition in a batch of {self.batch_size}")
 
