@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 
 from agents.baselines import CPAPacing, PIDPacing
 from agents.datasets import OfflineDataset, collect_dataset
-from agents.evaluation import play_focal_episode
+from agents.evaluation import play_focal
 from agents.offline import ActorBidder, BCConfig, CQLConfig, DTConfig, IQLConfig, OfflineData, train_bc, train_cql, train_dt, train_iql
 from agents.offline.training import resolve_device
 from agents.pemorl import POLICY_IMPROVEMENTS, GlobalTransitions, ModelConfig, ModelTrainingConfig, PEMORLConfig, prediction_error, train_ensemble, train_pemorl
@@ -201,20 +201,27 @@ def focal_ids(args: Args, market: Market) -> tuple[int, ...]:
 
 
 def play_cases(args: Args, bidder: PopulationPolicy, market: Market, seeds: list[int], description: str = "") -> dict[str, np.ndarray]:
-    """``bidder`` as the focal bidder of every (seed, focal advertiser) episode of ``market``:
-    ``(len(seeds), focal advertisers)`` arrays of score, conversions, spend, target cost (the
-    conversions valued at the CPA target) and mean multiplier."""
+    """``bidder`` as the focal bidder of every (seed, focal advertiser) episode of ``market``, all
+    in lockstep (one :func:`~agents.evaluation.play_focal` call: the bidder acts once per tick for
+    every episode): ``(len(seeds), focal advertisers)`` arrays of score, conversions, spend,
+    target cost (the conversions valued at the CPA target) and mean multiplier."""
     ids = focal_ids(args, market)
-    names = ("score", "conversions", "spend", "target_cost", "mean_multiplier")
-    values = {name: np.zeros((len(seeds), len(ids))) for name in names}
-    cases = list(itertools.product(range(len(seeds)), range(len(ids))))
-    for row, column in tqdm(cases, desc=description or "evaluating", unit="ep", leave=False, mininterval=1.0):
-        env = SingleBidderEnv(market, population=logging_population(args, market), focal=ids[column], reward="score")
-        result = play_focal_episode(env, bidder, seed=seeds[row])
-        outcome = (result.score, result.conversions, result.spend, result.conversions * result.cpa_target, result.mean_multiplier)
-        for name, value in zip(names, outcome):
-            values[name][row, column] = value
-    return values
+    cases = list(itertools.product(seeds, ids))
+    envs = [
+        SingleBidderEnv(Market(market.config, market.population, record_history=False), population=logging_population(args, market), focal=focal, reward="score")
+        for _, focal in cases
+    ]
+    episodes = play_focal(bidder, envs, [seed for seed, _ in cases], progress=False, description=description or "evaluating")
+    conversions, spend = episodes.total(episodes.conversions), episodes.total(episodes.spend)
+    acted = np.maximum(episodes.acted.sum(axis=1), 1)
+    values = {
+        "score": episodes.score(2.0),
+        "conversions": conversions,
+        "spend": spend,
+        "target_cost": conversions * episodes.cpa_target,
+        "mean_multiplier": np.where(episodes.acted, episodes.multipliers, 0.0).sum(axis=1) / acted,
+    }
+    return {name: value.reshape(len(seeds), len(ids)) for name, value in values.items()}
 
 
 def evaluation_seeds(args: Args) -> list[int]:

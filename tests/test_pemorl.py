@@ -307,6 +307,34 @@ def test_experiment_runs_resumes_extends_and_redraws_plots(tmp_path, capsys):
         pemorl.run(pemorl.parse_args([*TINY_EXPERIMENT, "--output-dir", str(tmp_path), "--training-seeds", "2", "--policy-steps", "11", "--resume"]))
 
 
+def test_batched_evaluation_equals_one_episode_at_a_time(logs):
+    """``play_cases`` plays every (seed, focal advertiser) episode in lockstep; each equals the
+    same episode played alone through ``play_focal_episode`` (a pacing bidder with per-row state,
+    an MLP actor and the decision transformer, which keeps a context per row)."""
+    from agents.baselines import PIDPacing
+    from agents.offline import DTConfig, train_dt
+    from experiments import pemorl
+
+    args = pemorl.parse_args([*TINY_EXPERIMENT, "--focal-advertisers", "3", "15", "--no-tensorboard"])
+    market = pemorl.make_market(args)
+    data = OfflineData(logs, device="cpu")
+    bidders = {
+        "pid": PIDPacing(),
+        "bc": train_bc(data, BCConfig(steps=3, batch_size=16, hidden_dim=16)),
+        "dt": train_dt(data, DTConfig(steps=3, batch_size=8, hidden_dim=16, layers=1, heads=2, context_length=3)),
+    }
+    seeds = [11, 12]
+    for name, bidder in bidders.items():
+        batched = pemorl.play_cases(args, bidder, market, seeds)
+        for row, seed in enumerate(seeds):
+            for column, focal in enumerate((3, 15)):
+                env = SingleBidderEnv(market, population=pemorl.logging_population(args, market), focal=focal, reward="score")
+                alone = play_focal_episode(env, bidder, seed=seed)
+                assert batched["score"][row, column] == pytest.approx(alone.score, rel=1e-9, abs=1e-12), name
+                assert batched["spend"][row, column] == pytest.approx(alone.spend, rel=1e-9, abs=1e-12), name
+                assert batched["mean_multiplier"][row, column] == pytest.approx(alone.mean_multiplier, rel=1e-6), name
+
+
 @pytest.mark.parametrize(
     "flags, field",
     [(["--population", "bots"], "population"), (["--model-members", "1"], "model_members"), (["--n-ticks", "0"], "n_ticks"), (["--horizon-grid", "0"], "horizon_grid"),
