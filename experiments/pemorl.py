@@ -51,7 +51,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from agents.baselines import CPAPacing, PIDPacing
 from agents.datasets import OfflineDataset, collect_dataset
