@@ -1,7 +1,12 @@
 """How much does PE-MORL's uncertainty penalty vary across the exploratory focal actions of one
 state, against across states, and against the model reward's variation across those actions?
-Training seed 0 of the reference run's sizes (same logs and PE ensemble as the run)."""
-import sys, numpy as np, torch
+Training seed 0 of the reference run's sizes (same logs and PE ensemble as the run).
+
+Run from the repository root: ``python experiments/reference/pemorl/penalty_probe.py``."""
+
+import numpy as np
+import torch
+
 from experiments import pemorl
 from agents.pemorl import GlobalTransitions, ModelConfig, ModelTrainingConfig, train_ensemble
 from agents.pemorl.data import DYNAMIC_FEATURES
