@@ -47,13 +47,14 @@ from tqdm.auto import tqdm
 
 import auctionsim
 from auctionsim.compat.auctionnet import COLUMNS, exploration_seed, read_log
-from auctionsim.config import MarketConfig, Population, TrafficConfig, _check_float, _check_int
+from auctionsim.config import MarketConfig, Population, TrafficConfig
 from auctionsim.envs import AuctionParallelEnv, EpisodeRecord, PopulationPolicy, play_episode
 from auctionsim.envs.observations import ObservationBuilder, RewardTracker, feature_names
 from auctionsim.errors import ConfigError, describe
 from auctionsim.market import MarketTickStats, TickResult
 from auctionsim.metrics import EpisodeMetrics
 from auctionsim.runs import atomic_write
+from auctionsim.validation import check_int, check_number
 
 __all__ = [
     "OfflineDataset", "Transitions", "collect_dataset", "dataset_from_auctionnet", "dataset_from_records", "save_episode", "EPISODE_FIELDS",
@@ -216,9 +217,9 @@ def collect_dataset(
             where it stopped, and gives the same dataset as an uninterrupted one. The caller
             checks that the folder belongs to the same config (``auctionsim dataset`` does).
     """
-    _check_int("episodes", episodes, low=1)
-    _check_int("seed", seed, low=0)
-    action_noise = _check_float("action_noise", action_noise, low=0.0)
+    check_int("episodes", episodes, low=1)
+    check_int("seed", seed, low=0)
+    action_noise = check_number("action_noise", action_noise, low=0.0)
     folder = None if checkpoint_dir is None else pathlib.Path(checkpoint_dir)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)

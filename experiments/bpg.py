@@ -96,6 +96,7 @@ from typing import Callable
 import numpy as np
 
 from auctionsim.errors import ConfigError
+from auctionsim.validation import check_int
 from experiments import args as arguments
 
 HEURISTICS = ("value", "pid", "cpa", "online_lp")
@@ -177,14 +178,12 @@ class Args(arguments.ProtocolArgs):
                     "dual_deviators", "dual_episodes", "scale_window", "validation_seeds", "max_advertisers", "grid_periods",
                     "checkpoint_every", "num_cpus", "training_seeds", "eval_seeds")  # fmt: skip
         for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+            check_int(name, getattr(self, name), low=1)
         for name in ("xstar_updates", "xstar_pretrain_updates", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
-        if not self.sizes or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 2 for n in self.sizes) or len(set(self.sizes)) != len(self.sizes):
+            check_int(name, getattr(self, name), low=0)
+        for index, size in enumerate(self.sizes):
+            check_int(f"sizes[{index}]", size, low=2)
+        if not self.sizes or len(set(self.sizes)) != len(self.sizes):
             raise ConfigError(f"sizes must be distinct integers >= 2, got {self.sizes!r}")
         if self.epsilon_mode not in ("relative", "welfare"):
             raise ConfigError(f"epsilon_mode must be 'relative' or 'welfare', got {self.epsilon_mode!r}")

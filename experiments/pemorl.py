@@ -56,6 +56,7 @@ from auctionsim.config import Population
 from auctionsim.errors import ConfigError
 from auctionsim.envs import AuctionParallelEnv, PopulationPolicy, SingleBidderEnv
 from auctionsim.presets import auctionnet_population, get, large_population
+from auctionsim.validation import check_int
 from experiments import args as arguments
 
 AUCTIONNET_IMPRESSIONS = 500_000  # the preset's impressions per episode, for which its budgets are set
@@ -115,9 +116,7 @@ class Args:
         check_population(self.population)
         for name in ("impressions_per_episode", "n_ticks", "train_episodes", "test_episodes", "model_members", "model_hidden", "model_steps",
                      "policy_steps", "hidden_dim", "cql_sampled_actions", "dt_steps", "horizon", "eval_seeds", "torch_threads", "shifted_advertisers"):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+            check_int(name, getattr(self, name), low=1)
         if self.model_members < 2:
             raise ConfigError(f"model_members must be >= 2 (the penalty needs an ensemble), got {self.model_members}")
         if not self.penalty_grid or any(not np.isfinite(p) or p < 0 for p in self.penalty_grid):
