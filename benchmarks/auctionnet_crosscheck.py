@@ -19,7 +19,8 @@ here: run your strategy in AuctionNet's simulator yourself and compare with the 
   AuctionNet's default line-up), or a built-in population name; default ``value``: every opponent
   bids CPA target x pValue (:class:`ValueStrategy`, through the adapter).
 * ``--traffic``: optionally a function ``episode index -> ExplicitTraffic`` (e.g. AuctionNet's
-  own generated pValues and sigmas) to play the auction on given traffic instead of ours.
+  own generated pValues and sigmas) to play the auction on given traffic instead of ours; its
+  ticks and rows set the day's ``n_ticks`` and ``impressions_per_episode`` unless given.
 
 Episode ``e`` is market seed ``seed + e``. Per episode the player's score (AuctionNet's:
 ``conversions x min(1, (CPA target / CPA)^2)``), conversions, expected conversions (sum of
@@ -127,12 +128,16 @@ def build_policy(config: CrosscheckConfig, advertiser_ids: np.ndarray) -> Popula
 
 def play(config: CrosscheckConfig, episode: int, policy: PopulationPolicy) -> dict[str, object]:
     """Play episode ``episode`` and return its row of figures."""
-    scenario = presets.get(config.preset, **config.market_overrides())
-    traffic = None
+    overrides, traffic = config.market_overrides(), None
     if config.traffic is not None:
         traffic = imported_object(config.traffic)(episode)
         if not isinstance(traffic, ExplicitTraffic):
             raise ConfigError(f"{config.traffic}({episode}) must return an ExplicitTraffic, got {type(traffic).__name__}")
+        # Given traffic sets the day (AuctionNet's generator makes 499,980 or so impressions, not 500,000);
+        # an --n-ticks or --impressions-per-episode that disagrees with it is refused by the market.
+        overrides.setdefault("n_ticks", len(traffic.impressions_per_tick))
+        overrides.setdefault("impressions_per_episode", int(traffic.pvalues.shape[0]))
+    scenario = presets.get(config.preset, **overrides)
     env = AuctionParallelEnv(Market(scenario.market, scenario.population, traffic, record_history=False))
     start, cpu = time.perf_counter(), time.process_time()
     record = play_episode(env, policy, seed=config.seed + episode)

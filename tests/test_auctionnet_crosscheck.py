@@ -10,6 +10,7 @@ import pytest
 
 from auctionsim import ExplicitTraffic, Market, presets
 from auctionsim.envs import AuctionParallelEnv, FixedMultipliers, play_episode
+from auctionsim.errors import ConfigError
 from auctionsim.runs import RunError
 from benchmarks import auctionnet_crosscheck
 
@@ -53,9 +54,11 @@ def test_a_resumed_run_keeps_its_episodes_and_refuses_another_config(tmp_path):
         auctionnet_crosscheck.main([*arguments, "--episodes", "2", "--seed", "5", "--resume"])
 
 
-def test_given_traffic_replaces_ours(tmp_path):
-    payload = auctionnet_crosscheck.main(
-        ["--player", VALUE, "--episodes", "1", "--output-dir", str(tmp_path), "--traffic", "test_auctionnet_crosscheck:zero_for_the_player", *SMALL]
-    )
+def test_given_traffic_replaces_ours_and_sets_the_day(tmp_path):
+    traffic = ["--traffic", "test_auctionnet_crosscheck:zero_for_the_player"]
+    payload = auctionnet_crosscheck.main(["--player", VALUE, "--episodes", "1", "--output-dir", str(tmp_path / "given"), *traffic])
     row = payload["episodes"][0]
     assert row["expected_conversions"] == 0.0 and row["spend"] == 0.0 and row["market_expected_conversions"] > 0
+    assert len(row["player_tick_spend"]) == 4  # its 4 ticks and 2,000 rows, not the preset's day
+    with pytest.raises(ConfigError, match="impressions_per_episode is 6000"):
+        auctionnet_crosscheck.main(["--player", VALUE, "--episodes", "1", "--output-dir", str(tmp_path / "clash"), *traffic, *SMALL])
