@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import pathlib
 from dataclasses import dataclass
@@ -215,12 +216,16 @@ def load_shards(folder: str | pathlib.Path) -> dict[int, dict[str, np.ndarray]]:
     return episodes
 
 
-def play_shard(env: AuctionParallelEnv, policy: PopulationPolicy, seed: int, action_noise: float, episodes: Sequence[int]) -> list[dict[str, np.ndarray]]:
-    """Play episodes ``episodes`` of a collection starting at market seed ``seed`` (one parallel
-    task): episode ``e`` depends only on ``seed + e`` and its exploration seed, never on which
-    task or node plays it. Plays on private copies of ``env`` and ``policy`` (in a Ray task they
-    arrive as read-only views of the object store)."""
-    env, policy = copy.deepcopy(env), copy.deepcopy(policy)
+def play_shard(
+    env: AuctionParallelEnv, policy: PopulationPolicy, seed: int, action_noise: float, episodes: Sequence[int], *, private_copies: bool = False
+) -> list[dict[str, np.ndarray]]:
+    """Play episodes ``episodes`` of a collection starting at market seed ``seed``: episode ``e``
+    depends only on ``seed + e`` and its exploration seed, never on which task or node plays it.
+    ``private_copies``: play on copies of ``env`` and ``policy`` (a Ray task's arguments arrive
+    as read-only views of the object store); serially the caller's own policy plays, so a policy
+    that records what it does (e.g. LBM's ``IntentRecorder``) sees every episode."""
+    if private_copies:
+        env, policy = copy.deepcopy(env), copy.deepcopy(policy)
     played = []
     for episode in episodes:
         record = play_episode(env, policy, seed=seed + episode, action_noise=action_noise, noise_seed=exploration_seed(seed, episode))
@@ -247,7 +252,8 @@ def collect_dataset(
     other in this process (``backend="serial"``), or as parallel Ray tasks spread over the nodes
     (``backend="ray"``: a local instance with ``num_cpus`` CPUs, the cluster at ``RAY_ADDRESS``, or
     the caller's running one; see :mod:`auctionsim.cluster`). The dataset is the same either way,
-    and the same for any shard size or number of nodes.
+    and the same for any shard size or number of nodes. Ray tasks play copies of ``policy``: a
+    policy that records what it does (LBM's ``IntentRecorder``) needs ``backend="serial"``.
 
     Args:
         env: the parallel env to play (its market and reward kind define the data).
@@ -296,7 +302,8 @@ def collect_dataset(
             from auctionsim.cluster import map_tasks, ray_session
 
             with ray_session(num_cpus):
-                map_tasks(play_shard, [shard.tolist() for shard in shards], shared=(env, policy, seed, action_noise), on_result=done)
+                task = functools.partial(play_shard, private_copies=True)
+                map_tasks(task, [shard.tolist() for shard in shards], shared=(env, policy, seed, action_noise), on_result=done)
     metadata = {
         "auctionsim_version": auctionsim.__version__,
         "market": json.loads(json.dumps(dataclasses.asdict(env.market.config), default=str)),
