@@ -280,10 +280,6 @@ def test_bpg_results_do_not_depend_on_the_number_of_env_runners_or_nodes(cluster
             np.testing.assert_array_equal(np.asarray(remote_weights[module][name]), np.asarray(value), err_msg=f"{module}.{name}")
 
 
-def _learner_weights(learner) -> dict:
-    return {module: {name: tensor.detach().cpu().numpy() for name, tensor in learner.module[module].unwrapped().state_dict().items()} for module in learner.module.keys()}
-
-
 @pytest.mark.cluster
 def test_bpg_with_two_remote_env_runners_and_two_remote_learners(cluster):
     """Data-parallel learners on whole episode groups: an iteration runs, the two learners hold the
@@ -293,7 +289,10 @@ def test_bpg_with_two_remote_env_runners_and_two_remote_learners(cluster):
         initial = {module: {name: np.array(value) for name, value in tensors.items()} for module, tensors in weights.items()}
         algo.train()
         assert np.isfinite(algo.history[-1]["welfare"]) and len(nodes) == 2
-        per_learner = algo.learner_group.foreach_learner(_learner_weights)
+        def learner_weights(learner) -> dict:  # defined here: Ray pickles it by value (the actors cannot import this test module)
+            return {module: {name: tensor.detach().cpu().numpy() for name, tensor in learner.module[module].unwrapped().state_dict().items()} for module in learner.module.keys()}
+
+        per_learner = algo.learner_group.foreach_learner(learner_weights)
         states = [result.get() for result in per_learner]
         assert len(states) == 2
         for module in states[0]:
