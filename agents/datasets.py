@@ -49,13 +49,14 @@ from tqdm.auto import tqdm
 
 import auctionsim
 from auctionsim.compat.auctionnet import COLUMNS, exploration_seed, read_log
-from auctionsim.config import MarketConfig, Population, TrafficConfig, _check_float, _check_int
+from auctionsim.config import MarketConfig, Population, TrafficConfig
 from auctionsim.envs import AuctionParallelEnv, EpisodeRecord, PopulationPolicy, play_episode
 from auctionsim.envs.observations import ObservationBuilder, RewardTracker, feature_names
 from auctionsim.errors import ConfigError, describe
 from auctionsim.market import MarketTickStats, TickResult
 from auctionsim.metrics import EpisodeMetrics
 from auctionsim.runs import RunError, atomic_write, manifest_path, verify_manifest, write_manifest
+from auctionsim.validation import check_choice, check_int, check_number
 
 __all__ = [
     "OfflineDataset", "Transitions", "collect_dataset", "dataset_from_auctionnet", "dataset_from_records", "save_shard", "load_shards", "play_shard", "EPISODE_FIELDS",
@@ -273,13 +274,12 @@ def collect_dataset(
         shard_episodes: episodes per shard (>= 1): the unit of parallel work and of checkpoints.
         num_cpus: CPUs of a local Ray instance started for the call.
     """
-    _check_int("episodes", episodes, low=1)
-    _check_int("seed", seed, low=0)
-    _check_int("shard_episodes", shard_episodes, low=1)
-    _check_int("num_cpus", num_cpus, low=1)
-    action_noise = _check_float("action_noise", action_noise, low=0.0)
-    if backend not in ("serial", "ray"):
-        raise ConfigError(f"backend must be 'serial' or 'ray', got {describe(backend)}")
+    check_int("episodes", episodes, low=1)
+    check_int("seed", seed, low=0)
+    check_int("shard_episodes", shard_episodes, low=1)
+    check_int("num_cpus", num_cpus, low=1)
+    action_noise = check_number("action_noise", action_noise, low=0.0)
+    check_choice("backend", backend, ("serial", "ray"))
     folder = None if checkpoint_dir is None else pathlib.Path(checkpoint_dir)
     played = {} if folder is None else {e: arrays for e, arrays in load_shards(folder).items() if e < episodes}
     missing = [e for e in range(episodes) if e not in played]

@@ -96,6 +96,7 @@ from typing import Callable
 import numpy as np
 
 from auctionsim.errors import ConfigError
+from auctionsim.validation import check_int, check_number
 from experiments import args as arguments
 
 HEURISTICS = ("value", "pid", "cpa", "online_lp")
@@ -113,6 +114,9 @@ class Args(arguments.ProtocolArgs):
     """where results, checkpoints, TensorBoard logs and figures go"""
     plot_only: bool = False
     """only redraw the figures from the results already saved in output-dir"""
+    finished_only: bool = False
+    """train nothing: summarise the trials already finished in output-dir (a method with a
+    missing trial is listed under 'not_run' instead of its row), e.g. for an interrupted run"""
     sizes: tuple[int, ...] = (100, 10)
     """numbers of advertisers (the paper's Table 1: 100; Table 3 runs at the smallest)"""
     impressions_per_advertiser: int = 1_000
@@ -185,14 +189,12 @@ class Args(arguments.ProtocolArgs):
                     "dual_deviators", "dual_episodes", "scale_window", "validation_seeds", "max_advertisers", "grid_periods",
                     "checkpoint_every", "num_cpus", "training_seeds", "eval_seeds")  # fmt: skip
         for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+            check_int(name, getattr(self, name), low=1)
         for name in ("xstar_updates", "xstar_pretrain_updates", "seed", "num_env_runners", "num_learners", "dual_workers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
-        if not self.sizes or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 2 for n in self.sizes) or len(set(self.sizes)) != len(self.sizes):
+            check_int(name, getattr(self, name), low=0)
+        for index, size in enumerate(self.sizes):
+            check_int(f"sizes[{index}]", size, low=2)
+        if not self.sizes or len(set(self.sizes)) != len(self.sizes):
             raise ConfigError(f"sizes must be distinct integers >= 2, got {self.sizes!r}")
         if self.epsilon_mode not in ("relative", "welfare"):
             raise ConfigError(f"epsilon_mode must be 'relative' or 'welfare', got {self.epsilon_mode!r}")
@@ -217,8 +219,7 @@ class Args(arguments.ProtocolArgs):
             raise ConfigError(f"heuristics must include 'value' (the gates compare with it) and come from {', '.join(HEURISTICS)}, got {self.heuristics!r}")
         if self.scheduler not in ("tune", "serial"):
             raise ConfigError(f"scheduler must be 'tune' or 'serial', got {self.scheduler!r}")
-        if isinstance(self.num_gpus_per_learner, bool) or not (math.isfinite(self.num_gpus_per_learner) and self.num_gpus_per_learner >= 0):
-            raise ConfigError(f"num_gpus_per_learner must be a finite number >= 0, got {self.num_gpus_per_learner!r}")
+        check_number("num_gpus_per_learner", self.num_gpus_per_learner, low=0.0)
         if self.num_learners > 1 and min(self.episodes_per_kind, self.xstar_episodes) < self.num_learners * self.group_size:
             raise ConfigError(f"num_learners = {self.num_learners} needs episodes_per_kind and xstar_episodes >= num_learners x group_size = {self.num_learners * self.group_size} (one episode group per learner), got {self.episodes_per_kind} and {self.xstar_episodes}")
 
@@ -657,8 +658,13 @@ def summarise(args: Args, results: dict, scales: dict[int, float]) -> dict:
     blocks = {}
     for n in args.sizes:
         rows, scores = [], {"welfare": {}, "max_exploitability": {}, "revenue": {}}
+        not_run = []
         for objective, epsilon in methods(args):
             label = objective if epsilon is None else f"{objective} eps={epsilon:g}"
+            names = [run_name(objective, epsilon, seed, n) for seed in seeds] if objective in TRAINED else [run_name(objective, None, None, n)]
+            if any(name not in results for name in names):
+                not_run.append(label)
+                continue
             grids = {metric: _grid(args, results, objective, epsilon, n, key) for metric, key in (("welfare", "welfare"), ("max_exploitability", "max_exploitability_lower"), ("revenue", "revenue"))}
             upper = _grid(args, results, objective, epsilon, n, "max_exploitability_upper")
             for metric, grid in grids.items():
@@ -687,9 +693,9 @@ def summarise(args: Args, results: dict, scales: dict[int, float]) -> dict:
                     if not row["constraint_active"]:
                         row["note"] = NEVER_ACTIVE
             rows.append(row)
-        value = scores["welfare"]["value"]
+        value = scores["welfare"].get("value")
         for row in rows:  # every trained population against value bidding (a non-learning run shows)
-            if row["method"] in TRAINED:
+            if row["method"] in TRAINED and value is not None:
                 difference = stats.paired_difference(scores["welfare"][row["label"]], value)
                 row["welfare_vs_value_bidding"] = difference.to_dict()
         comparisons = table1_comparisons(args, scores, rows)
@@ -700,15 +706,16 @@ def summarise(args: Args, results: dict, scales: dict[int, float]) -> dict:
             "eval_seeds": evaluation_seeds(args),
             "validation_seeds": validation_seeds(args),
             "epsilon_mode": args.epsilon_mode,
-            "epsilon_scale": scales[n] if args.epsilon_mode == "relative" else None,
+            "epsilon_scale": scales.get(n) if args.epsilon_mode == "relative" else None,
             "max_exploitability_sample": args.max_advertisers,
             "rows": rows,
             "comparisons": comparisons,
             "gates": gates,
             "table3": [],
+            "not_run": not_run,
         }
     smallest = min(args.sizes)
-    table3_trial = results[run_name("bpg", args.table3_epsilon, training_seeds(args)[0], smallest)]
+    table3_trial = results.get(run_name("bpg", args.table3_epsilon, training_seeds(args)[0], smallest), {})
     blocks[smallest]["table3"] = table3_trial.get("table3", [])
     headline = blocks[max(args.sizes)]
     return {**headline, "table3": blocks[smallest]["table3"], "table3_n_advertisers": smallest, "by_size": {str(n): block for n, block in blocks.items()}}
@@ -723,6 +730,7 @@ def table1_comparisons(args: Args, scores: dict, rows: list[dict]) -> dict:
     pairs = [("cooperative", "value"), ("selfish", "value"), ("cooperative", "selfish")]
     pairs += [(label, "selfish") for label in bpg] + list(zip(bpg, bpg[1:]))
     pairs += [(f"bpg eps={eps:g}", f"bpg_zero eps={eps:g}") for eps in args.zero_epsilons if eps in args.epsilons]
+    pairs = [(a, b) for a, b in pairs if a in scores["welfare"] and b in scores["welfare"]]  # rows not run are left out
     return {metric: [c.to_dict() for c in stats.compare(scores[metric], pairs)] for metric in ("welfare", "max_exploitability")}
 
 
@@ -773,6 +781,8 @@ def table1_markdown(block: dict) -> str:
             f"| {row['method']} | {epsilon} | {_format(row['welfare'])} | {_format(row['max_exploitability'], 4)} | {_format(row['max_exploitability_upper'], 4)} "
             f"| {compliance} | {active} | {_format(row['revenue'])} | {_format(row.get('welfare_vs_value_bidding'))} | {note} |"
         )
+    if block.get("not_run"):
+        lines += ["", f"Not run (trials missing; summarised with --finished-only): {', '.join(block['not_run'])}"]
     lines += ["", "Paired comparisons (Holm over each metric's table):", ""]
     for metric, comparisons in block["comparisons"].items():
         for c in comparisons:
@@ -910,6 +920,29 @@ def plot_all(output: pathlib.Path) -> list[pathlib.Path]:
     return [p for p in written if p is not None]
 
 
+def summarise_finished(args: Args, output: pathlib.Path) -> dict:
+    """``--finished-only``: the tables, gates and figures of the trials finished so far, marked
+    ``"partial": true`` when a method has a missing trial; trains nothing."""
+    from auctionsim import runs
+
+    results = {result["config"]["name"]: result for result in load_results(output)}
+    if not results:
+        raise ConfigError(f"--finished-only: no finished trials under {output / 'runs'}")
+    scales = {}
+    for n in args.sizes:
+        cooperative = [results.get(run_name("cooperative", None, seed, n)) for seed in training_seeds(args)]
+        if all(cooperative):
+            scales[n] = epsilon_scale(args, cooperative)
+    summary = summarise(args, results, scales)
+    summary["partial"] = any(block["not_run"] for block in summary["by_size"].values())
+    write_outputs(output, summary)
+    runs.write_manifest(output / "summary.json", args, seeds={"training": training_seeds(args), "eval": evaluation_seeds(args), "validation": validation_seeds(args)},
+                        extra={"finished_trials": sorted(results)})  # fmt: skip
+    for n in summary["by_size"]:
+        print((output / f"table1-N{n}.md").read_text())
+    return summary
+
+
 # ---------------------------------------------------------------------- the experiment
 def main(argv: list[str] | None = None) -> dict | None:
     from auctionsim.cluster import ray_session
@@ -919,6 +952,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.plot_only:
         plot_all(pathlib.Path(args.output_dir))
         return None
+    if args.finished_only:
+        return summarise_finished(args, pathlib.Path(args.output_dir))
     output = runs.check_output_dir(args.output_dir).resolve()  # RLlib checkpoints need absolute paths
     if not args.resume and (output / "runs").is_dir() and any((output / "runs").iterdir()):
         raise runs.RunError(f"{output} holds results of an earlier run; add --resume to continue or extend it, or choose another --output-dir")

@@ -29,7 +29,7 @@ from agents.datasets import OfflineDataset, collect_dataset, save_shard
 from agents.populations import POPULATIONS, check_population, named_population
 from auctionsim import MarketConfig, presets, runs
 from auctionsim.compat import auctionnet
-from auctionsim.config import _check_float, _check_int
+from auctionsim.validation import check_int, check_number
 from auctionsim.envs import REWARDS, AuctionParallelEnv, play_episode
 from auctionsim.errors import AuctionSimError, ConfigError
 from auctionsim.metrics import format_table
@@ -92,9 +92,9 @@ def _environment(args: argparse.Namespace) -> AuctionParallelEnv:
 
 def _check_common(args: argparse.Namespace) -> None:
     """Flags every command shares, checked before any work."""
-    _check_int("--episodes", args.episodes, low=1)
-    _check_int("--seed", args.seed, low=0)
-    _check_float("--multiplier", args.multiplier, low=0.0)
+    check_int("--episodes", args.episodes, low=1)
+    check_int("--seed", args.seed, low=0)
+    check_number("--multiplier", args.multiplier, low=0.0)
 
 
 #: ``dataset`` flags that change where episodes are played, not the data: a resume may change them.
@@ -110,7 +110,7 @@ def simulate(args: argparse.Namespace) -> None:
     """Run a population on a preset; print the per-advertiser table and market metrics; save
     JSON (atomically, with a manifest beside it)."""
     _check_common(args)
-    _check_int("--rows", args.rows, low=0)
+    check_int("--rows", args.rows, low=0)
     output = runs.check_output_file(args.output, suffix=".json") if args.output else None
     env = _environment(args)
     policy = named_population(args.population, env.market.population.ids, args.multiplier)
@@ -149,9 +149,9 @@ def dataset(args: argparse.Namespace) -> None:
     checkpoint is discarded.
     """
     _check_common(args)
-    _check_float("--noise", args.noise, low=0.0)
-    _check_int("--shard-episodes", args.shard_episodes, low=1)
-    _check_int("--num-cpus", args.num_cpus, low=1)
+    check_number("--noise", args.noise, low=0.0)
+    check_int("--shard-episodes", args.shard_episodes, low=1)
+    check_int("--num-cpus", args.num_cpus, low=1)
     suffix = pathlib.Path(args.output).suffix.lower()
     if suffix in (".csv", ".parquet"):
         if args.backend != "serial":

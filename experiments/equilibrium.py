@@ -104,7 +104,7 @@ from agents.equilibrium import (
 from agents.populations import check_population, named_population, population_slug
 from auctionsim import Market, MarketConfig, presets, runs, stats
 from auctionsim.cluster import ray_session
-from auctionsim.config import _check_int
+from auctionsim.validation import check_int, check_number
 from auctionsim.errors import ConfigError
 from auctionsim.envs import FixedMultipliers
 from experiments import args as arguments
@@ -157,11 +157,10 @@ class Args(arguments.ProtocolArgs):
         if not self.grid:
             self.grid = QUICK_GRID if self.quick else DEFAULT_GRID
         for name in ("training_seeds", "eval_seeds", "fit_seeds", "max_advertisers", "grid_periods", "grid_rounds", "ppo_iterations", "num_cpus"):
-            _check_int(name, getattr(self, name), low=1)
+            check_int(name, getattr(self, name), low=1)
         for name in ("seed", "curve_rounds", "ppo_max_size", "online_lp_max_size"):
-            _check_int(name, getattr(self, name), low=0)
-        if isinstance(self.gpus_per_task, bool) or not 0 <= self.gpus_per_task <= 1:
-            raise ConfigError(f"gpus_per_task must be a number in [0, 1], got {self.gpus_per_task!r}")
+            check_int(name, getattr(self, name), low=0)
+        check_number("gpus_per_task", self.gpus_per_task, low=0.0, high=1.0)
         if any(size < 2 for size in self.sizes):
             raise ConfigError(f"sizes must be >= 2 advertisers, got {list(self.sizes)}")
         for population in self.populations:

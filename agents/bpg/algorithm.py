@@ -76,6 +76,7 @@ from agents.bpg.learner import ADVANTAGE_ESTIMATORS, BPGTorchLearner
 from agents.bpg.module import ActorDeviation, RowPolicyModule
 from agents.equilibrium import DeviationEvaluator, MarketSpec, as_market_spec, play_population
 from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import check_int
 from auctionsim.tracking import seed_everything
 
 __all__ = ["BPG", "BPGConfig", "BPGState", "SeedPhase", "derive_seed", "deviation_returns", "group_shards"]
@@ -316,13 +317,10 @@ class BPGConfig(PPOConfig):
             raise ConfigError(f"advantages must be one of {', '.join(ADVANTAGE_ESTIMATORS)}, got {describe(self.advantages)}")
         for name, low in (("episodes_per_kind", 1), ("xstar_episodes", 1), ("dual_episodes", 1), ("nu_minibatch_size", 1), ("group_size", 1),
                           ("xstar_updates", 0), ("xstar_pretrain_updates", 0), ("dual_workers", 0)):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, got {describe(value)}")
-        if self.learner_rows is not None and (isinstance(self.learner_rows, bool) or not isinstance(self.learner_rows, int) or self.learner_rows < 1):
-            raise ConfigError(f"learner_rows must be an integer >= 1 or None, got {describe(self.learner_rows)}")
-        if self.dual_deviators is not None and (isinstance(self.dual_deviators, bool) or not isinstance(self.dual_deviators, int) or self.dual_deviators < 1):
-            raise ConfigError(f"dual_deviators must be an integer >= 1 or None, got {describe(self.dual_deviators)}")
+            check_int(name, getattr(self, name), low=low)
+        for name in ("learner_rows", "dual_deviators"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), low=1)
         if is_constrained(self.objective) and not self.track_exploitability:
             raise ConfigError(f"objective {self.objective!r} needs the unified solution: track_exploitability must be True")
         if self.num_envs_per_env_runner != 1:

@@ -36,6 +36,7 @@ import tempfile
 from typing import Any
 
 from auctionsim.errors import AuctionSimError
+from auctionsim.validation import check_int
 
 __all__ = [
     "CheckpointError",
@@ -167,10 +168,8 @@ class CheckpointStore:
     """
 
     def __init__(self, root: str | os.PathLike, keep: int = 2) -> None:
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-            raise CheckpointError(f"keep must be an integer >= 1, got {keep!r}")
+        self.keep = check_int("keep", keep, low=1, error=CheckpointError)
         self.root = pathlib.Path(root).resolve()
-        self.keep = keep
 
     def checkpoints(self) -> list[tuple[int, pathlib.Path]]:
         """``(iteration, folder)`` of every renamed (complete) checkpoint, oldest first."""

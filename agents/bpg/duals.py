@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import check_number
 
 __all__ = [
     "DualState",
@@ -87,14 +88,13 @@ def resolve_epsilon(value: float, mode: str = "welfare", cooperative_max_exploit
     """
     if mode not in EPSILON_MODES:
         raise ConfigError(f"epsilon mode must be one of {', '.join(EPSILON_MODES)}, got {describe(mode)}")
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or value < 0:
-        raise ConfigError(f"epsilon must be a finite number >= 0, got {describe(value)}")
+    value = check_number("epsilon", value, low=0.0)
     if mode == "welfare":
-        return float(value)
+        return value
     scale = cooperative_max_exploitability
-    if scale is None or isinstance(scale, bool) or not isinstance(scale, (int, float, np.number)) or not np.isfinite(scale) or scale <= 0:
-        raise ConfigError(f"relative epsilon needs the cooperative population's Max Exploitability (a finite number > 0), got {describe(scale)}")
-    return float(value) * float(scale)
+    if scale is None:
+        raise ConfigError("relative epsilon needs the cooperative population's Max Exploitability (a finite number > 0), got None")
+    return value * check_number("cooperative_max_exploitability (relative epsilon's scale)", scale, low=0.0, low_open=True)
 
 
 @dataclass(frozen=True, eq=False)

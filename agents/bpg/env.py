@@ -57,6 +57,7 @@ from auctionsim import presets
 from auctionsim.envs.parallel import AuctionParallelEnv
 from auctionsim.errors import ConfigError, describe
 from auctionsim.market import Market
+from auctionsim.validation import check_int, check_number
 
 __all__ = [
     "market_spec",
@@ -87,8 +88,7 @@ _DEVIATOR_OF_KIND = {"deviation": (NU_BAR, ROLE_NU_BAR), "weighted": (X_STAR, RO
 
 
 def _check_size(n_advertisers: object) -> None:
-    if isinstance(n_advertisers, bool) or not isinstance(n_advertisers, int) or n_advertisers < 2:
-        raise ConfigError(f"n_advertisers must be an integer >= 2, got {describe(n_advertisers)}")
+    check_int("n_advertisers", n_advertisers, low=2)
 
 
 def sized_market(n_advertisers: int, n_categories: int = 6, preset: str = "auctionnet", **overrides: Any) -> Market:
@@ -189,12 +189,9 @@ class BPGMarketEnv(MultiAgentEnv):
         """
         if kind not in EPISODE_KINDS:
             raise ConfigError(f"kind must be one of {', '.join(EPISODE_KINDS)}, got {describe(kind)}")
-        if isinstance(reward_scale, bool) or not isinstance(reward_scale, (int, float, np.number)) or not np.isfinite(reward_scale) or reward_scale <= 0:
-            raise ConfigError(f"reward_scale must be a finite number > 0, got {describe(reward_scale)}")
-        if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
-            raise ConfigError(f"group_size must be an integer >= 1, got {describe(group_size)}")
-        if isinstance(first_episode, bool) or not isinstance(first_episode, (int, np.integer)) or first_episode < 0:
-            raise ConfigError(f"first_episode must be an integer >= 0, got {describe(first_episode)}")
+        check_number("reward_scale", reward_scale, low=0.0, low_open=True)
+        check_int("group_size", group_size, low=1)
+        check_int("first_episode", first_episode, low=0)
         if team_weights is not None:
             team_weights = np.asarray(team_weights, dtype=np.float64)
             if team_weights.shape != (self.n,) or not np.all(np.isfinite(team_weights)):

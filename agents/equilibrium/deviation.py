@@ -33,6 +33,7 @@ from auctionsim.config import MarketConfig
 from auctionsim.envs import AuctionParallelEnv, PolicyContext, PopulationPolicy, SingleBidderEnv, play_episode
 from auctionsim.errors import ConfigError, describe
 from auctionsim.market import Market
+from auctionsim.validation import check_seed
 
 __all__ = [
     "OBJECTIVES",
@@ -136,8 +137,7 @@ def check_seeds(name: str, seeds: object) -> tuple[int, ...]:
     if not values:
         raise ConfigError(f"{name} must not be empty")
     for seed in values:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-            raise ConfigError(f"{name} must hold integers in [0, 2**63), got {describe(seed)}")
+        check_seed(f"{name} entry", seed)
     if len(set(values)) != len(values):
         raise ConfigError(f"{name} must be distinct, got {describe(values)}")
     return tuple(int(seed) for seed in values)

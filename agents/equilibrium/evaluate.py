@@ -43,6 +43,7 @@ from agents.oracle import check_objective
 from auctionsim.envs import PopulationPolicy
 from auctionsim.errors import ConfigError, describe
 from auctionsim.cluster import map_tasks, ray_session
+from auctionsim.validation import check_int, check_number
 
 __all__ = ["ExploitabilityConfig", "evaluate_exploitability", "advertiser_best_responses", "choose_advertisers", "ray_session"]
 
@@ -100,16 +101,12 @@ class ExploitabilityConfig:
         if not estimators and not self.oracle:
             raise ConfigError("nothing to estimate: give estimators or set oracle=True")
         object.__setattr__(self, "estimators", estimators)
-        if self.max_advertisers is not None and (
-            isinstance(self.max_advertisers, bool) or not isinstance(self.max_advertisers, int) or self.max_advertisers < 1
-        ):
-            raise ConfigError(f"max_advertisers must be an integer >= 1 or None, got {describe(self.max_advertisers)}")
+        if self.max_advertisers is not None:
+            check_int("max_advertisers", self.max_advertisers, low=1)
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {describe(self.backend)}")
-        if isinstance(self.num_cpus, bool) or not isinstance(self.num_cpus, int) or self.num_cpus < 1:
-            raise ConfigError(f"num_cpus must be an integer >= 1, got {describe(self.num_cpus)}")
-        if isinstance(self.gpus_per_task, bool) or not isinstance(self.gpus_per_task, (int, float)) or not 0 <= self.gpus_per_task <= 1:
-            raise ConfigError(f"gpus_per_task must be a number in [0, 1], got {describe(self.gpus_per_task)}")
+        check_int("num_cpus", self.num_cpus, low=1)
+        check_number("gpus_per_task", self.gpus_per_task, low=0.0, high=1.0)
         check_confidence(self.confidence)
 
     def describe(self) -> dict[str, Any]:

@@ -74,6 +74,7 @@ from auctionsim.envs.rollout import EpisodeRecord, play_episode
 from auctionsim.errors import ActionError, ConfigError, describe
 from auctionsim.market import ImpressionLog, TickValues
 from auctionsim.runs import atomic_write
+from auctionsim.validation import check_int
 
 __all__ = [
     "AuctionNetPolicy",
@@ -386,8 +387,7 @@ def log_episodes(
     episodes to ``path`` in AuctionNet's format (``deliveryPeriodIndex`` 0, 1, ...): the same
     episodes, exploration noise included, that :func:`agents.datasets.collect_dataset` logs with
     these arguments."""
-    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
-        raise ConfigError(f"episodes must be an integer >= 1, got {describe(episodes)}")
+    check_int("episodes", episodes, low=1)
 
     def tables() -> Iterator[dict[str, np.ndarray]]:
         for episode in range(int(episodes)):

@@ -9,10 +9,11 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from auctionsim.errors import ActionError, ActionTypeError, ConfigError, as_numeric_array, as_single_number, describe
+from auctionsim.errors import ActionError, ActionTypeError, ConfigError, EpisodeOverError, describe
 from auctionsim.envs.observations import ObservationBuilder, RewardTracker
 from auctionsim.envs.policy import AdvertiserSpec, PolicyContext
 from auctionsim.market import Market, TickResult, TickValues
+from auctionsim.validation import as_numeric_array, as_single_number, check_bounds, check_choice, check_int
 
 __all__ = ["ACTION_SCALES", "AuctionParallelEnv", "ArrayStep", "agent_name", "unit_to_multiplier", "multiplier_to_unit"]
 
@@ -107,7 +108,8 @@ class AuctionParallelEnv(ParallelEnv):
 
     Action Space:
         ``Box(low, high, (1,), float32)``: the bid multiplier, ``multiplier_bounds`` (default
-        ``[0, 5]``). With ``action_scale="unit"``, ``Box(-1, 1, (1,), float32)`` mapped onto
+        ``[0, 5]``) rounded to float32: exactly the space's own bounds are accepted (an agent
+        that clips to its space is never refused). With ``action_scale="unit"``, ``Box(-1, 1, (1,), float32)`` mapped onto
         the bounds by :func:`unit_to_multiplier` (0 bids the expected value, multiplier 1):
         the normalised space that SB3, CleanRL and RLlib's Gaussian policies start from.
         Out-of-bounds, NaN or infinite actions are rejected, not clipped. The array API
@@ -144,7 +146,9 @@ class AuctionParallelEnv(ParallelEnv):
         market: a :class:`~auctionsim.market.Market` or a preset name (see
             :func:`auctionsim.presets.names`).
         reward: reward kind.
-        multiplier_bounds: ``(low, high)`` multipliers an agent can bid.
+        multiplier_bounds: ``(low, high)`` multipliers an agent can bid, ``0 <= low < high``;
+            stored in :attr:`multiplier_bounds` rounded to float32, the action space's dtype
+            (``0.7`` becomes ``0.699999988...``), and exactly that closed interval is accepted.
         action_scale: ``"multiplier"`` (actions are multipliers) or ``"unit"`` (actions in
             ``[-1, 1]``, see Action Space).
         market_overrides: fields of the preset's market config to replace (preset name only).
@@ -169,14 +173,17 @@ class AuctionParallelEnv(ParallelEnv):
             raise ConfigError(f"market overrides need a preset name, got a Market and {sorted(market_overrides)}")
         if not isinstance(market, Market):
             raise ConfigError(f"market must be a Market or a preset name, got {describe(market)}")
-        low, high = (float(b) for b in multiplier_bounds)
-        if not (np.isfinite(low) and np.isfinite(high) and 0.0 <= low < high):
-            raise ConfigError(f"multiplier_bounds must be finite with 0 <= low < high, got {describe(multiplier_bounds)}")
-        if action_scale not in ACTION_SCALES:
-            raise ConfigError(f"action_scale must be one of {', '.join(ACTION_SCALES)}, got {describe(action_scale)}")
+        low, high = check_bounds("multiplier_bounds", multiplier_bounds, low=0.0, strict=True)
+        with np.errstate(over="ignore"):
+            low32, high32 = float(np.float32(low)), float(np.float32(high))
+        if not (np.isfinite(high32) and low32 < high32):
+            raise ConfigError(
+                f"multiplier_bounds must stay finite and distinct in float32 (the action space's dtype), got "
+                f"{describe(multiplier_bounds)} -> ({low32}, {high32})"
+            )
         self.market = market
-        self.multiplier_bounds = (low, high)
-        self.action_scale = action_scale
+        self.multiplier_bounds = (low32, high32)
+        self.action_scale = check_choice("action_scale", action_scale, ACTION_SCALES)
         self.render_mode = None  # nothing to render; PettingZoo wrappers (SuperSuit) read it
         self.observations = ObservationBuilder(market)
         self._rewards = RewardTracker(reward, market.population.cpa_targets)
@@ -284,14 +291,26 @@ class AuctionParallelEnv(ParallelEnv):
         array = as_numeric_array("multipliers", multipliers)
         if array.shape != self._live.shape:
             raise ActionError(f"multipliers must have shape {self._live.shape}, got {array.shape}")
-        low, high = self.multiplier_bounds
-        bad = self._live & ~(np.isfinite(array) & (array >= low) & (array <= high))
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise ActionError(
-                f"action of {self.possible_agents[row]} must be a finite multiplier in [{low}, {high}], got {array[row]}"
-            )
+        rows = np.flatnonzero(self._live)
+        self.check_in_bounds(array[rows], rows)
         return np.where(self._live, array, 0.0)
+
+    def check_in_bounds(self, multipliers: np.ndarray, rows: np.ndarray) -> None:
+        """Raise ``ActionError`` naming the agent if a multiplier is not finite and within
+        :attr:`multiplier_bounds`; ``multipliers[k]`` is the multiplier of the agent in row ``rows[k]``."""
+        low, high = self.multiplier_bounds
+        bad = ~(np.isfinite(multipliers) & (multipliers >= low) & (multipliers <= high))
+        if bad.any():
+            index = int(np.argmax(bad))
+            raise ActionError(
+                f"action of {self.possible_agents[int(rows[index])]} must be a finite multiplier in [{low}, {high}], "
+                f"got {multipliers[index]}"
+            )
+
+    def check_reset(self) -> None:
+        """Raise ``EpisodeOverError`` if the environment was never reset."""
+        if self.market.seed is None:
+            raise EpisodeOverError("the environment has not been reset; call reset() before step()")
 
     def tick_values(self) -> TickValues:
         """The next tick's per-impression pValues, sigmas and candidacy of every advertiser
@@ -309,8 +328,7 @@ class AuctionParallelEnv(ParallelEnv):
         size = self._live.shape[0]
         live = {}
         for row, bids in impression_bids.items():
-            if isinstance(row, (bool, np.bool_)) or not isinstance(row, (int, np.integer)) or not 0 <= row < size:
-                raise ActionError(f"impression_bids keys must be rows in [0, {size}), got {describe(row)}")
+            check_int("impression_bids key (a row)", row, low=0, high=size - 1, error=ActionError)
             if self._live[row]:
                 live[int(row)] = bids
         return live
@@ -335,6 +353,7 @@ class AuctionParallelEnv(ParallelEnv):
             with_values: also return the tick's per-impression pValues (before the auction).
             log_impressions: ask the market for the per-impression log.
         """
+        self.check_reset()
         if self.market.done:
             raise ActionError("the episode is over; call reset()")
         played = self._live_impression_bids(impression_bids) if impression_bids is not None else {}
@@ -378,6 +397,7 @@ class AuctionParallelEnv(ParallelEnv):
 
     def step(self, actions: Mapping[str, object]):
         """PettingZoo step: ``actions`` maps every live agent's name to its multiplier."""
+        self.check_reset()
         if not isinstance(actions, Mapping):
             raise ActionTypeError(f"actions must map agent names to multipliers, got {describe(actions)}")
         # Set and array checks first (thousands of agents); the lists for the messages only on error.

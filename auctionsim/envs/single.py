@@ -8,11 +8,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from auctionsim.errors import ActionError, ConfigError, as_single_number, describe
+from auctionsim.errors import ActionError, ConfigError, describe
 from auctionsim.envs.parallel import ArrayStep, AuctionParallelEnv
 from auctionsim.envs.policy import AdvertiserSpec, FixedMultipliers, PopulationPolicy, select_values
 from auctionsim.envs.rollout import policy_step
 from auctionsim.market import Market, TickValues
+from auctionsim.validation import as_numeric_array, as_single_number, check_id, check_int, check_seed, is_integer
 
 __all__ = ["SingleBidderEnv", "DEFAULT_BID_GRID"]
 
@@ -89,7 +90,7 @@ class SingleBidderEnv(gym.Env):
         if not isinstance(self.population, PopulationPolicy):
             raise ConfigError(f"population must be a PopulationPolicy, got {describe(population)}")
         advertisers = self.core.market.population
-        self._focal_fixed = None if focal is None else int(advertisers.positions_of([focal])[0])
+        self._focal_fixed = None if focal is None else int(advertisers.positions_of([check_id("focal", focal)])[0])
         self._weights = np.full(len(advertisers), 1.0 / len(advertisers))
         if focal_weights is not None:
             self.set_focal_weights(focal_weights)
@@ -97,7 +98,7 @@ class SingleBidderEnv(gym.Env):
         if bid_grid is not None and action_scale != "multiplier":
             raise ConfigError(f"bid_grid chooses multipliers itself; it cannot be combined with action_scale={action_scale!r}")
         if bid_grid is not None:
-            grid = np.asarray(bid_grid, dtype=np.float64)
+            grid = as_numeric_array("bid_grid", bid_grid, error=ConfigError)
             if grid.ndim != 1 or grid.size == 0 or not np.all((grid >= low) & (grid <= high)):
                 raise ConfigError(f"bid_grid must be a non-empty list of multipliers in [{low}, {high}], got {describe(bid_grid)}")
             self.bid_grid: np.ndarray | None = grid
@@ -143,10 +144,10 @@ class SingleBidderEnv(gym.Env):
         (the episode :func:`~auctionsim.envs.play_episode` plays with ``seed=s``), so a deviation
         can be compared with the population's own play on common random numbers."""
         market_seed = None if not options or "market_seed" not in options else options["market_seed"]
-        if market_seed is not None and (
-            isinstance(market_seed, bool) or not isinstance(market_seed, (int, np.integer)) or not 0 <= market_seed < 2**63
-        ):
-            raise ConfigError(f"options['market_seed'] must be an integer in [0, 2**63), got {describe(market_seed)}")
+        if market_seed is not None:
+            check_seed("options['market_seed']", market_seed)
+        if seed is not None:
+            check_int("seed", seed, low=0)  # Gymnasium's own check comes after it has cleared state
         super().reset(seed=seed)
         drawn_seed = int(self.np_random.integers(0, 2**62))
         market_seed = drawn_seed if market_seed is None else int(market_seed)
@@ -158,14 +159,11 @@ class SingleBidderEnv(gym.Env):
 
     def _multiplier(self, action: object) -> float:
         if self.bid_grid is not None:
-            if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)) and not (
-                isinstance(action, np.ndarray) and action.shape == () and action.dtype.kind in "iu"
-            ):
+            if isinstance(action, np.ndarray) and action.shape == () and action.dtype.kind in "iu":
+                action = action.item()  # a 0-d integer array, as some samplers return
+            if not is_integer(action) or not 0 <= int(action) < self.bid_grid.size:  # type: ignore[arg-type]
                 raise ActionError(f"action must be an integer in [0, {self.bid_grid.size}), got {describe(action)}")
-            index = int(action)
-            if not 0 <= index < self.bid_grid.size:
-                raise ActionError(f"action must be an integer in [0, {self.bid_grid.size}), got {index}")
-            return float(self.bid_grid[index])
+            return float(self.bid_grid[int(action)])  # type: ignore[arg-type]
         return float(self.core.actions_to_multipliers(np.array([as_single_number("action", action)]), ["action"])[0])
 
     @property
@@ -179,9 +177,15 @@ class SingleBidderEnv(gym.Env):
         """Play the next tick with the focal advertiser bidding ``multiplier`` (a multiplier, not
         an action), or ``bids`` per impression of the tick (see :meth:`focal_values`), while the
         population bids for everyone else; returns the whole tick. :meth:`step` is this plus the
-        Gymnasium tuple."""
+        Gymnasium tuple. Both are checked in full before the population acts, so a rejected call
+        changes nothing."""
+        self.core.check_reset()
         if not self.core.live[self.focal_row]:
             raise ActionError("the episode is over; call reset()")
+        if bids is None:
+            self.core.check_in_bounds(np.array([as_single_number("multiplier", multiplier)]), np.array([self.focal_row]))
+        else:
+            self.market.validate_impression_bids({self.focal_id: bids})
         step = policy_step(
             self.core,
             self.population,
@@ -196,6 +200,7 @@ class SingleBidderEnv(gym.Env):
         return step
 
     def step(self, action: object):
+        self.core.check_reset()
         if not self.core.live[self.focal_row]:
             raise ActionError("the episode is over; call reset()")
         step = self.step_focal(self._multiplier(action))
