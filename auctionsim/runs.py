@@ -588,7 +588,7 @@ def clean_stale_ray_sessions(temp_dir: str | os.PathLike | None = None) -> list[
     killed driver leaves it behind (gigabytes of logs and spilled objects over time). A session
     is stale when its driver process is not alive. Roots searched: ``temp_dir`` when given, else
     Ray's default ``$RAY_TMPDIR or /tmp``/``ray`` and the private roots ``/tmp/ray-*`` that
-    :func:`agents.equilibrium.ray_session` (and BPG) create; a private root whose sessions are
+    :func:`auctionsim.cluster.init_ray` (every Ray entry point) creates; a private root whose sessions are
     all stale is removed whole. Live sessions, ``session_latest`` links and roots without
     sessions (a run about to start) are left alone. Returns what was removed.
     """
