@@ -96,7 +96,7 @@ from typing import Callable
 import numpy as np
 
 from auctionsim.errors import ConfigError
-from auctionsim.validation import check_int
+from auctionsim.validation import check_int, check_number
 from experiments import args as arguments
 
 HEURISTICS = ("value", "pid", "cpa", "online_lp")
@@ -114,6 +114,9 @@ class Args(arguments.ProtocolArgs):
     """where results, checkpoints, TensorBoard logs and figures go"""
     plot_only: bool = False
     """only redraw the figures from the results already saved in output-dir"""
+    finished_only: bool = False
+    """train nothing: summarise the trials already finished in output-dir (a method with a
+    missing trial is listed under 'not_run' instead of its row), e.g. for an interrupted run"""
     sizes: tuple[int, ...] = (100, 10)
     """numbers of advertisers (the paper's Table 1: 100; Table 3 runs at the smallest)"""
     impressions_per_advertiser: int = 1_000
@@ -172,6 +175,14 @@ class Args(arguments.ProtocolArgs):
     """'tune': trials as a Ray Tune sweep (over a cluster with RAY_ADDRESS); 'serial': in this process"""
     num_cpus: int = 2
     """CPUs of the local Ray instance (ignored with RAY_ADDRESS set: then the cluster's)"""
+    num_env_runners: int = 0
+    """remote RLlib EnvRunners per trial (0: sample in the trial's process); the episodes sampled do not depend on it"""
+    num_learners: int = 0
+    """remote RLlib Learners per trial (0: learn in the trial's process; 2+: data-parallel, each on whole episode groups)"""
+    num_gpus_per_learner: float = 0.0
+    """GPUs per Learner (with --num-learners 0: the trial process's learner); the trial's PPO best responses use a GPU it holds"""
+    dual_workers: int = 0
+    """parallel Ray tasks of each dual step's deviation measurements (0: in the trial's process)"""
 
     def __post_init__(self) -> None:
         positive = ("impressions_per_advertiser", "n_ticks", "iterations", "episodes_per_kind", "group_size", "xstar_episodes",
@@ -179,7 +190,7 @@ class Args(arguments.ProtocolArgs):
                     "checkpoint_every", "num_cpus", "training_seeds", "eval_seeds")  # fmt: skip
         for name in positive:
             check_int(name, getattr(self, name), low=1)
-        for name in ("xstar_updates", "xstar_pretrain_updates", "seed"):
+        for name in ("xstar_updates", "xstar_pretrain_updates", "seed", "num_env_runners", "num_learners", "dual_workers"):
             check_int(name, getattr(self, name), low=0)
         for index, size in enumerate(self.sizes):
             check_int(f"sizes[{index}]", size, low=2)
@@ -208,6 +219,9 @@ class Args(arguments.ProtocolArgs):
             raise ConfigError(f"heuristics must include 'value' (the gates compare with it) and come from {', '.join(HEURISTICS)}, got {self.heuristics!r}")
         if self.scheduler not in ("tune", "serial"):
             raise ConfigError(f"scheduler must be 'tune' or 'serial', got {self.scheduler!r}")
+        check_number("num_gpus_per_learner", self.num_gpus_per_learner, low=0.0)
+        if self.num_learners > 1 and min(self.episodes_per_kind, self.xstar_episodes) < self.num_learners * self.group_size:
+            raise ConfigError(f"num_learners = {self.num_learners} needs episodes_per_kind and xstar_episodes >= num_learners x group_size = {self.num_learners * self.group_size} (one episode group per learner), got {self.episodes_per_kind} and {self.xstar_episodes}")
 
 
 QUICK = dict(
@@ -286,7 +300,13 @@ def trial_config(args: Args, output: pathlib.Path, objective: str, n_advertisers
         "evaluation": evaluation,
         "checkpoint_every": args.checkpoint_every,
         "tensorboard": args.tensorboard,
+        "resources": resources(args),
     }
+
+
+def resources(args: Args) -> dict:
+    """Where a trial's work runs (not part of what it computes: a resumed trial may change it)."""
+    return {"num_env_runners": args.num_env_runners, "num_learners": args.num_learners, "num_gpus_per_learner": args.num_gpus_per_learner, "dual_workers": args.dual_workers}
 
 
 def market(n_advertisers: int, impressions_per_advertiser: int, n_ticks: int):
@@ -303,10 +323,12 @@ def heuristic_population(name: str):
 
 
 # ---------------------------------------------------------------------- one trial
-def build_algorithm(training: dict):
+def algorithm_config(training: dict, resources: dict | None = None):
+    """The :class:`~agents.bpg.BPGConfig` of a trial (``resources``: see :func:`resources`)."""
     from agents.bpg import BPGConfig
 
     spec = market(training["n_advertisers"], training["impressions_per_advertiser"], training["n_ticks"])
+    resources = resources or {}
     return (
         BPGConfig()
         .bpg(
@@ -315,11 +337,16 @@ def build_algorithm(training: dict):
             group_size=training["group_size"], xstar_episodes=training["xstar_episodes"], xstar_updates=training["xstar_updates"],
             xstar_pretrain_updates=training["xstar_pretrain_updates"], xstar_lr=training["xstar_lr"],
             dual_deviators=training["dual_deviators"], dual_episodes=training["dual_episodes"],
-            model={"log_std_init": training["log_std_init"]},
+            model={"log_std_init": training["log_std_init"]}, dual_workers=resources.get("dual_workers", 0),
         )  # fmt: skip
         .training(lr=training["lr"])
-        .build_algo()
+        .env_runners(num_env_runners=resources.get("num_env_runners", 0))
+        .learners(num_learners=resources.get("num_learners", 0), num_gpus_per_learner=resources.get("num_gpus_per_learner", 0))
     )
+
+
+def build_algorithm(training: dict, resources: dict | None = None):
+    return algorithm_config(training, resources).build_algo()
 
 
 def _same_training(a: dict | None, b: dict | None) -> bool:
@@ -373,7 +400,7 @@ def run_trial(config: dict, report: Callable[[dict], None] | None = None) -> dic
                     raise CheckpointError(f"{latest[0]} was trained with another config; refusing to resume {config['name']} from it (remove the folder or use another --output-dir)")
                 algo = store.restore(latest[0])
             else:
-                algo = build_algorithm(training)
+                algo = build_algorithm(training, config.get("resources"))
             try:
                 from tqdm.auto import tqdm
 
@@ -538,7 +565,7 @@ def run_trials(args: Args, output: pathlib.Path, configs: list[dict], stage: str
 
     local = not os.environ.get("RAY_ADDRESS")
     tuner = tune.Tuner(
-        tune.with_resources(_tune_trial, {"cpu": 1}),
+        tune.with_resources(_tune_trial, lambda space: trial_resources(space["trial"])),
         param_space={"trial": tune.grid_search(configs)},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=args.num_cpus if local else None,
@@ -552,6 +579,22 @@ def run_trials(args: Args, output: pathlib.Path, configs: list[dict], stage: str
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(configs)} {stage} trials failed; first: {failed[0].error}")
     return [json.loads((output / "runs" / config["name"] / "result.json").read_text()) for config in configs]
+
+
+def trial_resources(config: dict):
+    """What a trial reserves on the cluster (a Tune placement group): one CPU for a heuristic;
+    for a trained population, BPG's own request (the trial's process, with a GPU when its local
+    learner has one; one CPU per EnvRunner; each Learner's CPU or GPUs) plus one CPU per dual
+    worker. BPG's actors and tasks start inside the trial's placement group."""
+    from ray import tune
+
+    from agents.bpg import BPG
+
+    if config["training"] is None:
+        return tune.PlacementGroupFactory([{"CPU": 1}])
+    request = BPG.default_resource_request(algorithm_config(config["training"], config.get("resources")))
+    workers = [{"CPU": 1}] * (config.get("resources") or {}).get("dual_workers", 0)
+    return tune.PlacementGroupFactory(request.bundles + workers, strategy=request.strategy)
 
 
 def epsilon_scale(args: Args, results: list[dict]) -> float:
@@ -615,8 +658,13 @@ def summarise(args: Args, results: dict, scales: dict[int, float]) -> dict:
     blocks = {}
     for n in args.sizes:
         rows, scores = [], {"welfare": {}, "max_exploitability": {}, "revenue": {}}
+        not_run = []
         for objective, epsilon in methods(args):
             label = objective if epsilon is None else f"{objective} eps={epsilon:g}"
+            names = [run_name(objective, epsilon, seed, n) for seed in seeds] if objective in TRAINED else [run_name(objective, None, None, n)]
+            if any(name not in results for name in names):
+                not_run.append(label)
+                continue
             grids = {metric: _grid(args, results, objective, epsilon, n, key) for metric, key in (("welfare", "welfare"), ("max_exploitability", "max_exploitability_lower"), ("revenue", "revenue"))}
             upper = _grid(args, results, objective, epsilon, n, "max_exploitability_upper")
             for metric, grid in grids.items():
@@ -645,9 +693,9 @@ def summarise(args: Args, results: dict, scales: dict[int, float]) -> dict:
                     if not row["constraint_active"]:
                         row["note"] = NEVER_ACTIVE
             rows.append(row)
-        value = scores["welfare"]["value"]
+        value = scores["welfare"].get("value")
         for row in rows:  # every trained population against value bidding (a non-learning run shows)
-            if row["method"] in TRAINED:
+            if row["method"] in TRAINED and value is not None:
                 difference = stats.paired_difference(scores["welfare"][row["label"]], value)
                 row["welfare_vs_value_bidding"] = difference.to_dict()
         comparisons = table1_comparisons(args, scores, rows)
@@ -658,15 +706,16 @@ def summarise(args: Args, results: dict, scales: dict[int, float]) -> dict:
             "eval_seeds": evaluation_seeds(args),
             "validation_seeds": validation_seeds(args),
             "epsilon_mode": args.epsilon_mode,
-            "epsilon_scale": scales[n] if args.epsilon_mode == "relative" else None,
+            "epsilon_scale": scales.get(n) if args.epsilon_mode == "relative" else None,
             "max_exploitability_sample": args.max_advertisers,
             "rows": rows,
             "comparisons": comparisons,
             "gates": gates,
             "table3": [],
+            "not_run": not_run,
         }
     smallest = min(args.sizes)
-    table3_trial = results[run_name("bpg", args.table3_epsilon, training_seeds(args)[0], smallest)]
+    table3_trial = results.get(run_name("bpg", args.table3_epsilon, training_seeds(args)[0], smallest), {})
     blocks[smallest]["table3"] = table3_trial.get("table3", [])
     headline = blocks[max(args.sizes)]
     return {**headline, "table3": blocks[smallest]["table3"], "table3_n_advertisers": smallest, "by_size": {str(n): block for n, block in blocks.items()}}
@@ -681,6 +730,7 @@ def table1_comparisons(args: Args, scores: dict, rows: list[dict]) -> dict:
     pairs = [("cooperative", "value"), ("selfish", "value"), ("cooperative", "selfish")]
     pairs += [(label, "selfish") for label in bpg] + list(zip(bpg, bpg[1:]))
     pairs += [(f"bpg eps={eps:g}", f"bpg_zero eps={eps:g}") for eps in args.zero_epsilons if eps in args.epsilons]
+    pairs = [(a, b) for a, b in pairs if a in scores["welfare"] and b in scores["welfare"]]  # rows not run are left out
     return {metric: [c.to_dict() for c in stats.compare(scores[metric], pairs)] for metric in ("welfare", "max_exploitability")}
 
 
@@ -731,6 +781,8 @@ def table1_markdown(block: dict) -> str:
             f"| {row['method']} | {epsilon} | {_format(row['welfare'])} | {_format(row['max_exploitability'], 4)} | {_format(row['max_exploitability_upper'], 4)} "
             f"| {compliance} | {active} | {_format(row['revenue'])} | {_format(row.get('welfare_vs_value_bidding'))} | {note} |"
         )
+    if block.get("not_run"):
+        lines += ["", f"Not run (trials missing; summarised with --finished-only): {', '.join(block['not_run'])}"]
     lines += ["", "Paired comparisons (Holm over each metric's table):", ""]
     for metric, comparisons in block["comparisons"].items():
         for c in comparisons:
@@ -868,20 +920,46 @@ def plot_all(output: pathlib.Path) -> list[pathlib.Path]:
     return [p for p in written if p is not None]
 
 
+def summarise_finished(args: Args, output: pathlib.Path) -> dict:
+    """``--finished-only``: the tables, gates and figures of the trials finished so far, marked
+    ``"partial": true`` when a method has a missing trial; trains nothing."""
+    from auctionsim import runs
+
+    results = {result["config"]["name"]: result for result in load_results(output)}
+    if not results:
+        raise ConfigError(f"--finished-only: no finished trials under {output / 'runs'}")
+    scales = {}
+    for n in args.sizes:
+        cooperative = [results.get(run_name("cooperative", None, seed, n)) for seed in training_seeds(args)]
+        if all(cooperative):
+            scales[n] = epsilon_scale(args, cooperative)
+    summary = summarise(args, results, scales)
+    summary["partial"] = any(block["not_run"] for block in summary["by_size"].values())
+    write_outputs(output, summary)
+    runs.write_manifest(output / "summary.json", args, seeds={"training": training_seeds(args), "eval": evaluation_seeds(args), "validation": validation_seeds(args)},
+                        extra={"finished_trials": sorted(results)})  # fmt: skip
+    for n in summary["by_size"]:
+        print((output / f"table1-N{n}.md").read_text())
+    return summary
+
+
 # ---------------------------------------------------------------------- the experiment
 def main(argv: list[str] | None = None) -> dict | None:
-    from agents.equilibrium import ray_session
+    from auctionsim.cluster import ray_session
     from auctionsim import runs
 
     args = parse_args(argv)
     if args.plot_only:
         plot_all(pathlib.Path(args.output_dir))
         return None
+    if args.finished_only:
+        return summarise_finished(args, pathlib.Path(args.output_dir))
     output = runs.check_output_dir(args.output_dir).resolve()  # RLlib checkpoints need absolute paths
     if not args.resume and (output / "runs").is_dir() and any((output / "runs").iterdir()):
         raise runs.RunError(f"{output} holds results of an earlier run; add --resume to continue or extend it, or choose another --output-dir")
     started = time.perf_counter()
-    with runs.run_folder(output, args, resume=args.resume, extendable={"iterations", "training_seeds", "eval_seeds"}, seeds={"training": training_seeds(args), "eval": evaluation_seeds(args), "validation": validation_seeds(args)}) as run:
+    placement = ("num_cpus", "scheduler", "num_env_runners", "num_learners", "num_gpus_per_learner", "dual_workers")  # where work runs, not what it computes
+    with runs.run_folder(output, args, resume=args.resume, extendable={"iterations", "training_seeds", "eval_seeds"}, ignored=(*runs.DEFAULT_IGNORED, *placement), seeds={"training": training_seeds(args), "eval": evaluation_seeds(args), "validation": validation_seeds(args)}) as run:
         with ray_session(args.num_cpus):  # local by default, RAY_ADDRESS for a cluster; shut down after
             summary = run_experiment(args, output)
         summary["wall_seconds"] = time.perf_counter() - started
