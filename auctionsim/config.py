@@ -33,6 +33,7 @@ __all__ = [
     "CustomMechanism",
     "register_mechanism",
     "mechanism_names",
+    "resolve_mechanism",
     "ExposureModel",
     "TrafficConfig",
     "MarketConfig",
@@ -201,8 +202,8 @@ def mechanism_names() -> tuple[str, ...]:
     return tuple(member.value for member in Mechanism) + tuple(sorted(_CUSTOM_MECHANISMS))
 
 
-def _mechanism(value: object) -> Mechanism | CustomMechanism:
-    """The mechanism a config names: a :class:`Mechanism` or its value, a :class:`CustomMechanism`,
+def resolve_mechanism(value: object) -> Mechanism | CustomMechanism:
+    """The mechanism ``value`` names: a :class:`Mechanism` or its value, a :class:`CustomMechanism`,
     a registered name, or an import path ``"module:attribute"`` (imported now)."""
     if isinstance(value, (Mechanism, CustomMechanism)):
         return value
@@ -458,7 +459,7 @@ class MarketConfig:
                     f"slot_exposure[{k - 1}]={slots[k - 1]}"
                 )
         object.__setattr__(self, "slot_exposure", slots)
-        object.__setattr__(self, "mechanism", _mechanism(self.mechanism))
+        object.__setattr__(self, "mechanism", resolve_mechanism(self.mechanism))
         object.__setattr__(self, "exposure_model", _check_choice("exposure_model", ExposureModel, self.exposure_model))
         _check_float("reserve_price", self.reserve_price, low=0.0)
         _check_float("min_budget_to_bid", self.min_budget_to_bid, low=0.0)
