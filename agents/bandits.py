@@ -61,11 +61,11 @@ import numba
 import numpy as np
 
 from auctionsim import rng
-from auctionsim.config import _check_float, _check_int
 from auctionsim.envs.policy import PolicyContext, PopulationPolicy, TickFeedback
 from auctionsim.envs.single import DEFAULT_BID_GRID
 from auctionsim.envs.wrappers import PROFIT_VALUES, ProfitNormalizer, tick_profit
-from auctionsim.errors import ActionError, ActionTypeError, ConfigError, as_numeric_array, describe
+from auctionsim.errors import ActionError, ActionTypeError, ConfigError, describe
+from auctionsim.validation import MAX_SEED, as_numeric_array, check_int, check_number
 
 __all__ = [
     "BanditBidders",
@@ -97,10 +97,10 @@ def theory_learning_rate(n_arms: int, horizon: int, batch_size: int = 1, delay: 
         batch_size: ``B``, rounds per batch.
         delay: ``D``, batches between a round and its update.
     """
-    n_arms = _check_int("n_arms", n_arms, low=2)
-    horizon = _check_int("horizon", horizon, low=1)
-    batch_size = _check_int("batch_size", batch_size, low=1)
-    delay = _check_int("delay", delay, low=0)
+    n_arms = check_int("n_arms", n_arms, low=2)
+    horizon = check_int("horizon", horizon, low=1)
+    batch_size = check_int("batch_size", batch_size, low=1)
+    delay = check_int("delay", delay, low=0)
     return math.sqrt(math.log(n_arms) / (horizon * _variance_and_delay_term(n_arms, batch_size, delay)))
 
 
@@ -141,8 +141,8 @@ def regret_bound(
         n_items: ``C``, number of independent items.
     """
     theory = theory_learning_rate(n_arms, horizon, batch_size, delay)
-    eta = theory if learning_rate is None else _check_float("learning_rate", learning_rate, low=0.0, low_open=True)
-    n_items = _check_int("n_items", n_items, low=1)
+    eta = theory if learning_rate is None else check_number("learning_rate", learning_rate, low=0.0, low_open=True)
+    n_items = check_int("n_items", n_items, low=1)
     per_item = math.log(n_arms) / eta + eta * horizon * _variance_and_delay_term(n_arms, batch_size, delay)
     return n_items * per_item
 
@@ -285,17 +285,17 @@ class Exp3:
         seed: int = 0,
         item_ids: Sequence[int] | np.ndarray | None = None,
     ) -> None:
-        self.n_arms = _check_int("n_arms", n_arms, low=2)
-        self.n_items = _check_int("n_items", n_items, low=1)
+        self.n_arms = check_int("n_arms", n_arms, low=2)
+        self.n_items = check_int("n_items", n_items, low=1)
         if learning_rate is None:
             if horizon is None:
                 raise ConfigError("give learning_rate, or horizon (rounds per item) for the theory learning rate; got neither")
             self.learning_rate = theory_learning_rate(self.n_arms, horizon, self.batch_size, self.delay)
         else:
-            self.learning_rate = _check_float("learning_rate", learning_rate, low=0.0, low_open=True)
-        self.horizon = None if horizon is None else _check_int("horizon", horizon, low=1)
+            self.learning_rate = check_number("learning_rate", learning_rate, low=0.0, low_open=True)
+        self.horizon = None if horizon is None else check_int("horizon", horizon, low=1)
         self.implicit_exploration = self._resolve_implicit_exploration(implicit_exploration)
-        self.seed = _check_int("seed", seed, low=0, high=2**63 - 1)
+        self.seed = check_int("seed", seed, low=0, high=MAX_SEED)
         ids = np.arange(self.n_items, dtype=np.int64) if item_ids is None else np.asarray(item_ids)
         if ids.shape != (self.n_items,) or ids.dtype.kind not in "iu" or (ids < 0).any() or np.unique(ids).size != ids.size:
             raise ConfigError(f"item_ids must be {self.n_items} distinct non-negative integers, got {describe(item_ids)}")
@@ -307,7 +307,7 @@ class Exp3:
         self._awaiting: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def _resolve_implicit_exploration(self, value: float | None) -> float:
-        return _check_float("implicit_exploration", value, low=0.0)
+        return check_number("implicit_exploration", value, low=0.0)
 
     # ------------------------------------------------------------------ acting
     def probabilities(self) -> np.ndarray:
@@ -355,9 +355,7 @@ class Exp3:
             if default is None:
                 raise ActionError("no round is awaiting feedback; call act() first")
             return default
-        if isinstance(round_index, bool) or not isinstance(round_index, (int, np.integer)):
-            raise ActionTypeError(f"round_index must be an integer, got {describe(round_index)}")
-        return int(round_index)
+        return check_int("round_index", round_index, error=ActionTypeError)
 
     def learn(self, rewards: object, round_index: int | None = None) -> None:
         """Rewards of the round just played, ``(C,)`` in ``[0, 1]`` (NaN: no feedback for that item).
@@ -429,8 +427,8 @@ class BatchExp3(Exp3):
     """
 
     def __init__(self, n_arms: int, n_items: int = 1, *, batch_size: int = 1, delay: int = 0, **kwargs) -> None:
-        self.batch_size = _check_int("batch_size", batch_size, low=1)
-        self.delay = _check_int("delay", delay, low=0)
+        self.batch_size = check_int("batch_size", batch_size, low=1)
+        self.delay = check_int("delay", delay, low=0)
         self._played: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._rewards: dict[int, np.ndarray] = {}
         self._batches_closed = 0
@@ -534,11 +532,18 @@ class BanditBidders(PopulationPolicy):
         return self.bid_grid[self.last_arms]
 
     def observe(self, feedback: TickFeedback) -> None:
+        """Learn from the tick's profit. Everything is checked before the learner or the bidders
+        change: a rejected call leaves them as they were."""
+        shape = (self.learner.n_items,)
+        for name in ("spend", "value_won", "conversions", "budget_left"):
+            values = as_numeric_array(f"feedback.{name}", getattr(feedback, name))
+            if values.shape != shape or not np.all(np.isfinite(values)):
+                raise ActionError(f"feedback.{name} must be {shape[0]} finite numbers (one per advertiser), got {describe(values)}")
         profit = tick_profit(self.value, feedback.spend, feedback.value_won, feedback.conversions, self._cpa_targets)
         rewards = self.normalizer.normalize(profit, feedback.tick, self._ids)
         rewards[~self._acting] = np.nan
-        self._acting = feedback.budget_left >= self._budget_floor
         self.learner.learn(rewards)
+        self._acting = np.asarray(feedback.budget_left) >= self._budget_floor
 
 
 class UniformGridBids(PopulationPolicy):

@@ -15,14 +15,22 @@ function, a torch module and a per-advertiser mix of policies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from auctionsim.config import Population
-from auctionsim.envs.policy import FixedMultipliers, PolicyContext, PopulationPolicy, TickFeedback
-from auctionsim.errors import ConfigError, describe
+from auctionsim.envs.policy import (
+    AdvertiserFeedback,
+    AdvertiserSpec,
+    FixedMultipliers,
+    PolicyContext,
+    PopulationPolicy,
+    TickFeedback,
+    select_values,
+)
+from auctionsim.errors import ActionError, ConfigError, describe
+from auctionsim.market import TickValues
 
 __all__ = [
     "AdvertiserSpec",
@@ -37,41 +45,15 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class AdvertiserSpec:
-    """What a one-advertiser bidder is told at the start of an episode (money in currency)."""
-
-    advertiser_id: int
-    budget: float
-    cpa_target: float
-    category: int
-    n_ticks: int
-    impressions_per_episode: int
-    feature_names: tuple[str, ...]
-    seed: int | None
-
-
-@dataclass(frozen=True)
-class AdvertiserFeedback:
-    """One advertiser's results for a tick (see :class:`~auctionsim.envs.policy.TickFeedback`)."""
-
-    tick: int
-    multiplier: float
-    opportunities: int
-    wins: int
-    exposures: int
-    conversions: int
-    spend: float
-    value_won: float
-    mean_bid: float
-    mean_pvalue: float
-    mean_least_winning_cost: float
-    budget_left: float
-
-
 @runtime_checkable
 class Bidder(Protocol):
-    """A bidder for one advertiser. ``observe`` is optional."""
+    """A bidder for one advertiser. ``observe`` is optional, and so is ``bid_impressions``:
+    a bidder that defines ``bid_impressions(pvalues, sigmas) -> bids`` bids per impression
+    (AuctionNet's interface: ``(n,)`` pValues and their uncertainties of the impressions it
+    contests this tick in, ``(n,)`` bids in currency out; its ``act`` multiplier is then
+    ignored), and its :class:`AdvertiserFeedback` carries the per-impression record
+    (``feedback.impressions``). A bidder with ``needs_impression_values = True`` gets that
+    record without bidding per impression."""
 
     def reset(self, spec: AdvertiserSpec) -> None:
         ...
@@ -93,31 +75,47 @@ class BidderPolicy(PopulationPolicy):
     def __init__(self, make_bidder: Callable[..., Bidder]) -> None:
         self._make_bidder = make_bidder
         self._bidders: list[Bidder] = []
+        self._per_impression: list[int] = []  # rows whose bidder bids per impression
+        self._detailed: list[int] = []  # rows whose bidder reads per-impression feedback
+        self.bids_per_impression = False
+        self.needs_impression_values = False
 
     def reset(self, context: PolicyContext) -> None:
-        population, market = context.population, context.market
         self._bidders = []
-        for row in range(len(population)):
-            spec = AdvertiserSpec(
-                advertiser_id=int(population.ids[row]),
-                budget=float(population.budgets[row]),
-                cpa_target=float(population.cpa_targets[row]),
-                category=int(population.categories[row]),
-                n_ticks=market.n_ticks,
-                impressions_per_episode=market.impressions_per_episode,
-                feature_names=context.feature_names,
-                seed=None if context.seed is None else context.seed + row,
-            )
+        for row in range(len(context.population)):
+            spec = context.advertiser_spec(row)
             bidder = self._make_bidder() if isinstance(self._make_bidder, type) else self._make_bidder(spec)
             if not isinstance(bidder, Bidder):
                 raise ConfigError(f"make_bidder must return a Bidder (reset, act), got {describe(bidder)}")
             bidder.reset(spec)
             self._bidders.append(bidder)
+        self._per_impression = [row for row, bidder in enumerate(self._bidders) if hasattr(bidder, "bid_impressions")]
+        self._detailed = [
+            row for row, bidder in enumerate(self._bidders)
+            if hasattr(bidder, "bid_impressions") or getattr(bidder, "needs_impression_values", False)
+        ]
+        self.bids_per_impression = bool(self._per_impression)
+        self.needs_impression_values = bool(self._detailed)
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         return np.array([float(bidder.act(observations[row])) for row, bidder in enumerate(self._bidders)])
 
+    def impression_bids(self, observations: np.ndarray, values: TickValues) -> Mapping[int, np.ndarray]:
+        bids = {}
+        for row in self._per_impression:
+            seen = values.is_candidate[:, row]
+            own = np.asarray(self._bidders[row].bid_impressions(values.pvalues[seen, row], values.sigmas[seen, row]), dtype=np.float64)
+            if own.shape != (int(seen.sum()),):
+                raise ActionError(
+                    f"{type(self._bidders[row]).__name__}.bid_impressions returned shape {own.shape} for advertiser "
+                    f"{int(values.advertiser_ids[row])}, expected ({int(seen.sum())},): one bid per impression it contests"
+                )
+            bids[row] = np.zeros(seen.shape[0])
+            bids[row][seen] = own
+        return bids
+
     def observe(self, feedback: TickFeedback) -> None:
+        impressions = dict(zip(self._detailed, feedback.subset(self._detailed).impressions())) if self._detailed else {}
         for row, bidder in enumerate(self._bidders):
             observe = getattr(bidder, "observe", None)
             if observe is not None:
@@ -135,6 +133,7 @@ class BidderPolicy(PopulationPolicy):
                         mean_pvalue=float(feedback.mean_pvalue[row]),
                         mean_least_winning_cost=float(feedback.mean_least_winning_cost[row]),
                         budget_left=float(feedback.budget_left[row]),
+                        impressions=impressions.get(row),
                     )
                 )
 
@@ -188,13 +187,20 @@ class MixedPopulation(PopulationPolicy):
             if not isinstance(policy, PopulationPolicy):
                 raise ConfigError(f"every group needs a PopulationPolicy, got {describe(policy)}")
         self._default = FixedMultipliers(1.0) if default is None else default
-        self.needs_impression_values = any(p.needs_impression_values for _, p in self._groups) or self._default.needs_impression_values
         self._rows: list[np.ndarray] = []
         self._size = 0
 
     @property
     def policies(self) -> list[PopulationPolicy]:
         return [policy for _, policy in self._groups] + [self._default]
+
+    @property
+    def needs_impression_values(self) -> bool:  # type: ignore[override]
+        return any(policy.needs_impression_values for policy in self.policies)
+
+    @property
+    def bids_per_impression(self) -> bool:  # type: ignore[override]
+        return any(policy.bids_per_impression for policy in self.policies)
 
     def reset(self, context: PolicyContext) -> None:
         population: Population = context.population
@@ -210,15 +216,7 @@ class MixedPopulation(PopulationPolicy):
         self._size = len(population)
         for rows, policy in zip(self._rows, self.policies):
             if rows.size:
-                policy.reset(
-                    PolicyContext(
-                        population=population.subset(rows),
-                        market=context.market,
-                        market_size=context.market_size,
-                        feature_names=context.feature_names,
-                        seed=context.seed,
-                    )
-                )
+                policy.reset(context.subset(rows))
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         multipliers = np.zeros(self._size)
@@ -227,7 +225,16 @@ class MixedPopulation(PopulationPolicy):
                 multipliers[rows] = policy.act(observations[rows])
         return multipliers
 
+    def impression_bids(self, observations: np.ndarray, values: TickValues) -> Mapping[int, np.ndarray]:
+        bids: dict[int, np.ndarray] = {}
+        for rows, policy in zip(self._rows, self.policies):
+            if rows.size and policy.bids_per_impression:
+                group = policy.impression_bids(observations[rows], select_values(values, rows))
+                bids.update({int(rows[row]): row_bids for row, row_bids in group.items()})
+        return bids
+
     def observe(self, feedback: TickFeedback) -> None:
         for rows, policy in zip(self._rows, self.policies):
             if rows.size:
-                policy.observe(feedback.subset(rows))
+                policy.observe(feedback.subset(rows, impressions=policy.wants_impressions))
+

@@ -9,8 +9,8 @@ observations         (E,T+1,N,D) f4 observation before each tick (and after the 
 actions              (E,T,N) f4     bid multiplier played (0 once the advertiser has finished)
 rewards              (E,T,N) f4     reward of the tick (kind in ``metadata["reward"]``)
 live                 (E,T+1,N) ?    advertiser still acting before the tick
-terminated           (E,T,N) ?      budget ran out during the tick
-truncated            (E,T,N) ?      still live when the last tick ended
+terminated           (E,T,N) ?      budget ran out during the tick, or it was the day's last
+truncated            (E,T,N) ?      live in the day's last tick (the time limit)
 spend                (E,T,N) f8     money paid in the tick
 value_won            (E,T,N) f8     value (pValue x CPA target) of exposed wins
 conversions          (E,T,N) i4     realised conversions
@@ -40,17 +40,25 @@ import dataclasses
 import json
 import pathlib
 from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 import auctionsim
-from auctionsim.config import _check_float, _check_int
-from auctionsim.errors import ConfigError
-from auctionsim.envs import AuctionParallelEnv, PopulationPolicy, play_episode
+from auctionsim.compat.auctionnet import COLUMNS, exploration_seed, read_log
+from auctionsim.config import MarketConfig, Population, TrafficConfig
+from auctionsim.envs import AuctionParallelEnv, EpisodeRecord, PopulationPolicy, play_episode
+from auctionsim.envs.observations import ObservationBuilder, RewardTracker, feature_names
+from auctionsim.errors import ConfigError, describe
+from auctionsim.market import MarketTickStats, TickResult
+from auctionsim.metrics import EpisodeMetrics
 from auctionsim.runs import atomic_write
+from auctionsim.validation import check_int, check_number
 
-__all__ = ["OfflineDataset", "Transitions", "collect_dataset", "save_episode", "EPISODE_FIELDS"]
+__all__ = [
+    "OfflineDataset", "Transitions", "collect_dataset", "dataset_from_auctionnet", "dataset_from_records", "save_episode", "EPISODE_FIELDS",
+]
 
 _TICK_FIELDS = {
     "spend": np.float64,
@@ -209,9 +217,9 @@ def collect_dataset(
             where it stopped, and gives the same dataset as an uninterrupted one. The caller
             checks that the folder belongs to the same config (``auctionsim dataset`` does).
     """
-    _check_int("episodes", episodes, low=1)
-    _check_int("seed", seed, low=0)
-    action_noise = _check_float("action_noise", action_noise, low=0.0)
+    check_int("episodes", episodes, low=1)
+    check_int("seed", seed, low=0)
+    action_noise = check_number("action_noise", action_noise, low=0.0)
     folder = None if checkpoint_dir is None else pathlib.Path(checkpoint_dir)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -220,27 +228,202 @@ def collect_dataset(
         if folder is not None and _episode_file(folder, episode).is_file():
             played.append(_load_episode(_episode_file(folder, episode)))
             continue
-        record = play_episode(env, policy, seed=seed + episode, action_noise=action_noise, noise_seed=seed + 7919 * (episode + 1))
+        record = play_episode(env, policy, seed=seed + episode, action_noise=action_noise, noise_seed=exploration_seed(seed, episode))
         played.append(_episode_arrays(record, seed + episode))
         if folder is not None:
             save_episode(folder, episode, played[-1])
-    market = env.market
-    population = market.population
     metadata = {
         "auctionsim_version": auctionsim.__version__,
-        "market": json.loads(json.dumps(dataclasses.asdict(market.config), default=str)),
+        "market": json.loads(json.dumps(dataclasses.asdict(env.market.config), default=str)),
         "policy": type(policy).__name__,
         "description": description,
         "reward": env.reward_kind,
         "action_noise": action_noise,
         "multiplier_bounds": list(env.multiplier_bounds),
     }
+    return _assemble(played, env.market.population, env.feature_names, metadata)
+
+
+def dataset_from_records(
+    records: Sequence[EpisodeRecord], population: Population, feature_names: Sequence[str], metadata: dict
+) -> OfflineDataset:
+    """An :class:`OfflineDataset` of played (or replayed) episodes of one population (an
+    episode without a seed is stored with seed -1)."""
+    return _assemble([_episode_arrays(r, -1 if r.seed is None else r.seed) for r in records], population, feature_names, metadata)
+
+
+def _assemble(played: Sequence[dict[str, np.ndarray]], population: Population, feature_names: Sequence[str], metadata: dict) -> OfflineDataset:
+    """Stack per-episode arrays (see :func:`_episode_arrays`) into a dataset."""
     return OfflineDataset(
         **{name: np.stack([arrays[name] for arrays in played]) for name in (*EPISODE_FIELDS, "seeds")},
         advertiser_ids=population.ids.copy(),
         budgets=population.budgets.copy(),
         cpa_targets=population.cpa_targets.copy(),
         categories=population.categories.copy(),
-        feature_names=np.array(env.feature_names),
+        feature_names=np.array(feature_names),
         metadata=metadata,
     )
+
+
+# ---------------------------------------------------------------------------- AuctionNet logs
+class _LoggedMarket:
+    """The few attributes of a :class:`~auctionsim.market.Market` that
+    :class:`~auctionsim.envs.observations.ObservationBuilder` reads, replayed from one logged
+    period, so logged data gets exactly the observations the environments compute."""
+
+    def __init__(self, config: MarketConfig, population: Population, pvalue_means: np.ndarray, impressions: np.ndarray) -> None:
+        self.config, self.population = config, population
+        self.n_ticks = config.n_ticks
+        self.tick = 0
+        self.budget_left = population.budgets.astype(np.float64)
+        self._pvalue_means, self._impressions = pvalue_means, impressions
+
+    def mean_pvalue_next_tick(self) -> np.ndarray:
+        return self._pvalue_means[self.tick] if self.tick < self.n_ticks else np.zeros(len(self.population))
+
+    @property
+    def impressions_next_tick(self) -> int:
+        return int(self._impressions[self.tick]) if self.tick < self.n_ticks else 0
+
+
+def _period_population(columns: dict[str, np.ndarray], rows: np.ndarray) -> Population:
+    ids, first = np.unique(columns["advertiserNumber"][rows], return_index=True)
+    first = rows[first]
+    categories = columns["advertiserCategoryIndex"][first]
+    return Population(ids=ids, budgets=columns["budget"][first], cpa_targets=columns["CPAConstraint"][first], categories=categories)
+
+
+def _replay_period(
+    columns: dict[str, np.ndarray], rows: np.ndarray, population: Population, n_categories: int, reward: str, budget_floor: float, pvalue_scale: float
+) -> EpisodeRecord:
+    """One logged period as an :class:`EpisodeRecord` (observations recomputed)."""
+    n = len(population)
+    tick = columns["timeStepIndex"][rows]
+    n_ticks = int(tick.max()) + 1
+    column = population.positions_of(columns["advertiserNumber"][rows])
+    key = tick * n + column  # (tick, advertiser) cell of each row
+
+    def per_cell(weights: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(key, weights=weights, minlength=n_ticks * n).reshape(n_ticks, n)
+
+    exposed = columns["isExposed"][rows].astype(bool)
+    cpa = population.cpa_targets[column]
+    opportunities = per_cell()
+    sums = {
+        "wins": per_cell(columns["xi"][rows].astype(np.float64)),
+        "exposures": per_cell(exposed.astype(np.float64)),
+        "conversions": per_cell(columns["conversionAction"][rows].astype(np.float64)),
+        "spend": per_cell(np.where(exposed, columns["cost"][rows], 0.0)),
+        "value_won": per_cell(np.where(exposed, columns["pValue"][rows] * cpa, 0.0)),
+        "bids": per_cell(columns["bid"][rows]),
+        "pvalues": per_cell(columns["pValue"][rows]),
+        "least_winning_cost": per_cell(columns["leastWinningCost"][rows]),
+    }
+    impressions = np.array([np.unique(columns["pvIndex"][rows][tick == t]).size for t in range(n_ticks)])
+    remaining = np.tile(population.budgets.astype(np.float64), (n_ticks + 1, 1))
+    logged = np.full((n_ticks, n), np.nan)
+    logged[tick, column] = columns["remainingBudget"][rows]
+    for t in range(n_ticks):
+        remaining[t] = np.where(np.isnan(logged[t]), remaining[t - 1] - sums["spend"][t - 1] if t else remaining[t], logged[t])
+    remaining[n_ticks] = remaining[n_ticks - 1] - sums["spend"][n_ticks - 1]
+    config = MarketConfig(
+        n_ticks=n_ticks,
+        impressions_per_episode=int(impressions.sum()),
+        traffic=TrafficConfig(pvalue_base_mean=pvalue_scale),
+    )
+    market = _LoggedMarket(config, population, sums["pvalues"] / np.maximum(impressions, 1)[:, None], impressions)
+    builder = ObservationBuilder(market)  # type: ignore[arg-type]  (the attributes it reads)
+    rewards_of = RewardTracker(reward, population.cpa_targets)
+    observations, actions, rewards, live, terminated, truncated, results = [builder.observe()], [], [], [np.ones(n, bool)], [], [], []
+    for t in range(n_ticks):
+        count = opportunities[t]
+        mean = {name: np.divide(sums[name][t], count, out=np.zeros(n), where=count > 0) for name in ("bids", "pvalues", "least_winning_cost")}
+        value_per_multiplier = population.cpa_targets * sums["pvalues"][t]
+        multipliers = np.where(live[-1], np.divide(sums["bids"][t], value_per_multiplier, out=np.zeros(n), where=value_per_multiplier > 0), 0.0)
+        result = TickResult(
+            tick=t, multipliers=multipliers, opportunities=count.astype(np.int64), wins=sums["wins"][t].astype(np.int64),
+            exposures=sums["exposures"][t].astype(np.int64), conversions=sums["conversions"][t].astype(np.int64),
+            spend=sums["spend"][t], value_won=sums["value_won"][t], mean_bid=mean["bids"], mean_pvalue=mean["pvalues"],
+            mean_least_winning_cost=mean["least_winning_cost"], budget_left=remaining[t + 1],
+            market=MarketTickStats(int(impressions[t]), 0, float(sums["spend"][t].sum()), float(sums["value_won"][t].sum()),
+                                   int(sums["conversions"][t].sum()), int(sums["exposures"][t].sum()), 0, 0.0, 0.0, 0.0, 0.0, 0.0),
+        )
+        market.tick, market.budget_left = t + 1, remaining[t + 1]
+        builder.update(result)
+        observations.append(builder.observe())
+        # As the parallel env: out of budget ends an advertiser's day; the last tick ends
+        # everyone's (terminated and truncated).
+        day_over = live[-1] & (t == n_ticks - 1)
+        ended = live[-1] & (remaining[t + 1] < budget_floor) | day_over
+        rewards.append(np.where(live[-1], rewards_of.rewards(result), 0.0))
+        actions.append(multipliers)
+        terminated.append(ended)
+        truncated.append(day_over)
+        live.append(live[-1] & ~ended)
+        results.append(result)
+    totals = {name: sums[name].sum(axis=0) for name in ("conversions", "spend", "value_won", "wins", "exposures")}
+    metrics = EpisodeMetrics.from_totals(ids=population.ids, budget=population.budgets, cpa_target=population.cpa_targets, **totals)
+    return EpisodeRecord(
+        seed=None, observations=np.stack(observations), actions=np.stack(actions), rewards=np.stack(rewards), live=np.stack(live),
+        terminated=np.stack(terminated), truncated=np.stack(truncated), ticks=tuple(results), metrics=metrics,
+    )
+
+
+def dataset_from_auctionnet(
+    source: str | pathlib.Path | Mapping[str, np.ndarray],
+    reward: str = "value",
+    periods: Sequence[int] | None = None,
+    budget_floor: float = 0.1,
+    pvalue_scale: float = TrafficConfig().pvalue_base_mean,
+) -> OfflineDataset:
+    """An :class:`OfflineDataset` from AuctionNet-format logged data (a ``.csv``/``.parquet``
+    file or the columns :func:`auctionsim.compat.auctionnet.read_log` returns), for every
+    offline learner (BC, IQL, CQL, DT, PE-MORL, LBM).
+
+    Each delivery period is one episode. Per tick and advertiser the log's rows are summed into
+    the dataset's tick aggregates (spend and value won over exposed rows), the multiplier played
+    is ``sum bids / (CPA target x sum pValues)`` (exact for bidders linear in pValue), and the
+    observations are computed by the environments' own
+    :class:`~auctionsim.envs.observations.ObservationBuilder`, with ``pvalue_mean_now`` read as
+    the next tick's mean logged pValue (for a market with generated traffic the environments use
+    the traffic model's mean instead; everything else matches, see ``tests/test_compat.py``).
+
+    Args:
+        reward: reward kind of the dataset (see :mod:`auctionsim.envs.observations`).
+        periods: the ``deliveryPeriodIndex`` values to load (default: all); they must share one
+            population (ids, budgets, CPA targets, categories): AuctionNet's training files hold
+            one period each, so load each file and pass the list of datasets to the learner.
+        budget_floor: remaining budget below which an advertiser has finished (AuctionNet's
+            ``min_remaining_budget``, 0.1).
+        pvalue_scale: the pValue unit of the observations (``TrafficConfig.pvalue_base_mean``).
+    """
+    columns = read_log(source) if isinstance(source, (str, pathlib.Path)) else {name: np.asarray(source[name]) for name in COLUMNS}
+    available = np.unique(columns["deliveryPeriodIndex"])
+    chosen = available if periods is None else np.asarray(periods, dtype=np.int64)
+    missing = np.setdiff1d(chosen, available)
+    if chosen.size == 0 or missing.size:
+        raise ConfigError(f"periods must be among the log's deliveryPeriodIndex values {available.tolist()}, got {describe(periods)}")
+    records, population = [], None
+    order = np.lexsort((columns["pvIndex"], columns["timeStepIndex"], columns["deliveryPeriodIndex"]))
+    for period in chosen:
+        rows = order[columns["deliveryPeriodIndex"][order] == period]
+        period_population = _period_population(columns, rows)
+        if population is None:
+            population = period_population
+        elif not _same_population(population, period_population):
+            raise ConfigError(f"period {int(period)} has a different population (ids, budgets, CPA targets or categories) from period {int(chosen[0])}; load them separately with periods=[...]")
+        records.append(_replay_period(columns, rows, population, population.n_categories, reward, budget_floor, pvalue_scale))
+    metadata = {
+        "auctionsim_version": auctionsim.__version__,
+        "source": str(source) if isinstance(source, (str, pathlib.Path)) else "auctionnet columns",
+        "format": "auctionnet",
+        "periods": [int(p) for p in chosen],
+        "reward": reward,
+        "budget_floor": budget_floor,
+        "pvalue_scale": pvalue_scale,
+    }
+    return dataset_from_records(records, population, feature_names(population.n_categories), metadata)
+
+
+def _same_population(a: Population, b: Population) -> bool:
+    return all(np.array_equal(getattr(a, name), getattr(b, name)) for name in ("ids", "budgets", "cpa_targets", "categories"))

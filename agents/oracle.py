@@ -50,6 +50,7 @@ import numpy as np
 from auctionsim.config import Mechanism
 from auctionsim.errors import ConfigError, describe
 from auctionsim.market import ImpressionLog, Market, TickResult
+from auctionsim.validation import check_int
 
 __all__ = ["OBJECTIVES", "OracleResult", "hindsight_oracle", "lowest_seen_slot_costs", "episode_returns"]
 
@@ -156,8 +157,7 @@ def hindsight_oracle(
     objective = check_objective(objective)
     if len(ticks) == 0 or any(tick.log is None for tick in ticks):
         raise ConfigError("hindsight_oracle needs every tick of the episode played with log_impressions=True")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ConfigError(f"chunk_size must be an integer >= 1, got {describe(chunk_size)}")
+    check_int("chunk_size", chunk_size, low=1)
     population = market.population
     ids = population.ids if advertiser_ids is None else np.asarray(advertiser_ids, dtype=np.int64).reshape(-1)
     positions = population.positions_of(ids)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import enum
 import importlib
 import inspect
-import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import MAX_SEED, as_integers, as_numeric_array, check_bounds, check_choice, check_int, check_number
 
 __all__ = [
     "Mechanism",
@@ -39,8 +39,6 @@ __all__ = [
     "MarketConfig",
     "Population",
 ]
-
-_MAX_SEED = 2**63 - 1
 
 
 class Mechanism(str, enum.Enum):
@@ -266,55 +264,6 @@ class ExposureModel(str, enum.Enum):
 _EXPOSURE_MODEL_CODES = {ExposureModel.CHAINED: 0, ExposureModel.NESTED: 1}
 
 
-def _check_int(name: str, value: object, low: int | None = None, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ConfigError(f"{name} must be an integer, got {describe(value)}")
-    value = int(value)
-    if low is not None and value < low:
-        raise ConfigError(f"{name} must be >= {low}, got {value}")
-    if high is not None and value > high:
-        raise ConfigError(f"{name} must be <= {high}, got {value}")
-    return value
-
-
-def _check_float(
-    name: str,
-    value: object,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{name} must be a number, got {describe(value)}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(f"{name} must be finite, got {value}")
-    if low is not None and (value <= low if low_open else value < low):
-        raise ConfigError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
-    if high is not None and value > high:
-        raise ConfigError(f"{name} must be <= {high}, got {value}")
-    return value
-
-
-def _check_choice(name: str, choices: type[enum.Enum], value: object) -> enum.Enum:
-    """``value`` as a member of the string enum ``choices`` (a member or its value)."""
-    try:
-        return choices(value)
-    except ValueError:
-        valid = ", ".join(member.value for member in choices)
-        raise ConfigError(f"{name} must be one of {valid}, got {describe(value)}") from None
-
-
-def _check_range(name: str, value: object, low: float = 0.0) -> tuple[float, float]:
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ConfigError(f"{name} must be a (low, high) pair, got {describe(value)}")
-    first = _check_float(f"{name}[0]", value[0], low=low)
-    second = _check_float(f"{name}[1]", value[1], low=low)
-    if second < first:
-        raise ConfigError(f"{name} must have low <= high, got {describe(value)}")
-    return (first, second)
-
-
 @dataclass(frozen=True)
 class TrafficConfig:
     """How impressions and their pValues are generated (AuctionNet's generator by default).
@@ -375,25 +324,25 @@ class TrafficConfig:
             if len(shares) == 0:
                 raise ConfigError("tick_shares must not be empty")
             for index, share in enumerate(shares):
-                _check_float(f"tick_shares[{index}]", share, low=0.0)
+                check_number(f"tick_shares[{index}]", share, low=0.0)
             if sum(shares) <= 0:
                 raise ConfigError(f"tick_shares must have a positive sum, got {describe(shares)}")
             object.__setattr__(self, "tick_shares", tuple(float(s) for s in shares))
         for name in ("volume_noise_range", "category_noise_range", "advertiser_noise_range"):
-            object.__setattr__(self, name, _check_range(name, getattr(self, name)))
+            object.__setattr__(self, name, check_bounds(name, getattr(self, name)))
         if self.volume_noise_range[0] <= 0:
             raise ConfigError(f"volume_noise_range must be positive, got {self.volume_noise_range}")
         for name in ("volume_noise_window", "category_noise_window", "advertiser_noise_window"):
-            _check_int(name, getattr(self, name), low=1)
-        _check_float("pvalue_base_mean", self.pvalue_base_mean, low=0.0, high=1.0, low_open=True)
-        _check_float("category_curve_amplitude", self.category_curve_amplitude, low=0.0, high=1.0)
-        _check_float("std_ratio_mean", self.std_ratio_mean, low=0.0)
-        _check_float("std_ratio_std", self.std_ratio_std, low=0.0)
-        _check_float("std_ratio_tick_std", self.std_ratio_tick_std, low=0.0)
-        _check_float("sigma_ratio_mean", self.sigma_ratio_mean, low=0.0)
-        _check_float("sigma_ratio_std", self.sigma_ratio_std, low=0.0)
-        _check_float("sigma_ratio_cap", self.sigma_ratio_cap, low=0.0)
-        _check_float("conversion_truncation", self.conversion_truncation, low=0.0, low_open=True)
+            check_int(name, getattr(self, name), low=1)
+        check_number("pvalue_base_mean", self.pvalue_base_mean, low=0.0, high=1.0, low_open=True)
+        check_number("category_curve_amplitude", self.category_curve_amplitude, low=0.0, high=1.0)
+        check_number("std_ratio_mean", self.std_ratio_mean, low=0.0)
+        check_number("std_ratio_std", self.std_ratio_std, low=0.0)
+        check_number("std_ratio_tick_std", self.std_ratio_tick_std, low=0.0)
+        check_number("sigma_ratio_mean", self.sigma_ratio_mean, low=0.0)
+        check_number("sigma_ratio_std", self.sigma_ratio_std, low=0.0)
+        check_number("sigma_ratio_cap", self.sigma_ratio_cap, low=0.0)
+        check_number("conversion_truncation", self.conversion_truncation, low=0.0, low_open=True)
         if not isinstance(self.first_in_category_unperturbed, (bool, np.bool_)):
             raise ConfigError(
                 f"first_in_category_unperturbed must be a bool, got {describe(self.first_in_category_unperturbed)}"
@@ -443,13 +392,13 @@ class MarketConfig:
     traffic: TrafficConfig = field(default_factory=TrafficConfig)
 
     def __post_init__(self) -> None:
-        _check_int("n_ticks", self.n_ticks, low=1)
-        _check_int("impressions_per_episode", self.impressions_per_episode, low=1)
+        check_int("n_ticks", self.n_ticks, low=1)
+        check_int("impressions_per_episode", self.impressions_per_episode, low=1)
         slots = self.slot_exposure
         if not isinstance(slots, (tuple, list)) or len(slots) == 0:
             raise ConfigError(f"slot_exposure must be a non-empty sequence, got {describe(slots)}")
         slots = tuple(
-            _check_float(f"slot_exposure[{k}]", p, low=0.0, high=1.0, low_open=True)
+            check_number(f"slot_exposure[{k}]", p, low=0.0, high=1.0, low_open=True)
             for k, p in enumerate(slots)
         )
         for k in range(1, len(slots)):
@@ -460,13 +409,13 @@ class MarketConfig:
                 )
         object.__setattr__(self, "slot_exposure", slots)
         object.__setattr__(self, "mechanism", resolve_mechanism(self.mechanism))
-        object.__setattr__(self, "exposure_model", _check_choice("exposure_model", ExposureModel, self.exposure_model))
-        _check_float("reserve_price", self.reserve_price, low=0.0)
-        _check_float("min_budget_to_bid", self.min_budget_to_bid, low=0.0)
-        _check_int("seed", self.seed, low=0, high=_MAX_SEED)
+        object.__setattr__(self, "exposure_model", check_choice("exposure_model", self.exposure_model, ExposureModel))
+        check_number("reserve_price", self.reserve_price, low=0.0)
+        check_number("min_budget_to_bid", self.min_budget_to_bid, low=0.0)
+        check_int("seed", self.seed, low=0, high=MAX_SEED)
         if self.candidates_per_impression is not None:
-            _check_int("candidates_per_impression", self.candidates_per_impression, low=1)
-        _check_float(
+            check_int("candidates_per_impression", self.candidates_per_impression, low=1)
+        check_number(
             "candidate_own_category_share", self.candidate_own_category_share, low=0.0, high=1.0
         )
         if not isinstance(self.traffic, TrafficConfig):
@@ -492,24 +441,14 @@ class MarketConfig:
 
 
 def _as_1d(name: str, values: object, dtype: type, length: int | None) -> np.ndarray:
-    try:
-        array = np.array(values, dtype=np.float64 if dtype is float else object)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a 1-D array of numbers, got {describe(values)}") from None
+    if dtype is int:
+        array = as_integers(name, values)
+    else:
+        array = as_numeric_array(name, values, error=ConfigError)
     if array.ndim != 1:
         raise ConfigError(f"{name} must be 1-D, got shape {array.shape}")
     if length is not None and array.shape[0] != length:
         raise ConfigError(f"{name} must have length {length} (one per advertiser), got {array.shape[0]}")
-    if dtype is int:
-        result = np.empty(array.shape[0], dtype=np.int64)
-        for index, item in enumerate(array):
-            if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
-                if isinstance(item, (float, np.floating)) and float(item).is_integer():
-                    item = int(item)
-                else:
-                    raise ConfigError(f"{name}[{index}] must be an integer, got {describe(item)}")
-            result[index] = int(item)
-        return result
     return array
 
 
@@ -556,7 +495,7 @@ class Population:
             index = int(np.argmax(categories < 0))
             raise ConfigError(f"categories must be >= 0, got categories[{index}]={categories[index]}")
         n_categories = int(categories.max()) + 1 if self.n_categories is None else self.n_categories
-        n_categories = _check_int("n_categories", n_categories, low=1)
+        n_categories = check_int("n_categories", n_categories, low=1)
         if int(categories.max()) >= n_categories:
             raise ConfigError(
                 f"categories must be < n_categories={n_categories}, got {int(categories.max())}"
@@ -581,8 +520,8 @@ class Population:
 
     def permuted(self, order: Sequence[int] | np.ndarray) -> "Population":
         """The same advertisers in another array order: entry ``k`` is advertiser ``order[k]``."""
-        order = np.asarray(order)
-        if sorted(order.tolist()) != list(range(len(self))):
+        order = as_integers("order", order)
+        if order.ndim != 1 or sorted(order.tolist()) != list(range(len(self))):
             raise ConfigError(f"order must be a permutation of 0..{len(self) - 1}, got {describe(order)}")
         return Population(
             ids=self.ids[order],
@@ -594,7 +533,10 @@ class Population:
 
     def subset(self, positions: Sequence[int] | np.ndarray) -> "Population":
         """The advertisers at the given array positions (same ids and categories)."""
-        positions = np.asarray(positions, dtype=np.int64)
+        positions = as_integers("positions", positions).reshape(-1)
+        outside = (positions < 0) | (positions >= len(self))
+        if outside.any():
+            raise ConfigError(f"positions must lie in [0, {len(self)}), got {int(positions[np.argmax(outside)])}")
         return Population(
             ids=self.ids[positions],
             budgets=self.budgets[positions],
@@ -605,10 +547,7 @@ class Population:
 
     def positions_of(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Array positions of the given advertiser ids; raises ``ConfigError`` on an unknown id."""
-        try:
-            query = np.asarray(ids, dtype=np.int64).reshape(-1)
-        except (TypeError, ValueError, OverflowError):
-            raise ConfigError(f"advertiser ids must be integers, got {describe(ids)}") from None
+        query = as_integers("advertiser ids", ids).reshape(-1)
         order = np.argsort(self.ids, kind="stable") if self._sorted_order is None else self._sorted_order
         object.__setattr__(self, "_sorted_order", order)
         sorted_ids = self.ids[order]

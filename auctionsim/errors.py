@@ -7,8 +7,6 @@ about auctionsim can still catch them the usual way.
 
 from __future__ import annotations
 
-import numpy as np
-
 
 class AuctionSimError(Exception):
     """Root of every error raised deliberately by auctionsim."""
@@ -39,26 +37,3 @@ def describe(value: object, limit: int = 80) -> str:
     """Short ``repr`` of a value for error messages (long arrays are abbreviated)."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def as_numeric_array(name: str, values: object) -> np.ndarray:
-    """``values`` as a float64 array; a ``TypeError`` naming ``name`` if they are not numbers.
-
-    Shared by the market and the environments so that every entry point rejects strings,
-    objects and ragged input the same way (shape and range checks are the caller's).
-    """
-    try:
-        array = np.asarray(values)
-    except (TypeError, ValueError):
-        raise ActionTypeError(f"{name} must be an array of numbers, got {describe(values)}") from None
-    if array.dtype.kind not in "iuf":
-        raise ActionTypeError(f"{name} must be an array of numbers, got dtype {array.dtype} ({describe(values)})")
-    return array.astype(np.float64)
-
-
-def as_single_number(name: str, value: object) -> float:
-    """One number given as a scalar or a one-element array (a ``Box((1,))`` action)."""
-    array = as_numeric_array(name, value)
-    if array.size != 1:
-        raise ActionError(f"{name} must be one multiplier (shape (1,)), got shape {array.shape}")
-    return float(array.reshape(()))

@@ -21,6 +21,7 @@ as it was.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Mapping
@@ -29,19 +30,11 @@ import numpy as np
 
 from auctionsim import kernel
 from auctionsim.config import MarketConfig, Mechanism, Population
-from auctionsim.errors import (
-    ActionError,
-    ActionTypeError,
-    AuctionSimError,
-    ConfigError,
-    EpisodeOverError,
-    MechanismError,
-    as_numeric_array,
-    describe,
-)
+from auctionsim.errors import ActionError, ActionTypeError, AuctionSimError, ConfigError, EpisodeOverError, MechanismError, describe
 from auctionsim.mechanisms import Advertisers
-from auctionsim.metrics import EpisodeMetrics
+from auctionsim.metrics import EpisodeMetrics, exact_total
 from auctionsim.traffic import KEY_TIE_BREAK, EpisodeTraffic, ExplicitTraffic, generate_episode_traffic
+from auctionsim.validation import as_ids, as_numeric_array, check_int, check_number, check_seed
 
 __all__ = ["Market", "TickResult", "MarketTickStats", "ImpressionLog", "TickValues", "warm_up"]
 
@@ -195,7 +188,10 @@ class Market:
         self._population = population
         self._explicit = traffic
         self._record_history = bool(record_history)
-        self._score_exponent = float(score_exponent)
+        self._score_exponent = check_number("score_exponent", score_exponent, low=0.0)
+        # Bids above this could overflow the episode's sums of squared least winning costs
+        # (at most impressions x bid^2) and bid sums; refuse them rather than play with inf.
+        self._max_bid = math.sqrt(np.finfo(np.float64).max / (config.impressions_per_episode * (config.n_slots + 1)))
         self._slot_exposure = np.asarray(config.slot_exposure, dtype=np.float64)
         self._ids_sorted_order = np.argsort(population.ids, kind="stable")
         # The mechanism: a built-in's code for the cached kernel, or a plugged-in function for
@@ -291,6 +287,13 @@ class Market:
         return int(starts[self._tick + 1] - starts[self._tick])
 
     @property
+    def max_bid(self) -> float:
+        """Largest bid the market accepts (currency): ``sqrt(float max / (impressions x (slots + 1)))``,
+        about 3e150 for AuctionNet, so that no episode sum can overflow. A multiplier ``m`` of an
+        advertiser with CPA target ``c`` bids at most ``m x c``."""
+        return self._max_bid
+
+    @property
     def budget_floor(self) -> float:
         """An advertiser with less budget left than this no longer bids (currency)."""
         return max(self._config.reserve_price, self._config.min_budget_to_bid)
@@ -336,9 +339,7 @@ class Market:
         ``(seed, e)`` is always the same episode.
         """
         if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
-                raise ConfigError(f"seed must be an integer in [0, 2**63), got {describe(seed)}")
-            new_seed, new_episode = int(seed), 0
+            new_seed, new_episode = check_seed("seed", seed), 0
         elif self._seed is None:
             new_seed, new_episode = self._config.seed, 0
         else:
@@ -373,7 +374,8 @@ class Market:
 
     # ------------------------------------------------------------------ validation
     def validate_multipliers(self, multipliers: object) -> np.ndarray:
-        """Check bid multipliers: ``(N,)``, numeric, finite, ``>= 0``. Returns a float64 copy."""
+        """Check bid multipliers: ``(N,)``, numeric, finite, ``>= 0``, and bids (multiplier x CPA
+        target) at most :attr:`max_bid`. Returns a float64 copy."""
         array = as_numeric_array("multipliers", multipliers)
         if array.shape != (self.n_advertisers,):
             raise ActionError(f"multipliers must have shape ({self.n_advertisers},), got {array.shape}")
@@ -384,30 +386,45 @@ class Market:
                 f"multipliers must be finite and >= 0, got multipliers[{index}]={array[index]} "
                 f"(advertiser id {int(self._population.ids[index])})"
             )
+        too_high = array > self._max_bid / self._population.cpa_targets
+        if too_high.any():
+            index = int(np.argmax(too_high))
+            raise ActionError(
+                f"multipliers[{index}]={array[index]} (advertiser id {int(self._population.ids[index])}) bids more than "
+                f"the market's max_bid {self._max_bid:.3g} (multiplier x CPA target {self._population.cpa_targets[index]:.6g})"
+            )
         return array
 
-    def _validate_impression_bids(self, impression_bids: Mapping[int, object], n_impressions: int) -> tuple[np.ndarray, np.ndarray]:
-        """Explicit bids -> (bid column per advertiser position, (n_impressions, k) bid matrix)."""
+    def validate_impression_bids(self, impression_bids: Mapping[int, object]) -> tuple[np.ndarray, np.ndarray]:
+        """Check explicit bids for the next tick (``{advertiser id: (n,) bids}``, finite, ``>= 0``
+        and at most :attr:`max_bid`). Returns (bid column per advertiser position, ``(n, k)`` bid
+        matrix)."""
+        self._require_running()
+        n_impressions = self.impressions_next_tick
         if not isinstance(impression_bids, Mapping):
             raise ActionTypeError(f"impression_bids must map advertiser id -> bids, got {describe(impression_bids)}")
+        advertiser_ids = as_ids("impression_bids keys (advertiser ids)", list(impression_bids), error=ActionError)
+        if advertiser_ids.shape != (len(impression_bids),):
+            raise ActionError(f"impression_bids keys must be advertiser ids, got {describe(list(impression_bids))}")
         columns = np.full(self.n_advertisers, -1, dtype=np.int64)
         matrix = np.empty((n_impressions, len(impression_bids)), dtype=np.float64)
-        for column, (advertiser_id, bids) in enumerate(impression_bids.items()):
+        for column, (advertiser_id, bids) in enumerate(zip(advertiser_ids.tolist(), impression_bids.values())):
             try:
                 position = int(self._population.positions_of([advertiser_id])[0])
             except ConfigError:
-                raise ActionError(f"impression_bids names unknown advertiser id {describe(advertiser_id)}") from None
+                raise ActionError(f"impression_bids names unknown advertiser id {advertiser_id}") from None
             array = as_numeric_array(f"impression_bids[{advertiser_id}]", bids)
             if array.shape != (n_impressions,):
                 raise ActionError(
                     f"impression_bids[{advertiser_id}] must have shape ({n_impressions},) (this tick's "
                     f"impressions), got {array.shape}"
                 )
-            bad = ~np.isfinite(array) | (array < 0)
+            bad = ~np.isfinite(array) | (array < 0) | (array > self._max_bid)
             if bad.any():
                 index = int(np.argmax(bad))
                 raise ActionError(
-                    f"impression_bids[{advertiser_id}] must be finite and >= 0, got [{index}]={array[index]}"
+                    f"impression_bids[{advertiser_id}] must be finite, >= 0 and <= max_bid {self._max_bid:.3g}, "
+                    f"got [{index}]={array[index]}"
                 )
             columns[position] = column
             matrix[:, column] = array
@@ -453,8 +470,8 @@ class Market:
         traffic = self.traffic
         first = int(traffic.tick_starts[self._tick])
         n_impressions = int(traffic.tick_starts[self._tick + 1]) - first
-        if impression_bids:
-            bid_columns, explicit_bids = self._validate_impression_bids(impression_bids, n_impressions)
+        if impression_bids is not None:
+            bid_columns, explicit_bids = self.validate_impression_bids(impression_bids)
         else:
             bid_columns, explicit_bids = np.full(self.n_advertisers, -1, dtype=np.int64), _EMPTY_FLOAT_2D
         if self._explicit is not None:
@@ -544,7 +561,7 @@ class Market:
             n_impressions=int(n_impressions),
             n_sold=int(market[kernel.MARKET_SOLD]),
             revenue=float(market[kernel.MARKET_REVENUE]),
-            social_welfare=float(out[kernel.OUT_VALUE_WON].sum()),
+            social_welfare=exact_total(out[kernel.OUT_VALUE_WON]),
             conversions=int(market[kernel.MARKET_CONVERSIONS]),
             exposed_slots=int(market[kernel.MARKET_EXPOSED_SLOTS]),
             budget_exclusions=int(market[kernel.MARKET_BUDGET_EXCLUSIONS]),
@@ -584,14 +601,12 @@ class Market:
             tick = self._tick
         else:
             self._require_reset()
-            if isinstance(tick, bool) or not isinstance(tick, (int, np.integer)) or not 0 <= tick < self.n_ticks:
-                raise ActionError(f"tick must be an integer in [0, {self.n_ticks}), got {describe(tick)}")
-            tick = int(tick)
+            tick = check_int("tick", tick, low=0, high=self.n_ticks - 1, error=ActionError)
         if advertiser_ids is None:
             positions = np.arange(self.n_advertisers, dtype=np.int64)
         else:
             try:
-                positions = self._population.positions_of(list(np.atleast_1d(advertiser_ids)))
+                positions = self._population.positions_of(advertiser_ids)
             except ConfigError as error:
                 raise ActionError(str(error)) from None
         traffic = self.traffic
@@ -641,8 +656,8 @@ class Market:
 
     def run_episode(self, multipliers: object, seed: int | None = None) -> EpisodeMetrics:
         """Reset and play every tick with the same multipliers; return the episode's metrics."""
+        multipliers = self.validate_multipliers(multipliers)  # before the reset: a rejected call changes nothing
         self.reset(seed)
-        multipliers = self.validate_multipliers(multipliers)
         while not self.done:
             self.step(multipliers)
         return self.episode_metrics()

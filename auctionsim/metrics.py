@@ -11,8 +11,9 @@ Definitions (all per episode; money in currency units):
 * score (AuctionNet): ``conversions x min(1, (1 / CPA ratio) ** exponent)`` with exponent 2 in
   AuctionNet's competition and 1 in the LBM paper.
 
-Totals over advertisers use ``math.fsum`` (exactly rounded), so they do not depend on the order
-of the advertisers in the arrays.
+Totals over advertisers, here and in the market's tick statistics, use :func:`exact_total`
+(``math.fsum``, exactly rounded), so they do not depend on the order of the advertisers in the
+arrays.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["realised_cpa", "cpa_ratio", "score", "EpisodeMetrics", "format_table"]
+__all__ = ["exact_total", "realised_cpa", "cpa_ratio", "score", "EpisodeMetrics", "format_table"]
+
+
+def exact_total(values: np.ndarray) -> float:
+    """The exactly rounded sum of ``values`` (``math.fsum``): the same for any order of the
+    advertisers, unlike ``np.sum``, whose pairwise rounding depends on the order."""
+    return math.fsum(np.asarray(values, dtype=np.float64).ravel().tolist())
 
 
 def realised_cpa(spend: np.ndarray, conversions: np.ndarray) -> np.ndarray:
@@ -97,10 +104,10 @@ class EpisodeMetrics:
             cpa_ratio=ratio,
             budget_utilisation=np.asarray(spend, dtype=np.float64) / np.asarray(budget, dtype=np.float64),
             score=scores,
-            social_welfare=math.fsum(np.asarray(value_won, dtype=np.float64).tolist()),
-            revenue=math.fsum(np.asarray(spend, dtype=np.float64).tolist()),
-            total_conversions=math.fsum(np.asarray(conversions, dtype=np.float64).tolist()),
-            total_score=math.fsum(scores.tolist()),
+            social_welfare=exact_total(value_won),
+            revenue=exact_total(spend),
+            total_conversions=exact_total(conversions),
+            total_score=exact_total(scores),
         )
 
     def market_summary(self) -> dict[str, float]:

@@ -315,6 +315,19 @@ def atomic_write_json(path: str | os.PathLike, data: Any, indent: int | None = 1
     return atomic_write_text(path, json.dumps(config_dict(data), indent=indent, default=float))
 
 
+def _interrupted_temporaries(folder: pathlib.Path, name: str) -> list[pathlib.Path]:
+    """The temporaries of :func:`atomic_write` / :func:`atomic_directory` left beside
+    ``folder / name`` by a killed run, after recovering the one case that holds the last good
+    output: a kill between moving the previous folder aside and renaming the new one in leaves
+    ``.<name>.tmp-previous-*`` and nothing at ``name``, so that folder is renamed back."""
+    target = folder / name
+    for previous in sorted(folder.glob(f".{name}.tmp-previous-*")):
+        if not target.exists() and not target.is_symlink():
+            os.replace(previous, target)
+            logger.warning("restored %s from an interrupted replacement", target)
+    return list(folder.glob(f".{name}.tmp-*"))
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     """Build a whole output folder, then put it in place in one step.
@@ -323,11 +336,12 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     previous ``path`` (if any) is moved aside, the new folder renamed onto ``path``, and the
     previous one deleted; on an exception (or a kill) ``path`` is untouched and the temporary
     folder is removed (after a kill it is left as ``.<name>.tmp-*``, ignored by every reader and
-    removed by the next run).
+    removed by the next run). A kill between the two renames leaves the previous folder as
+    ``.<name>.tmp-previous-*`` and nothing at ``path``: the next run (or lock) puts it back.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+    for stale in _interrupted_temporaries(path.parent, path.name):
         shutil.rmtree(stale, ignore_errors=True)
     temporary = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
@@ -394,9 +408,11 @@ class OutputLock:
     def _remove_stale_temporaries(self) -> None:
         """Temporary files and folders of atomic writes that a killed run left (``.<name>.tmp-*``
         beside the output, and inside an output folder): with the lock held nobody else writes them."""
-        stale = list(self.output.parent.glob(f".{self.output.name}.tmp-*"))
+        stale = _interrupted_temporaries(self.output.parent, self.output.name)
         if self.output.is_dir():
-            stale += list(self.output.rglob(".*.tmp-*"))
+            for folder in {found.parent for found in self.output.rglob(".*.tmp-*")}:
+                names = {found.name[1:].split(".tmp-", 1)[0] for found in folder.glob(".*.tmp-*")}
+                stale += [found for name in names for found in _interrupted_temporaries(folder, name)]
         for path in stale:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)

@@ -44,6 +44,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import check_number
 
 __all__ = [
     "Interval",
@@ -126,9 +127,7 @@ class Comparison:
 
 
 def check_confidence(confidence: object) -> float:
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 < confidence < 1.0:
-        raise ConfigError(f"confidence must be a number in (0, 1), got {confidence!r}")
-    return float(confidence)
+    return check_number("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
 
 
 def t_interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

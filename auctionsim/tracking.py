@@ -34,11 +34,9 @@ def seed_everything(seed: int, torch_threads: int | None = None) -> None:
         torch_threads: when given, also ``torch.set_num_threads(torch_threads)`` (small
             networks on a busy 2-core machine run far faster on one thread).
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        from auctionsim.errors import ConfigError
+    from auctionsim.validation import check_int
 
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    seed = int(seed)
+    seed = check_int("seed", seed, low=0)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     if importlib.util.find_spec("torch") is not None:

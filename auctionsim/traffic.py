@@ -25,6 +25,7 @@ from auctionsim import _jit  # noqa: F401  (package-wide Numba cache stamps)
 from auctionsim import rng
 from auctionsim.config import MarketConfig, Population
 from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import as_numeric_array
 
 __all__ = [
     "AUCTIONNET_TICK_SHARES",
@@ -119,7 +120,7 @@ class ExplicitTraffic:
     sigmas: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        pvalues = np.ascontiguousarray(self.pvalues, dtype=np.float64)
+        pvalues = np.ascontiguousarray(as_numeric_array("pvalues", self.pvalues, error=ConfigError))
         if pvalues.ndim != 2:
             raise ConfigError(f"pvalues must be 2-D (impressions, advertisers), got shape {pvalues.shape}")
         bad = ~np.isfinite(pvalues) | (pvalues < 0) | (pvalues > 1)
@@ -137,7 +138,7 @@ class ExplicitTraffic:
         if self.sigmas is None:
             sigmas = np.zeros_like(pvalues)
         else:
-            sigmas = np.ascontiguousarray(self.sigmas, dtype=np.float64)
+            sigmas = np.ascontiguousarray(as_numeric_array("sigmas", self.sigmas, error=ConfigError))
             if sigmas.shape != pvalues.shape:
                 raise ConfigError(f"sigmas must have the shape of pvalues {pvalues.shape}, got {sigmas.shape}")
             bad = ~np.isfinite(sigmas) | (sigmas < 0)
@@ -277,6 +278,11 @@ def generate_episode_traffic(
             raise ConfigError(
                 f"explicit impressions_per_tick has {explicit.impressions_per_tick.shape[0]} ticks "
                 f"but n_ticks is {n_ticks}"
+            )
+        if explicit.pvalues.shape[0] != config.impressions_per_episode:
+            raise ConfigError(
+                f"explicit pvalues have {explicit.pvalues.shape[0]} rows (impressions) but impressions_per_episode "
+                f"is {config.impressions_per_episode}"
             )
         counts = explicit.impressions_per_tick
     else:

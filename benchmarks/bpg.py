@@ -1,41 +1,27 @@
-"""BPG speed benchmark: wall time per BPG iteration and environment agent-steps/s at 10, 100 and
-1,000 advertisers, on a local Ray instance with 2 CPUs.
+"""BPG speed benchmark: seconds per BPG iteration at 10, 100 and 1,000 advertisers, split into
+its phases, on a local Ray instance with 2 CPUs.
 
-The BPG paper claims a cost per iteration independent of the number of advertisers N. This
-measures how ours grows, and where the time goes:
+The BPG paper's claim is an optimiser whose cost does not grow with the number of advertisers N:
+two policies (theta, nu-bar) and one unified solution x*, whatever N is. Ours: the population is
+one RLlib agent with N rows (one RLlib step per tick), the dual step measures a fixed number of
+deviators (``dual_deviators``, in parallel Ray tasks with ``--dual-workers``), and the learner
+updates theta on at most ``learner_rows`` sampled rows per tick. What remains is the market: an
+episode with N times the traffic costs N times as much to simulate. So two traffic regimes:
 
-* ``raw``: the PettingZoo env's array API driven by the population policy's torch actor (one
-  batched forward per tick): the floor, no RLlib.
-* ``rllib roles``: RLlib sampling through :class:`agents.bpg.BPGMarketEnv` (what BPG trains on:
-  the population is one RLlib agent with N rows), cooperative episodes.
-* ``rllib per-advertiser``: RLlib sampling with one RLlib agent per advertiser
-  (``ParallelPettingZooEnv`` over the same PettingZoo env, the textbook multi-agent set-up), to
-  show what the role design saves; skipped above ``--per-agent-max`` advertisers.
-* ``iteration``: one full BPG iteration (x* phase, dual step, primal step) with the default
-  settings (best of ``--iterations``; the machine is shared, timings are noisy), and the dual
-  step (measurement rollouts) alone.
+* ``fixed``: the same traffic for every N (``--impressions`` per episode, each impression
+  contested by up to 64 retrieved candidates): what the paper's claim is about. Target: the
+  N = 1,000 iteration <= 3 x the N = 10 iteration, same machine, same run.
+* ``per-advertiser``: traffic grows with N (``--impressions-per-advertiser``, the experiments'
+  scaling): the engine's share grows linearly, as it must.
 
-"agent-steps" are advertiser-ticks (N per tick) in every row, so the columns compare.
-Markets: ``market_spec(N)`` with 2,000 impressions per advertiser and 48 ticks; at N = 1,000
-each impression is contested by K = 64 retrieved candidates (the ``large-1k`` preset's config).
+Columns: ``s/iteration`` (best of ``--iterations`` after one warm-up iteration), its x*, dual and
+primal phases (from BPG's own timings), and the raw engine's seconds per population episode
+(the batched torch policy through the env's array API, no RLlib), the floor of any sampler.
 
-Measured (best of 2, shared 2-core machine under heavy load: noisy, +-30% or worse;
-``--sizes 10,100 --episodes 2 --iterations 2``):
-
-    N    raw steps/s  RLlib roles  RLlib per-adv  s/iteration  dual step s
-   10          4,375        1,111            633          9.8          3.1
-  100          7,298        5,112          1,628         39.7         26.3 (32 advertisers)
- 1000          8,659       12,499              -        323.0        170.7 (32 advertisers)
-
-(N = 1000: ``--sizes 1000 --episodes 1 --iterations 1``, one timed iteration, run while the
-test suite was running; its raw rate below the RLlib one is that noise.)
-
-The cost per iteration is not independent of N here: each episode holds N x more impressions
-(budgets scale per advertiser), and the dual step measures each re-measured advertiser's
-deviation with its own rollouts (``dual_advertisers`` caps that part).
-
-Usage: ``python benchmarks/bpg.py [--sizes 10,100,1000] [--episodes 4] [--iterations 2]``
-Prints a human table and one ``JSON {...}`` line.
+Usage: ``python benchmarks/bpg.py [--sizes 10,100,1000] [--regimes fixed,per-advertiser]
+[--iterations 2] [--output results/benchmarks/bpg.json]``. Prints a table and one ``JSON {...}``
+line (with ``--output``: also written atomically with a manifest beside it). Measured figures
+are in the README (BPG section) with the machine's load stated.
 """
 
 from __future__ import annotations
@@ -43,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -51,19 +36,19 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-TICKS = 48
-IMPRESSIONS_PER_ADVERTISER = 2_000
+CANDIDATES = 64
 
 
-def market_for(n_advertisers: int):
+def market_for(n_advertisers: int, regime: str, impressions: int, impressions_per_advertiser: int, ticks: int):
     from agents.bpg import market_spec
 
-    preset = "auctionnet" if n_advertisers <= 100 else "large-1k"  # large-1k: K = 64 candidates
-    return market_spec(n_advertisers, preset=preset, impressions_per_episode=IMPRESSIONS_PER_ADVERTISER * n_advertisers, n_ticks=TICKS)
+    total = impressions if regime == "fixed" else impressions_per_advertiser * n_advertisers
+    # The large-1k preset's market config (AuctionNet's, with retrieval of 64 candidates).
+    return market_spec(n_advertisers, preset="large-1k", impressions_per_episode=total, n_ticks=ticks, candidates_per_impression=min(CANDIDATES, n_advertisers))
 
 
-def raw_rate(market, episodes: int) -> float:
-    """Advertiser-steps/s of the array API with a batched torch policy (no RLlib)."""
+def engine_seconds(market, episodes: int = 2) -> float:
+    """Seconds per population episode of the raw engine with a batched torch policy."""
     import torch
 
     from agents.base import TorchPolicy
@@ -77,112 +62,94 @@ def raw_rate(market, episodes: int) -> float:
     started = time.perf_counter()
     for seed in range(episodes):
         play_episode(env, policy, seed=seed + 1)
-    return env.max_num_agents * TICKS * episodes / (time.perf_counter() - started)
+    return (time.perf_counter() - started) / episodes
 
 
-def roles_rate(algo, episodes: int) -> float:
-    """Advertiser-steps/s of RLlib sampling cooperative episodes through BPGMarketEnv."""
-    algo._sample("cooperative", 1, seed=0)  # warm-up
-    started = time.perf_counter()
-    sampled = algo._sample("cooperative", episodes, seed=1)
-    seconds = time.perf_counter() - started
-    ticks = sum(len(episode.agent_episodes["population"]) for episode in sampled)
-    return algo.n_advertisers * ticks / seconds
-
-
-def per_advertiser_rate(market, episodes: int) -> float:
-    """Advertiser-steps/s of RLlib with one agent per advertiser (ParallelPettingZooEnv)."""
-    from ray.rllib.algorithms.ppo import PPOConfig
-    from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
-    from ray.tune.registry import register_env
-
-    from auctionsim.envs import AuctionParallelEnv
-
-    register_env("auctionsim-per-advertiser", lambda config: ParallelPettingZooEnv(AuctionParallelEnv(market.build())))
-    config = (
-        PPOConfig()
-        .environment("auctionsim-per-advertiser", disable_env_checking=True)
-        .env_runners(num_env_runners=0, batch_mode="complete_episodes")
-        .multi_agent(policies={"shared"}, policy_mapping_fn=lambda agent, episode, **kw: "shared", count_steps_by="agent_steps")
-    )
-    algo = config.build_algo()
-    try:
-        runner = algo.env_runner
-        runner.sample(num_episodes=1)  # warm-up
-        started = time.perf_counter()
-        sampled = runner.sample(num_episodes=episodes)
-        seconds = time.perf_counter() - started
-        return sum(episode.agent_steps() for episode in sampled) / seconds
-    finally:
-        algo.stop()
-        shutil.rmtree(algo.logdir, ignore_errors=True)  # the (unused) trial folder in ~/ray_results
-
-
-def iteration_times(algo, iterations: int) -> dict:
-    """Seconds per BPG iteration (best of ``iterations``, after one warm-up iteration)."""
-    algo.train()
-    seconds = []
-    for _ in range(iterations):
-        started = time.perf_counter()
-        algo.train()
-        seconds.append(time.perf_counter() - started)
-    return {"iteration_seconds": min(seconds)}
-
-
-def run(size: int, episodes: int, iterations: int, per_agent_max: int) -> dict:
+def iteration_seconds(market, iterations: int, dual_workers: int) -> dict:
+    """Best iteration (after one warm-up) of BPG with the experiment's default settings, epsilon 0
+    (the constraint binds, so every episode kind is sampled), and its phases."""
     from agents.bpg import BPGConfig
+    from experiments.bpg import Args
 
-    market = market_for(size)
-    row = {"n_advertisers": size, "raw_agent_steps_per_s": raw_rate(market, episodes)}
-    dual_advertisers = min(size, 32)
-    config = BPGConfig().bpg(market=market, epsilon=0.0, seed=0, dual_advertisers=dual_advertisers)
+    defaults = Args()
+    config = BPGConfig().bpg(
+        market=market, epsilon=0.0, seed=0, episodes_per_kind=defaults.episodes_per_kind, group_size=defaults.group_size,
+        xstar_episodes=defaults.xstar_episodes, xstar_updates=defaults.xstar_updates, xstar_pretrain_updates=0,
+        dual_deviators=defaults.dual_deviators, dual_episodes=defaults.dual_episodes, dual_workers=dual_workers,
+    )  # fmt: skip
     algo = config.build_algo()
     try:
-        row.update(iteration_times(algo, iterations))
-        row["rllib_roles_agent_steps_per_s"] = roles_rate(algo, episodes)
-        row["dual_advertisers_per_iteration"] = dual_advertisers
-        started = time.perf_counter()
-        algo._dual_step(algo.bpg_state.iteration)
-        row["dual_step_seconds"] = time.perf_counter() - started
+        algo.train()  # warm-up (JIT, first build)
+        records = []
+        for _ in range(iterations):
+            started = time.perf_counter()
+            algo.train()
+            record = dict(algo.history[-1])
+            record["wall"] = time.perf_counter() - started
+            records.append(record)
+        best = min(records, key=lambda r: r["wall"])
+        return {
+            "iteration_seconds": best["wall"],
+            "xstar_seconds": best["xstar_seconds"],
+            "dual_seconds": best["dual_seconds"],
+            "primal_seconds": best["primal_seconds"],
+            "lambda_active": bool(any(r["lambda_active"] for r in records)),
+        }
     finally:
         algo.stop()
-    row["rllib_per_advertiser_agent_steps_per_s"] = per_advertiser_rate(market, max(1, episodes // 4)) if size <= per_agent_max else None
-    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="", help="also write the JSON line's payload to this file, with a manifest beside it")
     parser.add_argument("--sizes", default="10,100,1000", help="numbers of advertisers, comma separated")
-    parser.add_argument("--episodes", type=int, default=4, help="episodes per sampling measurement")
+    parser.add_argument("--regimes", default="fixed,per-advertiser", help="traffic regimes: fixed, per-advertiser")
+    parser.add_argument("--impressions", type=int, default=100_000, help="impressions per episode in the fixed regime")
+    parser.add_argument("--impressions-per-advertiser", type=int, default=1_000, help="impressions per advertiser in the per-advertiser regime")
+    parser.add_argument("--ticks", type=int, default=24, help="ticks per episode")
     parser.add_argument("--iterations", type=int, default=2, help="timed BPG iterations (after one warm-up)")
-    parser.add_argument("--per-agent-max", type=int, default=100, help="largest N for the per-advertiser RLlib reference")
+    parser.add_argument("--dual-workers", type=int, default=2, help="parallel Ray tasks of the dual step (0: in the driver)")
+    parser.add_argument("--output", default="", help="also write the JSON line's payload to this file, with a manifest beside it")
     args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    regimes = args.regimes.split(",")
+    unknown = sorted(set(regimes) - {"fixed", "per-advertiser"})
+    if unknown or any(n < 2 for n in sizes) or args.iterations < 1:
+        parser.error(f"regimes must be fixed/per-advertiser, sizes >= 2 and iterations >= 1, got {args.regimes!r}, {args.sizes!r}, {args.iterations}")
+
+    from agents.equilibrium import ray_session
     from auctionsim import runs
 
     if args.output:
         runs.check_output_file(args.output, suffix=".json")
     clock = runs.RunClock()
-
-    from agents.equilibrium import ray_session
-
     rows = []
     with ray_session(num_cpus=2):  # a local 2-CPU instance, shut down and removed afterwards
-        for size in (int(s) for s in args.sizes.split(",")):
-            rows.append(run(size, args.episodes, args.iterations, args.per_agent_max))
-            print(f"done N={size}", file=sys.stderr, flush=True)
+        for regime in regimes:
+            for size in sizes:
+                market = market_for(size, regime, args.impressions, args.impressions_per_advertiser, args.ticks)
+                row = {"regime": regime, "n_advertisers": size, "engine_episode_seconds": engine_seconds(market)}
+                row.update(iteration_seconds(market, args.iterations, args.dual_workers))
+                rows.append(row)
+                print(f"done {regime} N={size}", file=sys.stderr, flush=True)
 
-    header = f"{'N':>6} {'raw steps/s':>12} {'RLlib roles':>12} {'RLlib per-adv':>14} {'roles/raw':>9} {'s/iteration':>12} {'dual step s':>12}"
+    header = f"{'regime':>15} {'N':>6} {'s/iteration':>12} {'x*':>8} {'dual':>8} {'primal':>8} {'engine s/episode':>17} {'vs N=' + str(sizes[0]):>9}"
     print(header)
     print("-" * len(header))
     for row in rows:
-        per_agent = row["rllib_per_advertiser_agent_steps_per_s"]
+        base = next(r for r in rows if r["regime"] == row["regime"] and r["n_advertisers"] == sizes[0])
         print(
-            f"{row['n_advertisers']:>6} {row['raw_agent_steps_per_s']:>12,.0f} {row['rllib_roles_agent_steps_per_s']:>12,.0f} "
-            f"{'-' if per_agent is None else f'{per_agent:,.0f}':>14} {row['rllib_roles_agent_steps_per_s'] / row['raw_agent_steps_per_s']:>9.2f} "
-            f"{row['iteration_seconds']:>12.2f} {row['dual_step_seconds']:>12.2f}"
+            f"{row['regime']:>15} {row['n_advertisers']:>6} {row['iteration_seconds']:>12.2f} {row['xstar_seconds']:>8.2f} {row['dual_seconds']:>8.2f} "
+            f"{row['primal_seconds']:>8.2f} {row['engine_episode_seconds']:>17.3f} {row['iteration_seconds'] / base['iteration_seconds']:>8.2f}x"
         )
-    payload = {"benchmark": "bpg", "ticks": TICKS, "impressions_per_advertiser": IMPRESSIONS_PER_ADVERTISER, "results": rows}
+    payload = {
+        "benchmark": "bpg",
+        "ticks": args.ticks,
+        "impressions_fixed": args.impressions,
+        "impressions_per_advertiser": args.impressions_per_advertiser,
+        "dual_workers": args.dual_workers,
+        "load_average": os.getloadavg(),
+        "results": rows,
+    }
     print("JSON " + json.dumps(payload))
     if args.output:
         print(f"saved {runs.write_json_result(args.output, payload, vars(args), clock=clock)}")

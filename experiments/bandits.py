@@ -89,7 +89,6 @@ from agents import (
 from agents.bandits import BatchExp3, Exp3, UniformGridBids, regret_bound
 from agents.datasets import collect_dataset
 from auctionsim import Market, MarketConfig, Population, presets, runs, stats
-from auctionsim.config import _check_float, _check_int
 from auctionsim.envs import DEFAULT_BID_GRID, AuctionParallelEnv, SingleBidderEnv
 from auctionsim.envs.wrappers import (
     PROFIT_VALUES,
@@ -100,6 +99,7 @@ from auctionsim.envs.wrappers import (
     tick_profit,
 )
 from auctionsim.errors import ConfigError
+from auctionsim.validation import check_int, check_number
 from experiments import args as arguments
 
 
@@ -143,12 +143,12 @@ class Args(arguments.ProtocolArgs):
     """where the raw results (JSON, NPZ, CSV), the per-seed units, the plots and the manifest go"""
 
     def __post_init__(self) -> None:
-        _check_int("seed", self.seed, low=0)
+        check_int("seed", self.seed, low=0)
         for name in ("training_seeds", "eval_seeds", "days", "ticks_per_day", "impressions_per_day", "batch_size", "warmup_days", "snowball_days", "snowball_seeds", "snowball_impressions_per_day"):
-            _check_int(name, getattr(self, name), low=1)
-        _check_int("delay", self.delay, low=0)
-        _check_float("snowball_learning_rate", self.snowball_learning_rate, low=0.0, low_open=True)
-        _check_float("fast_rate_factor", self.fast_rate_factor, low=0.0, low_open=True)
+            check_int(name, getattr(self, name), low=1)
+        check_int("delay", self.delay, low=0)
+        check_number("snowball_learning_rate", self.snowball_learning_rate, low=0.0, low_open=True)
+        check_number("fast_rate_factor", self.fast_rate_factor, low=0.0, low_open=True)
         if self.value not in PROFIT_VALUES:
             raise ConfigError(f"value must be one of {', '.join(PROFIT_VALUES)}, got {self.value!r}")
 
@@ -261,14 +261,14 @@ def play(learner: Exp3, envs: list, days: int, seeds: list[int], value: str, des
             revealed = []
             profits, expected, rewards = np.zeros(len(envs)), np.zeros(len(envs)), np.zeros(len(envs))
             for item, env in enumerate(envs):
-                _, _, terminated, _, info = env.step(int(chosen[item]))
+                _, _, _, _, info = env.step(int(chosen[item]))
                 single = env.unwrapped
                 profits[item] = focal_profit(single, value)
                 expected[item] = focal_profit(single, "expected")
                 normalizer = env.get_wrapper_attr("normalizer")
                 rewards[item] = normalizer.normalize(profits[item], tick, [single.focal_id])[0]
                 revealed.append(info.get("feedback"))
-                if terminated:
+                if info["budget_left"] < single.market.budget_floor:  # (the day's last tick is terminal too)
                     raise RuntimeError("a product's focal advertiser ran out of budget; products are uncapped")
             if revealed[0] is not None:  # every product's envs run in lockstep
                 for position, round_index in enumerate(revealed[0]["rounds"]):

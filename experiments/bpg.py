@@ -1,161 +1,298 @@
-"""BPG experiments: the paper's Table 1 (100 advertisers), Table 3 (10 advertisers), training
-curves and the Q3 ablation (Figure 4), on our AuctionNet-like market.
+"""BPG experiments: the paper's Table 1 (headline at 100 advertisers, also 10), Table 3 (10
+advertisers), Figure 4 (the Q3 ablation) and training curves, on our AuctionNet-like market,
+with paired 95% intervals over training seeds x evaluation seeds.
 
-    python -m experiments.bpg --quick          # 10 advertisers, 8 iterations, 2 seeds
-    python -m experiments.bpg                  # the full experiment (wall time in results/bpg/run.json)
+    python -m experiments.bpg --quick          # 10 advertisers, 6 min (see below)
+    python -m experiments.bpg                  # the full experiment (N = 100 and N = 10)
+    python -m experiments.bpg --resume         # continue an interrupted run (or extend it)
     python -m experiments.bpg --plot-only      # redraw the figures from saved results
-    python -m experiments.bpg --resume         # continue after an interruption (last checkpoints)
 
-Wall time. ``--quick`` took 1,169 s (19.5 min) on the shared 2-core development machine under
-heavy load from other jobs (the driver itself used 5.3 CPU-minutes), so it should fit in 15
-minutes on 2 idle cores; this is not measured. The full mode has not been run: from
-``benchmarks/bpg.py`` (about 40 s per BPG iteration at 100 advertisers, loaded machine) its 30
-runs of 40 iterations, with their evaluations, need on the order of 20 hours on 2 cores;
-``run.json`` records the actual wall time of a run.
+What runs, per population size N (``--sizes``):
+
+1. Stage 1 (a Ray Tune sweep, or in this process with ``--scheduler serial``): the fully
+   cooperative population (social welfare, ``L1`` with lambda = 0) and SAB (parameter-shared PPO,
+   each advertiser its own return), one trial per training seed, trained by BPG's own loop; the
+   heuristic populations (value bidding = multiplier 1, PID pacing, CPA pacing, online LP), which
+   stand in for the paper's MAAB, DCMAB and ES baselines: **they are not those algorithms**.
+2. The relative epsilon scale: the cooperative population's Max Exploitability at that N as
+   the constraint measures it (the unified solution x*'s largest unilateral gain / social
+   welfare, mean of the last ``scale_window`` iterations over training seeds). With
+   ``--epsilon-mode relative`` (the default) every epsilon is a fraction of it; ``welfare`` uses
+   the paper's scale (a share of welfare) directly. Why: at N = 100 one advertiser's best gain
+   is a small share of the welfare of all 100 (0.3-0.5% here), so the paper's 0.08-0.16 never
+   bind on our market; see :func:`agents.bpg.duals.resolve_epsilon`.
+3. Stage 2: BPG and BPG_zero (Section 6.3's ablation, gradient (7) without the unified optimizer)
+   at each epsilon, one trial per training seed.
+4. Every trial ends with its evaluation on the evaluation markets (disjoint from training and
+   from the validation markets on which best responses are searched): social welfare, revenue,
+   and Max Exploitability (Eq. 15) bracketed per evaluation episode between the best grid
+   response of ``max_advertisers`` sampled advertisers (the same sample for every method:
+   paired) and the hindsight oracle's upper bound. The BPG trial at ``table3_epsilon`` on the
+   smallest N also computes Table 3: for every advertiser, the unified solution's return R(x*)
+   against R* = the best of (grid, PPO best response, x*) chosen on the validation markets,
+   and R(x*) over the oracle's upper bound.
+5. Tables (``table1-N<n>.md``, ``summary.json``), figures, and the gates: cooperative beats
+   value bidding; over the epsilons where the constraint was active, Max Exploitability falls and
+   welfare does not rise as epsilon falls; BPG at the largest active epsilon vs SAB.
+
+Statistics: every metric is ``mean [low, high]``, a 95% t interval over the (training seed x
+evaluation seed) grid (:func:`auctionsim.stats.grid_mean`); comparisons are paired on the same
+cells with Holm-adjusted verdicts over the table (:func:`auctionsim.stats.compare`). Heuristics
+have no training seed: their row is over evaluation seeds only, and in comparisons their scores
+are repeated for every training seed. Max Exploitability per episode is a maximum over the
+sampled advertisers of that episode's gains over that episode's welfare. Compliance Rate is the
+share of training seeds whose Max Exploitability (lower bound, mean gains over mean welfare) is
+<= epsilon; ``compliance_rate_upper`` uses the oracle bound. A run whose lambda stayed 0 in every
+iteration of every seed is labelled "constraint never active (= cooperative)".
+
+Wall time. ``--quick`` (N = 10, 1 training x 3 evaluation seeds, 12 iterations, serial) took
+6 min 2 s on the shared 2-core development machine at a load average of ~20 (the process got 34%
+of a CPU: 121 s of CPU time); lambda > 0 at both of its epsilons. The full run (N = 100 and 10,
+3 x 5 seeds, 4 + 4 epsilons, 40 iterations) is estimated at 2-3 hours on 2 idle cores as a Tune
+sweep; ``experiments/reference/bpg/`` states the measured time. Tune or not: a trial's worker
+needs ~30 s to start here (6 tiny trials: 207 s with Tune, 17 s serially, identical results),
+which is why ``--quick`` runs its short trials serially and the full run uses Tune.
+
+Learning (one-seed probes on the pre-calibration market, 5 evaluation days, lr 1e-3, 8 episodes
+per kind in groups of 4). Everyone shading together keeps the ranking and lowers prices, so
+budgets last longer: constant multiplier 0.1 gives +54% welfare over value bidding at N = 100,
+0.3 gives +8% at N = 10. At N = 100 cooperative training found it: +3567 [2493, 4641] welfare
+over value bidding after 20 iterations (+12.9%; multipliers 0.69-0.75); the critic-only (GAE)
+advantages did not (-908 at iteration 16), hence the group baselines. At N = 10 none of 12
+variants (lr, episodes, groups, epochs, network, exploration noise, estimator) gave a reliable
+gain: the multipliers spread across advertisers and follow each one's recent wins (|corr| 0.79
+with win_rate_last3), which helps the noisy training policy more than the deterministic one
+that is evaluated. The reference run reports what the defaults give on the calibrated market.
+
+Crash safety: each trial writes signed checkpoints (:mod:`agents.bpg.checkpoints`) every
+``checkpoint_every`` iterations and its results atomically with a manifest beside them;
+``--resume`` reruns the sweep and each trial continues from its newest verified checkpoint (or
+reuses its finished result), so the result equals an uninterrupted run's. A changed config is
+refused, more iterations or seeds extend the run. We do not use ``Tuner.restore``: it unpickles
+Tune's own experiment state from the output folder, which this program could not verify.
+
+TensorBoard: ``tensorboard --logdir <output-dir>/tensorboard`` (per trial: welfare, x*'s gains,
+lambda statistics, losses, phase timings; the evaluation's metrics at the end). Tune's own
+per-trial ``progress.csv``/``result.json`` are under ``<output-dir>/tune``.
 
 Where our set-up differs from the paper's: the market is our AuctionNet-like simulator
-(``G_i`` = value won = expected conversions x CPA target; second price; budgets scaled to
-``impressions_per_advertiser``, 5x smaller than AuctionNet's for speed), not the authors'
-system; the SAB, fully cooperative and BPG_zero populations are trained with the same BPG
-loop and PPO (parameter shared), and MAAB, DCMAB and the ES algorithm of the paper's Table 1
-are replaced by heuristic populations; Max Exploitability is a bracket (grid best response below, hindsight oracle above)
-rather than one policy-gradient estimate; quick mode uses 2 seeds, not 10.
-
-What runs (every trained population on the same market, seeds and evaluation):
-
-1. Table 1: BPG for every ``epsilons`` value and the baselines trained the same way (SAB:
-   parameter-shared PPO where each advertiser maximises its own return; fully cooperative:
-   social welfare), plus heuristic populations (value bidding, PID pacing, CPA pacing, online
-   LP), each over ``seeds``. Every population is scored by the equilibrium tooling: social
-   welfare, revenue and Max Exploitability (BPG Eq. 15) bracketed between the best
-   lower-bound best response found (grid search) and the hindsight oracle's upper bound;
-   Compliance Rate = share of seeds whose Max Exploitability is <= epsilon (bracketed too).
-2. Table 3: on a 10-advertiser market, the return of BPG's unified solution x* for each
-   advertiser against that advertiser's own best response (grid, plus PPO in full mode).
-3. Curves: social welfare and Max Exploitability over training iterations, from the saved
-   training histories (``auctionsim.training_history/v1``); between evaluations the history
-   holds the unified solution's gain (a cheap lower bound) as ``unified``.
-4. Q3 ablation: BPG against BPG_zero (gradient (7) with the unified-optimizer term dropped)
-   across epsilon, with the fully cooperative population as reference (Figure 4).
-
-Outputs under ``output_dir``: ``histories/*.json``, ``reports/*.json``, ``table1.{json,csv,md}``,
-``table3.{json,csv,md}``, ``run.json`` (arguments, wall time), ``checkpoints/`` and the figures.
+(``G_i`` = value won; second price; 1,000 impressions per advertiser, 10x fewer than AuctionNet,
+and 24 ticks, for speed), not the authors' system; SAB, cooperative and BPG_zero are trained with
+BPG's loop and PPO (parameter shared); the paper's MAAB, DCMAB and ES are replaced by heuristic
+stand-ins; Max Exploitability is a bracket over a sample of advertisers rather than one
+policy-gradient estimate over all; epsilon is relative by default (above).
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import json
 import math
 import pathlib
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
+from auctionsim.errors import ConfigError
+from auctionsim.validation import check_int
+from experiments import args as arguments
+
+HEURISTICS = ("value", "pid", "cpa", "online_lp")
+STAND_IN_NOTE = "heuristic stand-in (not the paper's MAAB/DCMAB/ES)"
+TRAINED = ("cooperative", "selfish", "bpg", "bpg_zero")
+NEVER_ACTIVE = "constraint never active (= cooperative)"
+RESULT_SCHEMA = "auctionsim.bpg_trial/v1"
+
 
 @dataclass
-class Args:
-    quick: bool = False
-    """Small, fast version: 10 advertisers, 8 iterations, 2 seeds (see the wall time above)."""
-    plot_only: bool = False
-    """Only redraw the figures from the results already saved in output_dir."""
+class Args(arguments.ProtocolArgs):
+    """BPG: Tables 1 and 3, Figure 4 and training curves with paired intervals."""
+
     output_dir: str = "results/bpg"
-    """Where results, checkpoints and figures go."""
-    n_advertisers: int = 100
-    """Advertisers of the Table 1 market (the paper: 100)."""
-    table3_advertisers: int = 10
-    """Advertisers of the Table 3 market (the paper: 10)."""
-    impressions_per_advertiser: int = 2_000
-    """Impressions per episode per advertiser (AuctionNet: ~10,400); budgets scale with it."""
-    n_ticks: int = 48
-    """Decision ticks per episode (AuctionNet: 48)."""
-    epsilons: tuple[float, ...] = (0.16, 0.12, 0.08, 0.04, 0.0)
-    """Constraint levels of Table 1, normalised by social welfare."""
-    ablation_epsilons: tuple[float, ...] = (0.08, 0.04, 0.0)
-    """Constraint levels of the Q3 ablation (BPG_zero is trained at each)."""
+    """where results, checkpoints, TensorBoard logs and figures go"""
+    plot_only: bool = False
+    """only redraw the figures from the results already saved in output-dir"""
+    sizes: tuple[int, ...] = (100, 10)
+    """numbers of advertisers (the paper's Table 1: 100; Table 3 runs at the smallest)"""
+    impressions_per_advertiser: int = 1_000
+    """impressions per episode per advertiser (AuctionNet: ~10,400); budgets scale with it"""
+    n_ticks: int = 24
+    """decision ticks per episode (AuctionNet: 48)"""
+    epsilon_mode: str = "relative"
+    """'relative': epsilons are fractions of the cooperative population's Max Exploitability at the same N; 'welfare': shares of social welfare (the paper's scale)"""
+    epsilons: tuple[float, ...] = (0.75, 0.5, 0.25, 0.0)
+    """constraint levels of BPG (in epsilon-mode units)"""
+    zero_epsilons: tuple[float, ...] = (0.75, 0.5, 0.25, 0.0)
+    """constraint levels of BPG_zero, the Q3 ablation (in epsilon-mode units)"""
     table3_epsilon: float = 0.0
-    """Constraint level of the BPG run whose unified solution Table 3 examines."""
-    seeds: tuple[int, ...] = (0, 1, 2)
-    """Training seeds (mean +- std over them; Compliance Rate is a share of them)."""
+    """constraint level (epsilon-mode units) of the BPG run whose unified solution Table 3 examines"""
     iterations: int = 40
-    """BPG iterations (Algorithm 1) per run."""
-    eval_every: int = 10
-    """Score the population with the equilibrium tooling every this many iterations (and last)."""
-    checkpoint_every: int = 10
-    """Save an RLlib checkpoint every this many iterations."""
-    resume: bool = False
-    """Continue runs from their last checkpoint (and skip finished runs)."""
-    episodes_per_kind: int = 4
-    """Primal episodes of each kind per iteration."""
-    xstar_updates: int = 2
-    """Unified-solution updates per iteration (Algorithm 1, line 2)."""
-    dual_advertisers: int = 25
-    """Advertisers whose constraint (Eq. 13) is re-measured per iteration (round robin)."""
-    eval_seeds: tuple[int, ...] = (1000, 1001, 1002)
-    """Market seeds that score every population and deviation."""
-    fit_seeds: tuple[int, ...] = (2000, 2001)
-    """Market seeds on which best responses are searched."""
-    max_advertisers: int = 20
-    """Advertisers whose best response is searched per evaluation (uniform sample)."""
+    """BPG iterations (Algorithm 1) per trial"""
+    lr: float = 1e-3
+    """learning rate of theta and nu-bar (Adam)"""
+    xstar_lr: float = 0.0
+    """learning rate of the unified solution x* (0: lr)"""
+    xi: float = 0.0
+    """penalty weight of gradient (11) in mean-advertiser units (0: N)"""
+    kappa_mix: float = 0.2
+    """uniform share of the deviator sampling (0: the paper's kappa)"""
+    log_std_init: float = -0.7
+    """initial log standard deviation of the policies' exploration (log multiplier units)"""
+    episodes_per_kind: int = 8
+    """primal episodes of each kind per iteration"""
+    group_size: int = 4
+    """episodes replaying one market seed and deviator (common random numbers)"""
+    xstar_episodes: int = 4
+    """weighted-POMDP episodes per x* update"""
+    xstar_updates: int = 1
+    """x* updates per iteration (Algorithm 1, line 2)"""
+    xstar_pretrain_updates: int = 6
+    """x* updates before the first dual step"""
+    dual_deviators: int = 16
+    """advertisers whose x* deviation the dual step measures per iteration"""
+    dual_episodes: int = 2
+    """market episodes of each dual measurement"""
+    scale_window: int = 5
+    """last iterations of the cooperative runs averaged for the relative epsilon scale"""
+    validation_seeds: int = 2
+    """validation markets on which best responses are chosen (disjoint from evaluation)"""
+    max_advertisers: int = 10
+    """advertisers whose best response is searched per evaluation (one uniform sample for all methods)"""
+    grid_periods: int = 1
+    """periods of the grid best response (1: constant multipliers)"""
     ppo_best_response: bool = True
-    """Table 3: also search each advertiser's best response with PPO (else grid only)."""
+    """Table 3: also search each advertiser's best response with PPO"""
+    heuristics: tuple[str, ...] = HEURISTICS
+    """heuristic populations (stand-ins for the paper's MAAB/DCMAB/ES)"""
+    checkpoint_every: int = 5
+    """iterations between signed checkpoints (and at the end)"""
+    scheduler: str = "tune"
+    """'tune': trials as a Ray Tune sweep (over a cluster with RAY_ADDRESS); 'serial': in this process"""
     num_cpus: int = 2
-    """CPUs of the local Ray instance (ignored with RAY_ADDRESS set: then the cluster's)."""
-    exploitability_backend: str = "ray"
-    """How best responses are searched: "ray" (parallel tasks) or "serial" (in this process)."""
-    num_env_runners: int = 0
-    """RLlib EnvRunner actors (0: sample in the driver, best on 2 cores)."""
-    num_learners: int = 0
-    """RLlib Learner actors (0: learn in the driver)."""
-    num_gpus_per_learner: float = 0.0
-    """GPUs per Learner (CUDA when available)."""
-    heuristics: tuple[str, ...] = ("value", "pid", "cpa", "online_lp")
-    """Heuristic populations evaluated next to the trained ones."""
+    """CPUs of the local Ray instance (ignored with RAY_ADDRESS set: then the cluster's)"""
 
     def __post_init__(self) -> None:
-        if self.quick:
-            self.n_advertisers = 10
-            self.table3_advertisers = 10
-            self.impressions_per_advertiser = 1_000
-            self.n_ticks = 24
-            self.seeds = (0, 1)
-            self.iterations = 8
-            self.eval_every = 4
-            self.checkpoint_every = 4
-            self.ablation_epsilons = (0.04, 0.0)
-            self.eval_seeds = (1000, 1001)
-            self.fit_seeds = (2000,)
-            self.max_advertisers = 5
-            self.dual_advertisers = 10
-            self.ppo_best_response = False
-            self.heuristics = ("value", "pid")
-        for name in ("iterations", "eval_every", "checkpoint_every", "n_advertisers", "table3_advertisers", "n_ticks", "impressions_per_advertiser"):
+        positive = ("impressions_per_advertiser", "n_ticks", "iterations", "episodes_per_kind", "group_size", "xstar_episodes",
+                    "dual_deviators", "dual_episodes", "scale_window", "validation_seeds", "max_advertisers", "grid_periods",
+                    "checkpoint_every", "num_cpus", "training_seeds", "eval_seeds")  # fmt: skip
+        for name in positive:
+            check_int(name, getattr(self, name), low=1)
+        for name in ("xstar_updates", "xstar_pretrain_updates", "seed"):
+            check_int(name, getattr(self, name), low=0)
+        for index, size in enumerate(self.sizes):
+            check_int(f"sizes[{index}]", size, low=2)
+        if not self.sizes or len(set(self.sizes)) != len(self.sizes):
+            raise ConfigError(f"sizes must be distinct integers >= 2, got {self.sizes!r}")
+        if self.epsilon_mode not in ("relative", "welfare"):
+            raise ConfigError(f"epsilon_mode must be 'relative' or 'welfare', got {self.epsilon_mode!r}")
+        for name in ("epsilons", "zero_epsilons"):
+            values = getattr(self, name)
+            if not all(math.isfinite(eps) and eps >= 0 for eps in values) or len(set(values)) != len(values):
+                raise ConfigError(f"{name} must be distinct finite numbers >= 0, got {values!r}")
+        if not self.epsilons:
+            raise ConfigError("epsilons must not be empty")
+        if not math.isfinite(self.log_std_init):
+            raise ConfigError(f"log_std_init must be a finite number, got {self.log_std_init!r}")
+        for name in ("table3_epsilon", "lr", "xstar_lr", "xi", "kappa_mix"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name.endswith("advertisers") else 1):
-                raise ValueError(f"{name} must be an integer >= {2 if name.endswith('advertisers') else 1}, got {value!r}")
-        for name in ("epsilons", "ablation_epsilons"):
-            if not all(math.isfinite(eps) and eps >= 0 for eps in getattr(self, name)):
-                raise ValueError(f"{name} must be finite numbers >= 0, got {getattr(self, name)!r}")
-        if not self.seeds or not self.eval_seeds or not self.fit_seeds:
-            raise ValueError(f"seeds, eval_seeds and fit_seeds must not be empty, got {self.seeds!r}, {self.eval_seeds!r}, {self.fit_seeds!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.lr <= 0 or self.kappa_mix > 1:
+            raise ConfigError(f"lr must be > 0 and kappa_mix in [0, 1], got lr={self.lr!r}, kappa_mix={self.kappa_mix!r}")
+        if self.table3_epsilon not in self.epsilons:
+            raise ConfigError(f"table3_epsilon must be one of epsilons {self.epsilons!r}, got {self.table3_epsilon!r}")
+        unknown = sorted(set(self.heuristics) - set(HEURISTICS))
+        if unknown or "value" not in self.heuristics:
+            raise ConfigError(f"heuristics must include 'value' (the gates compare with it) and come from {', '.join(HEURISTICS)}, got {self.heuristics!r}")
+        if self.scheduler not in ("tune", "serial"):
+            raise ConfigError(f"scheduler must be 'tune' or 'serial', got {self.scheduler!r}")
+
+
+QUICK = dict(
+    output_dir="results/bpg-quick",
+    sizes=(10,),
+    training_seeds=1,
+    eval_seeds=3,
+    epsilons=(0.5, 0.0),
+    zero_epsilons=(0.0,),
+    iterations=12,
+    episodes_per_kind=8,
+    xstar_pretrain_updates=4,
+    validation_seeds=1,
+    max_advertisers=5,
+    ppo_best_response=False,
+    heuristics=("value", "pid"),
+    checkpoint_every=4,
+    scheduler="serial",  # Tune starts a worker per trial: ~30 s each here, too much for short trials
+)
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    """Command line flags from the fields of :class:`Args` (the shared :mod:`experiments.args`
-    parser: ``--name value``; booleans are flags; tuples take several values)."""
-    from experiments.args import parse
-
-    return parse(Args, argv, description=__doc__.splitlines()[0])
+    """Command-line flags (the shared protocol parser: explicit flags always win over --quick)."""
+    return arguments.parse(Args, argv, quick=QUICK)
 
 
-# ---------------------------------------------------------------------- markets and populations
-def market(args: Args, n_advertisers: int):
+# ---------------------------------------------------------------------- seeds and trials
+def training_seeds(args: Args) -> list[int]:
+    return [args.seed + index for index in range(args.training_seeds)]
+
+
+def evaluation_seeds(args: Args) -> list[int]:
+    """Evaluation markets: small integers, disjoint from the validation markets (BPG's own
+    training markets are 32-bit SeedSequence hashes: a clash has probability ~1e-9)."""
+    return [10_000 + args.seed * 1_000 + index for index in range(args.eval_seeds)]
+
+
+def validation_seeds(args: Args) -> list[int]:
+    return [20_000 + args.seed * 1_000 + index for index in range(args.validation_seeds)]
+
+
+def run_name(objective: str, epsilon: float | None, seed: int | None, n_advertisers: int) -> str:
+    eps = "" if epsilon is None else f"-eps{epsilon:g}"
+    return f"{objective}{eps}-N{n_advertisers}" + ("" if seed is None else f"-seed{seed}")
+
+
+def trial_config(args: Args, output: pathlib.Path, objective: str, n_advertisers: int, seed: int | None = None,
+                 epsilon: float | None = None, epsilon_share: float | None = None, table3: bool = False) -> dict:  # fmt: skip
+    """Everything one trial needs (JSON-ready, so it travels to Tune's workers and into manifests).
+
+    ``training`` holds what determines the trained population (a resumed trial must match it,
+    except ``iterations``, which may grow); ``evaluation`` what its scores depend on."""
+    training = None
+    if objective in TRAINED:
+        training = {
+            "objective": objective, "seed": seed, "epsilon_share": epsilon_share if epsilon_share is not None else 0.0,
+            "n_advertisers": n_advertisers, "impressions_per_advertiser": args.impressions_per_advertiser, "n_ticks": args.n_ticks,
+            "iterations": args.iterations, "lr": args.lr, "xstar_lr": args.xstar_lr or None, "xi": args.xi or None,
+            "kappa_mix": args.kappa_mix, "episodes_per_kind": args.episodes_per_kind, "group_size": args.group_size,
+            "xstar_episodes": args.xstar_episodes, "xstar_updates": args.xstar_updates,
+            "xstar_pretrain_updates": args.xstar_pretrain_updates, "dual_deviators": args.dual_deviators,
+            "dual_episodes": args.dual_episodes, "log_std_init": args.log_std_init,
+        }  # fmt: skip
+    evaluation = {
+        "n_advertisers": n_advertisers, "impressions_per_advertiser": args.impressions_per_advertiser, "n_ticks": args.n_ticks,
+        "eval_seeds": evaluation_seeds(args), "validation_seeds": validation_seeds(args), "max_advertisers": args.max_advertisers,
+        "grid_periods": args.grid_periods, "sample_seed": args.seed, "table3": table3, "ppo_best_response": args.ppo_best_response and table3,
+    }  # fmt: skip
+    return {
+        "name": run_name(objective, epsilon, seed, n_advertisers),
+        "output": str(output),
+        "objective": objective,
+        "epsilon": epsilon,
+        "epsilon_mode": args.epsilon_mode,
+        "training": training,
+        "evaluation": evaluation,
+        "checkpoint_every": args.checkpoint_every,
+        "tensorboard": args.tensorboard,
+    }
+
+
+def market(n_advertisers: int, impressions_per_advertiser: int, n_ticks: int):
     from agents.bpg import market_spec
 
-    return market_spec(n_advertisers, impressions_per_episode=args.impressions_per_advertiser * n_advertisers, n_ticks=args.n_ticks)
+    return market_spec(n_advertisers, impressions_per_episode=impressions_per_advertiser * n_advertisers, n_ticks=n_ticks)
 
 
 def heuristic_population(name: str):
@@ -165,384 +302,600 @@ def heuristic_population(name: str):
     return {"value": lambda: FixedMultipliers(1.0), "pid": PIDPacing, "cpa": CPAPacing, "online_lp": OnlineLP}[name]()
 
 
-def exploitability_config(args: Args, seed: int):
-    from agents.equilibrium import ExploitabilityConfig, GridBestResponse
+# ---------------------------------------------------------------------- one trial
+def build_algorithm(training: dict):
+    from agents.bpg import BPGConfig
 
-    return ExploitabilityConfig(
-        eval_seeds=args.eval_seeds,
-        fit_seeds=args.fit_seeds,
-        estimators=(GridBestResponse(),),
-        oracle=True,
-        max_advertisers=args.max_advertisers,
-        sample_seed=seed,
-        backend=args.exploitability_backend,
-        num_cpus=args.num_cpus,
-        progress=False,
-    )
-
-
-def run_name(objective: str, epsilon: float | None, seed: int, n_advertisers: int) -> str:
-    eps = "" if epsilon is None else f"-eps{epsilon:g}"
-    return f"{objective}{eps}-N{n_advertisers}-seed{seed}"
-
-
-# ---------------------------------------------------------------------- training one population
-def train_population(args: Args, objective: str, epsilon: float, seed: int, n_advertisers: int, output: pathlib.Path) -> dict:
-    """Train one population with BPG's loop (objective ``bpg``, ``bpg_zero``, ``cooperative`` or
-    ``selfish``), scoring it every ``eval_every`` iterations; returns the final summary."""
-    from tqdm.auto import tqdm
-
-    from agents.bpg import BPG, BPGConfig
-    from agents.equilibrium import TrainingHistory, evaluate_exploitability
-
-    name = run_name(objective, epsilon if objective in ("bpg", "bpg_zero") else None, seed, n_advertisers)
-    history_path = output / "histories" / f"{name}.json"
-    report_path = output / "reports" / f"{name}.json"
-    summary_path = output / "summaries" / f"{name}.json"
-    spec = market(args, n_advertisers)
-    checkpoint = output / "checkpoints" / name
-    if args.resume and summary_path.exists():
-        summary = json.loads(summary_path.read_text())
-        summary["_unified"] = lambda: trained_policies(checkpoint)
-        return summary
-    config = (
+    spec = market(training["n_advertisers"], training["impressions_per_advertiser"], training["n_ticks"])
+    return (
         BPGConfig()
         .bpg(
-            market=spec,
-            objective=objective,
-            epsilon=epsilon,
-            seed=seed,
-            episodes_per_kind=args.episodes_per_kind,
-            xstar_updates=args.xstar_updates,
-            dual_advertisers=min(args.dual_advertisers, n_advertisers),
-        )
-        .env_runners(num_env_runners=args.num_env_runners)
-        .learners(num_learners=args.num_learners, num_gpus_per_learner=args.num_gpus_per_learner)
+            market=spec, objective=training["objective"], epsilon=training["epsilon_share"], seed=training["seed"],
+            xi=training["xi"], kappa_uniform_mix=training["kappa_mix"], episodes_per_kind=training["episodes_per_kind"],
+            group_size=training["group_size"], xstar_episodes=training["xstar_episodes"], xstar_updates=training["xstar_updates"],
+            xstar_pretrain_updates=training["xstar_pretrain_updates"], xstar_lr=training["xstar_lr"],
+            dual_deviators=training["dual_deviators"], dual_episodes=training["dual_episodes"],
+            model={"log_std_init": training["log_std_init"]},
+        )  # fmt: skip
+        .training(lr=training["lr"])
+        .build_algo()
     )
-    history = TrainingHistory(run={"algorithm": objective, "label": name, "seed": seed, "epsilon": epsilon if objective in ("bpg", "bpg_zero") else None, "market": spec.describe()})
-    if args.resume and (checkpoint / "rllib_checkpoint.json").exists():
-        algo = BPG.from_checkpoint(str(checkpoint))
-        if history_path.exists():
-            saved = TrainingHistory.load(history_path)
-            history.records = [r for r in saved.records if r["iteration"] <= algo.bpg_state.iteration]
-    else:
-        algo = config.build_algo()
-    started = time.perf_counter() - (history.records[-1].get("wall_seconds", 0.0) if history.records else 0.0)
-    report = None
+
+
+def _same_training(a: dict | None, b: dict | None) -> bool:
+    strip = lambda config: {k: v for k, v in (config or {}).items() if k != "iterations"}  # noqa: E731
+    return strip(a) == strip(b)
+
+
+def _read_result(path: pathlib.Path) -> dict | None:
+    """A trial's result if it exists and its manifest's hashes match (else None: redo it)."""
+    from auctionsim import runs
+
+    if not path.is_file():
+        return None
     try:
-        with tqdm(total=args.iterations, initial=algo.bpg_state.iteration, desc=name, leave=False) as bar:
-            while algo.bpg_state.iteration < args.iterations:
-                algo.train()
-                record = algo.history[-1]
-                iteration = record["iteration"]
-                scalars = {key: record[key] for key in ("lambda_sum", "lambda_max", "lambda_mean", "max_violation", "n_violating", "max_gain_normalised")}
-                scalars["train_welfare"] = record["welfare"]  # on the dual step's market seeds
-                common = dict(wall_seconds=time.perf_counter() - started, scalars=scalars)
-                if iteration % args.eval_every == 0 or iteration == args.iterations:
-                    report = evaluate_exploitability(algo.population_policy(), spec, config=exploitability_config(args, seed), label=name)
-                    history.add_report(iteration, report, **common)
-                else:
-                    history.add(iteration, social_welfare=record["welfare"], revenue=record["revenue"], max_exploitability={"unified": record["max_gain_normalised"]}, **common)
-                history.save(history_path)
-                if iteration % args.checkpoint_every == 0 or iteration == args.iterations:
-                    algo.save_to_path(str(checkpoint))
-                bar.set_postfix(welfare=f"{record['welfare']:.0f}", gain=f"{record['max_gain_normalised']:.3f}", lam=f"{record['lambda_sum']:.2f}", viol=record["n_violating"])
-                bar.update(1)
-        if report is None:
-            report = evaluate_exploitability(algo.population_policy(), spec, config=exploitability_config(args, seed), label=name)
-        unified = {"population": algo.population_policy(), "x_star": algo.unified_solution_deviation()}
-    finally:
-        algo.stop()
-    report.save(report_path)
-    summary = summarise(report, name, objective, epsilon if objective in ("bpg", "bpg_zero") else None, seed, n_advertisers)
-    summary["train_seconds"] = time.perf_counter() - started
-    summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(json.dumps(summary, indent=1))
-    summary["_unified"] = lambda: unified
-    return summary
+        runs.verify_manifest(path)
+        return json.loads(path.read_text())
+    except (runs.RunError, ValueError):
+        return None
 
 
-def trained_policies(checkpoint: pathlib.Path) -> dict:
-    """The population policy theta and the unified solution x* of a finished run, restored from
-    its last checkpoint (for Table 3 when the run itself was skipped by ``--resume``)."""
-    from agents.bpg import BPG
+def run_trial(config: dict, report: Callable[[dict], None] | None = None) -> dict:
+    """Train (unless a heuristic), evaluate and save one trial; returns its result dict.
 
-    algo = BPG.from_checkpoint(str(checkpoint))
+    Resumable: a finished trial with the same config is read back; one with the same training
+    config and fewer iterations continues from its final checkpoint; an interrupted one continues
+    from its newest verified checkpoint. ``report(metrics)`` is called after every iteration and
+    at the end (Tune's ``tune.report`` in a sweep)."""
+    from agents.bpg.checkpoints import CheckpointError, CheckpointStore
+    from auctionsim import runs
+    from auctionsim.tracking import ScalarLogger
+
+    clock = runs.RunClock()
+    output = pathlib.Path(config["output"])
+    folder = output / "runs" / config["name"]
+    result_path = folder / "result.json"
+    previous = _read_result(result_path)
+    if previous is not None and previous["config"]["training"] == config["training"] and previous["config"]["evaluation"] == config["evaluation"]:
+        if report is not None:
+            report(_final_metrics(previous))
+        return previous
+    tensorboard = ScalarLogger(output / "tensorboard" / config["name"] if config["tensorboard"] else None)
     try:
-        return {"population": algo.population_policy(), "x_star": algo.unified_solution_deviation()}
+        training = config["training"]
+        history: list[dict] = []
+        algo = None
+        if training is not None:
+            store = CheckpointStore(folder / "checkpoints")
+            latest = store.latest()
+            if latest is not None:
+                if not _same_training(latest[1].get("training"), training):
+                    raise CheckpointError(f"{latest[0]} was trained with another config; refusing to resume {config['name']} from it (remove the folder or use another --output-dir)")
+                algo = store.restore(latest[0])
+            else:
+                algo = build_algorithm(training)
+            try:
+                from tqdm.auto import tqdm
+
+                with tqdm(total=training["iterations"], initial=min(algo.bpg_state.iteration, training["iterations"]), desc=config["name"], leave=False, disable=report is not None) as bar:
+                    while algo.bpg_state.iteration < training["iterations"]:
+                        result = algo.train()
+                        record = algo.history[-1]
+                        iteration = record["iteration"]
+                        scalars = _iteration_scalars(record, result)
+                        tensorboard.log(iteration, scalars)
+                        if report is not None:
+                            report({"iteration": iteration, **scalars})
+                        if iteration % config["checkpoint_every"] == 0 or iteration == training["iterations"]:
+                            store.save(algo, {"training": training, "name": config["name"]})
+                        bar.set_postfix(welfare=f"{record['welfare']:.0f}", gain=f"{record['max_gain_normalised']:.4f}", lam=f"{record['lambda_sum']:.2f}")
+                        bar.update(1)
+                history = [dict(record) for record in algo.history[: training["iterations"]]]
+                evaluation = evaluate_trial(config, algo.population_policy(), algo.unified_solution_deviation())
+                exports = folder / "policies"
+                from agents.bpg.checkpoints import export_policy
+
+                export_policy(algo.actor("population"), exports / "theta", {"name": config["name"], "role": "population policy theta"})
+                export_policy(algo.actor("x_star"), exports / "x_star", {"name": config["name"], "role": "unified solution x*"})
+            finally:
+                algo.stop()
+        else:
+            evaluation = evaluate_trial(config, heuristic_population(config["objective"]), None)
+        result = {"schema": RESULT_SCHEMA, "config": config, "history": history, **evaluation}
+        final = _final_metrics(result)
+        tensorboard.log(len(history), {f"eval/{key}": value for key, value in final.items() if isinstance(value, (int, float))})
+        runs.write_json_result(result_path, result, config, seeds={"eval": config["evaluation"]["eval_seeds"], "validation": config["evaluation"]["validation_seeds"]}, clock=clock)
+        if report is not None:
+            report(final)
+        return result
     finally:
-        algo.stop()
+        tensorboard.close()
 
 
-def evaluate_heuristic(args: Args, heuristic: str, seed: int, n_advertisers: int, output: pathlib.Path) -> dict:
-    from agents.equilibrium import evaluate_exploitability
+def _iteration_scalars(record: dict, result: dict) -> dict[str, float]:
+    """TensorBoard/Tune scalars of one iteration: BPG's record and the learners' losses."""
+    scalars = {f"bpg/{key}": float(value) for key, value in record.items() if key not in ("objective", "iteration")}
+    for module, values in (result.get("learners") or {}).items():
+        if isinstance(values, dict):
+            for key in ("policy_loss", "vf_loss", "entropy", "log_std"):
+                if key in values:
+                    scalars[f"learners/{module}/{key}"] = float(np.mean(values[key]))
+    return scalars
 
-    name = run_name(heuristic, None, seed, n_advertisers)
-    spec = market(args, n_advertisers)
-    report = evaluate_exploitability(heuristic_population(heuristic), spec, config=exploitability_config(args, seed), label=name)
-    report.save(output / "reports" / f"{name}.json")
-    return summarise(report, name, heuristic, None, seed, n_advertisers)
 
-
-def summarise(report, name: str, algorithm: str, epsilon: float | None, seed: int, n_advertisers: int) -> dict:
-    """The Table 1 quantities of one population (Max Exploitability normalised by welfare)."""
+def _final_metrics(result: dict) -> dict[str, float]:
+    welfare = np.asarray(result["welfare"])
     return {
-        "name": name,
-        "algorithm": algorithm,
-        "epsilon": epsilon,
-        "seed": seed,
-        "n_advertisers": n_advertisers,
-        "social_welfare": float(np.mean(report.social_welfare)),
-        "revenue": float(np.mean(report.revenue)),
-        "max_exploitability_lower": report.max_exploitability("lower").estimate,
-        "max_exploitability_upper": report.max_exploitability("upper").estimate,
+        "done": 1,
+        "eval_welfare_mean": float(welfare.mean()),
+        "eval_revenue_mean": float(np.mean(result["revenue"])),
+        "eval_max_exploitability_lower_mean": float(np.mean(result["max_exploitability_lower"])),
+        "eval_max_exploitability_upper_mean": float(np.mean(result["max_exploitability_upper"])),
     }
 
 
-# ---------------------------------------------------------------------- tables
-def table1(summaries: list[dict], epsilons: tuple[float, ...]) -> list[dict]:
-    """Rows of Table 1: mean +- std over seeds; Compliance Rate bracketed by the bounds."""
-    rows = []
-    groups: dict[tuple, list[dict]] = {}
-    for summary in summaries:
-        groups.setdefault((summary["algorithm"], summary["epsilon"]), []).append(summary)
-    for (algorithm, epsilon), group in groups.items():
-        def stat(key):
-            values = np.array([s[key] for s in group])
-            return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
-
-        row = {"algorithm": algorithm, "epsilon": epsilon, "n_seeds": len(group)}
-        for key in ("social_welfare", "revenue", "max_exploitability_lower", "max_exploitability_upper"):
-            row[key], row[key + "_std"] = stat(key)
-        if epsilon is not None:
-            # Certain compliance (upper bound <= eps) .. possible compliance (lower bound <= eps).
-            row["compliance_certain"] = float(np.mean([s["max_exploitability_upper"] <= epsilon for s in group]))
-            row["compliance_possible"] = float(np.mean([s["max_exploitability_lower"] <= epsilon for s in group]))
-        rows.append(row)
-    order = {name: index for index, name in enumerate(["selfish", "cooperative", "value", "pid", "cpa", "online_lp", "bpg", "bpg_zero"])}
-    rows.sort(key=lambda r: (order.get(r["algorithm"], 99), -(r["epsilon"] if r["epsilon"] is not None else 1)))
-    return rows
-
-
-def table3(args: Args, unified, output: pathlib.Path) -> list[dict]:
-    """Unified solution x* vs each advertiser's own best response (BPG Table 3)."""
+def evaluate_trial(config: dict, population, unified) -> dict:
+    """Welfare, revenue and Max Exploitability of a population on the evaluation markets (and
+    Table 3's returns when the trial is the Table 3 one); see the module doc."""
     from agents.equilibrium import DeviationEvaluator, ExploitabilityConfig, GridBestResponse, PPOBestResponse, evaluate_exploitability
+    from agents.equilibrium.evaluate import choose_advertisers
 
-    spec = market(args, args.table3_advertisers)
-    estimators = (GridBestResponse(),) + ((PPOBestResponse(warm_start_from="grid-constant"),) if args.ppo_best_response else ())
-    config = ExploitabilityConfig(eval_seeds=args.eval_seeds, fit_seeds=args.fit_seeds, estimators=estimators, oracle=True, max_advertisers=None, backend=args.exploitability_backend, num_cpus=args.num_cpus, progress=False)
-    # Others play the trained population theta; x* and the best responses deviate alone.
-    report = evaluate_exploitability(unified["population"], spec, config=config, label="table3")
-    report.save(output / "reports" / "table3.json")
+    settings = config["evaluation"]
+    spec = market(settings["n_advertisers"], settings["impressions_per_advertiser"], settings["n_ticks"])
+    eval_seeds, fit_seeds = settings["eval_seeds"], settings["validation_seeds"]
+    all_ids = spec.build().population.ids
+    sampled, _ = choose_advertisers(all_ids, None, settings["max_advertisers"], settings["sample_seed"])
+    table3 = settings["table3"]
+    ids = np.sort(all_ids) if table3 else sampled
+    estimators = (GridBestResponse(periods=settings["grid_periods"]),)
+    if settings["ppo_best_response"]:
+        estimators += (PPOBestResponse(warm_start_from="grid-constant"),)
+    exploitability = ExploitabilityConfig(eval_seeds=eval_seeds, fit_seeds=fit_seeds, estimators=estimators, oracle=True, max_advertisers=None, backend="serial", progress=False)
+    report = evaluate_exploitability(population, spec, advertiser_ids=ids, config=exploitability, label=config["name"])
+    columns = np.searchsorted(ids, sampled)
+    welfare = report.social_welfare
+    population_returns = report.population_returns[:, columns]
+
+    def per_episode(returns: np.ndarray) -> list[float]:
+        gains = np.maximum(returns[:, columns] - population_returns, 0.0).max(axis=1)
+        return (gains / welfare).tolist()
+
     lower, upper = report.deviation_returns("lower"), report.deviation_returns("upper")
+    result = {
+        "welfare": welfare.tolist(),
+        "revenue": report.revenue.tolist(),
+        "sampled_advertisers": sampled.tolist(),
+        "max_exploitability_lower": per_episode(lower),
+        "max_exploitability_upper": per_episode(upper),
+        # Eq. 15 with expectations first: max_i mean_s gain / mean_s welfare (compliance uses it).
+        "max_exploitability_lower_overall": float(max(0.0, (lower[:, columns] - population_returns).mean(axis=0).max()) / welfare.mean()),
+        "max_exploitability_upper_overall": float(max(0.0, (upper[:, columns] - population_returns).mean(axis=0).max()) / welfare.mean()),
+    }
+    if unified is not None:
+        x_star = np.stack([DeviationEvaluator(spec, population, int(i)).returns(unified, eval_seeds) for i in sampled], axis=1)
+        result["max_exploitability_x_star"] = per_episode(_expand(x_star, columns, lower.shape))
+    if table3:
+        result["table3"] = table3_rows(report, spec, population, unified, fit_seeds, eval_seeds)
+    return result
+
+
+def _expand(values: np.ndarray, columns: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``(S, k)`` values of the sampled columns placed in a ``shape`` array (others 0)."""
+    full = np.zeros(shape)
+    full[:, columns] = values
+    return full
+
+
+def table3_rows(report, spec, population, unified, fit_seeds, eval_seeds) -> list[dict]:
+    """Table 3: per advertiser, R(x*), the best response found by each estimator, R* (the best
+    of grid, PPO and x*, chosen on the validation markets) and the oracle's upper bound."""
+    from agents.equilibrium import DeviationEvaluator
+
     rows = []
     for column, advertiser in enumerate(report.advertiser_ids):
-        evaluator = DeviationEvaluator(spec, unified["population"], int(advertiser))
-        x_star_return = float(evaluator.returns(unified["x_star"], args.eval_seeds).mean())
-        best = float(lower[:, column].mean())
-        rows.append(
-            {
-                "advertiser": int(advertiser),
-                "unified_return": x_star_return,
-                "best_response_return": best,
-                "ratio_percent": 100.0 * x_star_return / best if best > 0 else float("nan"),
-                "oracle_upper_bound": float(upper[:, column].mean()),
-                "population_return": float(report.population_returns[:, column].mean()),
-            }
-        )
+        evaluator = DeviationEvaluator(spec, population, int(advertiser))
+        candidates = {"x_star": (float(evaluator.returns(unified, fit_seeds).mean()), float(evaluator.returns(unified, eval_seeds).mean()))}
+        for name, values in report.estimators.items():
+            if values.bound == "lower":
+                candidates[name] = (float(values.fit_returns[column]), float(values.returns[:, column].mean()))
+        best = max(candidates, key=lambda name: candidates[name][0])
+        upper = float(report.estimators["oracle"].returns[:, column].mean())
+        r_star = candidates[best][1]
+        x_star = candidates["x_star"][1]
+        rows.append({
+            "advertiser": int(advertiser),
+            "unified_return": x_star,
+            "best_response_return": r_star,
+            "best_response_estimator": best,
+            "ratio_percent": 100.0 * x_star / r_star if r_star > 0 else float("nan"),
+            "oracle_upper_bound": upper,
+            "ratio_to_oracle_percent": 100.0 * x_star / upper if upper > 0 else float("nan"),
+            "population_return": float(report.population_returns[:, column].mean()),
+            **{f"{name}_return": value[1] for name, value in candidates.items()},
+        })  # fmt: skip
     return rows
 
 
-def save_table(rows: list[dict], stem: pathlib.Path, columns: list[tuple[str, str]]) -> None:
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-    keys = sorted({key for row in rows for key in row})
-    with stem.with_suffix(".csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = ["| " + " | ".join(title for title, _ in columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(render(row, key) for _, key in columns) + " |")
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+# ---------------------------------------------------------------------- sweeps
+def _tune_trial(config: dict) -> None:
+    """Ray Tune's function trainable: one trial, reporting through ``tune.report``."""
+    from ray import tune
+
+    run_trial(config["trial"], report=tune.report)
 
 
-def render(row: dict, key: str) -> str:
-    if key == "compliance":
-        if "compliance_certain" not in row:
-            return "/"
-        return f"{100 * row['compliance_certain']:.0f}%-{100 * row['compliance_possible']:.0f}%"
-    if key == "bracket":
-        return f"[{row['max_exploitability_lower']:.3f}, {row['max_exploitability_upper']:.3f}]"
-    value = row.get(key)
-    if value is None:
+def run_trials(args: Args, output: pathlib.Path, configs: list[dict], stage: str) -> list[dict]:
+    """Run the trials as a Ray Tune sweep (``--scheduler tune``) or one after another in this
+    process (``serial``); returns their results in the order given. The trials are independent
+    and deterministic, so both give the same results."""
+    if not configs:
+        return []
+    if args.scheduler == "serial":
+        return [run_trial(config) for config in configs]
+    import os
+
+    from ray import tune
+
+    local = not os.environ.get("RAY_ADDRESS")
+    tuner = tune.Tuner(
+        tune.with_resources(_tune_trial, {"cpu": 1}),
+        param_space={"trial": tune.grid_search(configs)},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=args.num_cpus if local else None,
+            trial_name_creator=lambda trial: trial.config["trial"]["name"],
+            trial_dirname_creator=lambda trial: trial.config["trial"]["name"],
+        ),
+        run_config=tune.RunConfig(name=f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(output / "tune"), verbose=0),
+    )
+    grid = tuner.fit()
+    failed = [result for result in grid if result.error is not None]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(configs)} {stage} trials failed; first: {failed[0].error}")
+    return [json.loads((output / "runs" / config["name"] / "result.json").read_text()) for config in configs]
+
+
+def epsilon_scale(args: Args, results: list[dict]) -> float:
+    """The cooperative population's Max Exploitability at this N as the constraint measures it:
+    x*'s largest gain / welfare, mean of the last ``scale_window`` iterations, mean over seeds."""
+    values = [np.mean([record["max_gain_normalised"] for record in result["history"][-args.scale_window :]]) for result in results]
+    return float(np.mean(values))
+
+
+def run_experiment(args: Args, output: pathlib.Path) -> dict:
+    """Both stages for every size, then the tables, summary and gates."""
+    from agents.bpg import resolve_epsilon
+
+    seeds = training_seeds(args)
+    smallest = min(args.sizes)
+    stage1 = []
+    for n in args.sizes:
+        stage1 += [trial_config(args, output, objective, n, seed) for objective in ("cooperative", "selfish") for seed in seeds]
+        stage1 += [trial_config(args, output, heuristic, n) for heuristic in args.heuristics]
+    results = {config["name"]: result for config, result in zip(stage1, run_trials(args, output, stage1, "stage1"))}
+    scales = {}
+    stage2 = []
+    for n in args.sizes:
+        cooperative = [results[run_name("cooperative", None, seed, n)] for seed in seeds]
+        scales[n] = epsilon_scale(args, cooperative)
+        for objective, epsilons in (("bpg", args.epsilons), ("bpg_zero", args.zero_epsilons)):
+            for epsilon in epsilons:
+                share = resolve_epsilon(epsilon, args.epsilon_mode, scales[n] if args.epsilon_mode == "relative" else None)
+                for seed in seeds:
+                    table3 = objective == "bpg" and n == smallest and epsilon == args.table3_epsilon and seed == seeds[0]
+                    stage2.append(trial_config(args, output, objective, n, seed, epsilon, share, table3))
+    results.update({config["name"]: result for config, result in zip(stage2, run_trials(args, output, stage2, "stage2"))})
+    return summarise(args, results, scales)
+
+
+# ---------------------------------------------------------------------- tables and gates
+def _grid(args: Args, results: dict, objective: str, epsilon: float | None, n: int, key: str) -> np.ndarray:
+    """``(training seeds, eval seeds)`` scores of one method (heuristics: one row)."""
+    if objective in TRAINED:
+        return np.array([results[run_name(objective, epsilon, seed, n)][key] for seed in training_seeds(args)], dtype=np.float64)
+    return np.array([results[run_name(objective, None, None, n)][key]], dtype=np.float64)
+
+
+def _paired(grid: np.ndarray, rows: int) -> np.ndarray:
+    return np.repeat(grid, rows, axis=0) if grid.shape[0] == 1 else grid
+
+
+def methods(args: Args) -> list[tuple[str, float | None]]:
+    """Table 1's rows in order: (objective, epsilon)."""
+    rows = [("cooperative", None), ("selfish", None)] + [(heuristic, None) for heuristic in args.heuristics]
+    rows += [("bpg", eps) for eps in sorted(args.epsilons, reverse=True)] + [("bpg_zero", eps) for eps in sorted(args.zero_epsilons, reverse=True)]
+    return rows
+
+
+def summarise(args: Args, results: dict, scales: dict[int, float]) -> dict:
+    """Table 1 per size (with paired comparisons and gates) and Table 3, in the schema of
+    ``summary.json`` (headline: the largest size; every size under ``by_size``)."""
+    from auctionsim import stats
+
+    seeds = training_seeds(args)
+    blocks = {}
+    for n in args.sizes:
+        rows, scores = [], {"welfare": {}, "max_exploitability": {}, "revenue": {}}
+        for objective, epsilon in methods(args):
+            label = objective if epsilon is None else f"{objective} eps={epsilon:g}"
+            grids = {metric: _grid(args, results, objective, epsilon, n, key) for metric, key in (("welfare", "welfare"), ("max_exploitability", "max_exploitability_lower"), ("revenue", "revenue"))}
+            upper = _grid(args, results, objective, epsilon, n, "max_exploitability_upper")
+            for metric, grid in grids.items():
+                scores[metric][label] = _paired(grid, len(seeds))
+            row = {
+                "method": objective,
+                "label": label,
+                "epsilon": epsilon,
+                "stand_in": STAND_IN_NOTE if objective in HEURISTICS and objective != "value" else None,
+                **{metric: stats.grid_mean(grid).to_dict() for metric, grid in grids.items()},
+                "max_exploitability_upper": stats.grid_mean(upper).to_dict(),
+                "compliance_rate": None, "compliance_rate_upper": None, "lambda_active_fraction": None, "constraint_active": None,
+            }  # fmt: skip
+            if objective in TRAINED:
+                trials = [results[run_name(objective, epsilon, seed, n)] for seed in seeds]
+                row["x_star_gain"] = stats.grid_mean(np.array([t["max_exploitability_x_star"] for t in trials])).to_dict()
+                row["final_train_x_star_gain"] = float(np.mean([t["history"][-1]["max_gain_normalised"] for t in trials]))
+                if objective in ("bpg", "bpg_zero"):
+                    share = trials[0]["config"]["training"]["epsilon_share"]
+                    row["epsilon_share_of_welfare"] = share
+                    row["compliance_rate"] = float(np.mean([t["max_exploitability_lower_overall"] <= share for t in trials]))
+                    row["compliance_rate_upper"] = float(np.mean([t["max_exploitability_upper_overall"] <= share for t in trials]))
+                    active = [np.mean([record["lambda_sum"] > 0 for record in t["history"]]) for t in trials]
+                    row["lambda_active_fraction"] = float(np.mean(active))
+                    row["constraint_active"] = bool(max(active) > 0)
+                    if not row["constraint_active"]:
+                        row["note"] = NEVER_ACTIVE
+            rows.append(row)
+        value = scores["welfare"]["value"]
+        for row in rows:  # every trained population against value bidding (a non-learning run shows)
+            if row["method"] in TRAINED:
+                difference = stats.paired_difference(scores["welfare"][row["label"]], value)
+                row["welfare_vs_value_bidding"] = difference.to_dict()
+        comparisons = table1_comparisons(args, scores, rows)
+        gates = gate_verdicts(args, rows, comparisons)
+        blocks[n] = {
+            "n_advertisers": n,
+            "training_seeds": seeds,
+            "eval_seeds": evaluation_seeds(args),
+            "validation_seeds": validation_seeds(args),
+            "epsilon_mode": args.epsilon_mode,
+            "epsilon_scale": scales[n] if args.epsilon_mode == "relative" else None,
+            "max_exploitability_sample": args.max_advertisers,
+            "rows": rows,
+            "comparisons": comparisons,
+            "gates": gates,
+            "table3": [],
+        }
+    smallest = min(args.sizes)
+    table3_trial = results[run_name("bpg", args.table3_epsilon, training_seeds(args)[0], smallest)]
+    blocks[smallest]["table3"] = table3_trial.get("table3", [])
+    headline = blocks[max(args.sizes)]
+    return {**headline, "table3": blocks[smallest]["table3"], "table3_n_advertisers": smallest, "by_size": {str(n): block for n, block in blocks.items()}}
+
+
+def table1_comparisons(args: Args, scores: dict, rows: list[dict]) -> dict:
+    """Paired comparisons of one size, Holm over each metric's table: cooperative and SAB vs
+    value bidding, each BPG vs SAB, adjacent epsilons of BPG, and BPG vs BPG_zero."""
+    from auctionsim import stats
+
+    bpg = [row["label"] for row in rows if row["method"] == "bpg"]
+    pairs = [("cooperative", "value"), ("selfish", "value"), ("cooperative", "selfish")]
+    pairs += [(label, "selfish") for label in bpg] + list(zip(bpg, bpg[1:]))
+    pairs += [(f"bpg eps={eps:g}", f"bpg_zero eps={eps:g}") for eps in args.zero_epsilons if eps in args.epsilons]
+    return {metric: [c.to_dict() for c in stats.compare(scores[metric], pairs)] for metric in ("welfare", "max_exploitability")}
+
+
+def gate_verdicts(args: Args, rows: list[dict], comparisons: dict) -> dict:
+    """The issue's gates at one size, from the comparisons (see module doc)."""
+    def find(metric: str, a: str, b: str) -> dict | None:
+        return next((c for c in comparisons[metric] if c["a"] == a and c["b"] == b), None)
+
+    cooperative = find("welfare", "cooperative", "value")
+    active = [row for row in rows if row["method"] == "bpg" and row["constraint_active"]]
+    adjacent = []
+    for higher, lower in zip(active, active[1:]):  # epsilons falling
+        welfare, exploitability = find("welfare", higher["label"], lower["label"]), find("max_exploitability", higher["label"], lower["label"])
+        adjacent.append({"pair": [higher["label"], lower["label"]], "welfare": welfare, "max_exploitability": exploitability})
+    largest = active[0]["label"] if active else None
+    return {
+        "cooperative_beats_value_bidding": bool(cooperative and cooperative["difference"]["low"] > 0),
+        "active_epsilons": [row["epsilon"] for row in active],
+        "adjacent_pairs": adjacent,
+        "exploitability_decreases_as_epsilon_falls": all(p["max_exploitability"] and p["max_exploitability"]["difference"]["mean"] >= 0 for p in adjacent) if adjacent else None,
+        "welfare_does_not_increase_as_epsilon_falls": all(p["welfare"] and p["welfare"]["verdict"] != f"{p['pair'][0]} < {p['pair'][1]}" for p in adjacent) if adjacent else None,
+        "some_adjacent_pair_distinguishable": any(p[m] and p[m]["verdict"] != "not distinguishable" for p in adjacent for m in ("welfare", "max_exploitability")) if adjacent else None,
+        "largest_active_bpg_vs_selfish_welfare": find("welfare", largest, "selfish") if largest else None,
+    }
+
+
+def _format(estimate: dict | None, digits: int = 1) -> str:
+    if estimate is None:
         return "/"
-    if isinstance(value, float) and key + "_std" in row:
-        return f"{value:.1f} ± {row[key + '_std']:.1f}"
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+    return f"{estimate['mean']:.{digits}f} [{estimate['low']:.{digits}f}, {estimate['high']:.{digits}f}]"
 
 
-TABLE1_COLUMNS = [("Algorithm", "algorithm"), ("Social welfare", "social_welfare"), ("Max Exploitability [lower, upper]", "bracket"), ("epsilon", "epsilon"), ("Compliance (certain-possible)", "compliance"), ("Revenue", "revenue"), ("seeds", "n_seeds")]
-TABLE3_COLUMNS = [("Advertiser", "advertiser"), ("R(x*)", "unified_return"), ("R* (best response found)", "best_response_return"), ("R(x*)/R* %", "ratio_percent"), ("oracle upper bound", "oracle_upper_bound"), ("G_i(theta)", "population_return")]
+def table1_markdown(block: dict) -> str:
+    lines = [
+        f"Table 1, N = {block['n_advertisers']}: mean [95% CI] over {len(block['training_seeds'])} training x {len(block['eval_seeds'])} evaluation seeds; "
+        f"Max Exploitability (Eq. 15) per episode over {block['max_exploitability_sample']} sampled advertisers (grid lower bound; oracle upper bound); "
+        f"epsilon mode {block['epsilon_mode']}" + (f" (scale {block['epsilon_scale']:.4f} of welfare)" if block["epsilon_scale"] else ""),
+        "",
+        "| Method | epsilon | Social welfare | Max Exploitability (lower) | upper | Compliance | lambda active | Revenue | welfare - value bidding | note |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in block["rows"]:
+        epsilon = "/" if row["epsilon"] is None else f"{row['epsilon']:g} (= {row['epsilon_share_of_welfare']:.4f})"
+        compliance = "/" if row["compliance_rate"] is None else f"{100 * row['compliance_rate']:.0f}% (upper {100 * row['compliance_rate_upper']:.0f}%)"
+        active = "/" if row["lambda_active_fraction"] is None else f"{100 * row['lambda_active_fraction']:.0f}%"
+        note = row.get("note") or row.get("stand_in") or ""
+        lines.append(
+            f"| {row['method']} | {epsilon} | {_format(row['welfare'])} | {_format(row['max_exploitability'], 4)} | {_format(row['max_exploitability_upper'], 4)} "
+            f"| {compliance} | {active} | {_format(row['revenue'])} | {_format(row.get('welfare_vs_value_bidding'))} | {note} |"
+        )
+    lines += ["", "Paired comparisons (Holm over each metric's table):", ""]
+    for metric, comparisons in block["comparisons"].items():
+        for c in comparisons:
+            digits = 4 if metric == "max_exploitability" else 1
+            lines.append(f"- {metric}: {c['a']} - {c['b']} = {_format(c['difference'], digits)}: {c['verdict']} (Holm p = {c['p_holm']:.3g})")
+    return "\n".join(lines) + "\n"
+
+
+def table3_markdown(rows: list[dict], n: int) -> str:
+    lines = [f"Table 3, N = {n}: unified solution x* vs each advertiser's best response (evaluation markets)", "",
+             "| Advertiser | R(x*) | R* | R* from | R(x*)/R* % | oracle upper bound | R(x*)/oracle % |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for row in rows:
+        lines.append(f"| {row['advertiser']} | {row['unified_return']:.1f} | {row['best_response_return']:.1f} | {row['best_response_estimator']} | {row['ratio_percent']:.1f} | {row['oracle_upper_bound']:.1f} | {row['ratio_to_oracle_percent']:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------- figures (from saved results)
-def plot_curves(output: pathlib.Path) -> None:
-    """Welfare and Max Exploitability over training iterations, one line per run of seed 0."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from agents.equilibrium import TrainingHistory
+    return plt
 
-    paths = sorted((output / "histories").glob("*-seed0.json"))
-    if not paths:
-        return
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
-    for path in paths:
-        history = TrainingHistory.load(path)
-        label = history.run.get("label", path.stem).rsplit("-N", 1)[0]
-        # Every iteration: welfare and x*'s gain on the dual step's market seeds (dotted).
-        # Evaluation points: welfare and Max Exploitability on the evaluation seeds (markers).
-        train = [(record["iteration"], record["scalars"].get("train_welfare", record["social_welfare"]["estimate"]), record["scalars"]["max_gain_normalised"])
-                 for record in history.records if "train_welfare" in record["scalars"] or "lower" not in record.get("max_exploitability", {})]
-        train_iterations, train_welfare, unified_gain = (np.array(column) for column in zip(*train)) if train else (np.zeros(0),) * 3
-        line, = top.plot(train_iterations, train_welfare, ":", alpha=0.6)
-        evaluated = [(record["iteration"], record["social_welfare"]["estimate"]) for record in history.records if "lower" in record.get("max_exploitability", {})]
-        if evaluated:
-            top.plot(*zip(*evaluated), "o-", color=line.get_color(), label=label)
-        bottom.plot(train_iterations, unified_gain, ":", color=line.get_color(), alpha=0.6)
-        for bound, style in (("lower", "o-"), ("upper", "s--")):
-            x, estimate, low, high = history.series("max_exploitability", bound)
-            if x.size:
-                bottom.errorbar(x, estimate, yerr=[estimate - low, high - estimate], fmt=style, color=line.get_color(), capsize=2)
-    top.set_ylabel("social welfare")
-    top.set_title("o: evaluation seeds; dotted: the dual step's seeds (other days)", fontsize=8)
-    top.legend(fontsize=7, ncol=2)
-    bottom.set_ylabel("Max Exploitability (/ welfare)")
-    bottom.set_xlabel("BPG iteration")
-    bottom.set_title("o lower bound (grid), s upper bound (oracle), dotted: x* gain", fontsize=8)
+
+def plot_curves(output: pathlib.Path, results: list[dict], n: int) -> pathlib.Path | None:
+    """Per iteration (first training seed): welfare on the dual step's markets, x*'s largest gain
+    / welfare and lambda_bar, one line per trained method."""
+    trials = [r for r in results if r["config"]["training"] and r["config"]["training"]["n_advertisers"] == n]
+    if not trials:
+        return None
+    first = min(r["config"]["training"]["seed"] for r in trials)
+    plt = _pyplot()
+    figure, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    for result in sorted((r for r in trials if r["config"]["training"]["seed"] == first), key=lambda r: r["config"]["name"]):
+        label = result["config"]["name"].rsplit("-N", 1)[0]
+        iterations = [record["iteration"] for record in result["history"]]
+        for axis, key in zip(axes, ("welfare", "max_gain_normalised", "lambda_sum")):
+            axis.plot(iterations, [record[key] for record in result["history"]], label=label)
+    axes[0].set_ylabel("welfare (dual-step markets)")
+    axes[1].set_ylabel("x* max gain / welfare")
+    axes[2].set_ylabel("lambda_bar")
+    axes[2].set_xlabel("BPG iteration")
+    axes[0].legend(fontsize=6, ncol=2)
+    axes[0].set_title(f"N = {n}, training seed {first}", fontsize=9)
     figure.tight_layout()
-    figure.savefig(output / "curves.png", dpi=120)
+    path = output / f"curves-N{n}.png"
+    figure.savefig(path, dpi=120)
     plt.close(figure)
+    return path
 
 
-def plot_ablation(output: pathlib.Path) -> None:
-    """Figure 4: welfare and Max Exploitability of BPG and BPG_zero against epsilon."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = output / "table1.json"
-    if not path.exists():
-        return
-    rows = json.loads(path.read_text())
+def plot_figure4(output: pathlib.Path, block: dict) -> pathlib.Path:
+    """Figure 4: welfare and Max Exploitability against epsilon, BPG vs BPG_zero, with 95%
+    intervals; cooperative as reference; hollow markers: constraint never active."""
+    plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for algorithm, marker in (("bpg", "o"), ("bpg_zero", "s")):
-        group = sorted((r for r in rows if r["algorithm"] == algorithm), key=lambda r: r["epsilon"])
+    for method, marker in (("bpg", "o"), ("bpg_zero", "s")):
+        group = sorted((r for r in block["rows"] if r["method"] == method), key=lambda r: r["epsilon"])
         if not group:
             continue
-        eps = [r["epsilon"] for r in group]
-        left.errorbar(eps, [r["social_welfare"] for r in group], yerr=[r["social_welfare_std"] for r in group], marker=marker, capsize=3, label=algorithm)
-        right.errorbar(eps, [r["max_exploitability_lower"] for r in group], yerr=[r["max_exploitability_lower_std"] for r in group], marker=marker, capsize=3, label=f"{algorithm} lower")
-        right.plot(eps, [r["max_exploitability_upper"] for r in group], marker=marker, linestyle="--", label=f"{algorithm} upper")
-    for row in rows:
-        if row["algorithm"] == "cooperative":
-            left.axhline(row["social_welfare"], color="grey", linestyle=":", label="fully cooperative")
-            right.axhline(row["max_exploitability_lower"], color="grey", linestyle=":", label="fully cooperative (lower)")
-    left.set_xlabel("epsilon (/ welfare)")
-    left.set_ylabel("social welfare")
-    right.set_xlabel("epsilon (/ welfare)")
-    right.set_ylabel("Max Exploitability (/ welfare)")
-    left.legend(fontsize=7)
-    right.legend(fontsize=7)
+        eps = np.array([r["epsilon"] for r in group])
+        for axis, key in ((left, "welfare"), (right, "max_exploitability")):
+            mean = np.array([r[key]["mean"] for r in group])
+            error = [mean - np.array([r[key]["low"] for r in group]), np.array([r[key]["high"] for r in group]) - mean]
+            line = axis.errorbar(eps, mean, yerr=error, marker=marker, capsize=3, label=method)
+            inactive = [i for i, r in enumerate(group) if not r["constraint_active"]]
+            if inactive:
+                axis.scatter(eps[inactive], mean[inactive], s=120, facecolors="none", edgecolors=line[0].get_color(), label=f"{method}: {NEVER_ACTIVE}")
+    for row in block["rows"]:
+        if row["method"] in ("cooperative", "value"):
+            for axis, key in ((left, "welfare"), (right, "max_exploitability")):
+                axis.axhline(row[key]["mean"], color="grey", linestyle=":" if row["method"] == "cooperative" else "--", label=row["method"])
+    unit = "fraction of the cooperative Max Exploitability" if block["epsilon_mode"] == "relative" else "share of welfare"
+    for axis, name in ((left, "social welfare"), (right, "Max Exploitability (grid lower bound)")):
+        axis.set_xlabel(f"epsilon ({unit})")
+        axis.set_ylabel(name)
+        axis.legend(fontsize=6)
+    figure.suptitle(f"N = {block['n_advertisers']}", fontsize=9)
     figure.tight_layout()
-    figure.savefig(output / "ablation_q3.png", dpi=120)
+    path = output / f"figure4-N{block['n_advertisers']}.png"
+    figure.savefig(path, dpi=120)
     plt.close(figure)
+    return path
 
 
-def plot_table3(output: pathlib.Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = output / "table3.json"
-    if not path.exists():
-        return
-    rows = json.loads(path.read_text())
+def plot_table3(output: pathlib.Path, rows: list[dict], n: int) -> pathlib.Path | None:
+    if not rows:
+        return None
+    plt = _pyplot()
     figure, axis = plt.subplots(figsize=(8, 3.5))
     x = np.arange(len(rows))
     axis.bar(x - 0.2, [r["unified_return"] for r in rows], 0.4, label="unified solution x*")
-    axis.bar(x + 0.2, [r["best_response_return"] for r in rows], 0.4, label="best response found")
+    axis.bar(x + 0.2, [r["best_response_return"] for r in rows], 0.4, label="R*: best of grid, PPO, x*")
     axis.scatter(x, [r["oracle_upper_bound"] for r in rows], marker="_", s=200, color="k", label="oracle upper bound")
     axis.set_xticks(x, [str(r["advertiser"]) for r in rows])
     axis.set_xlabel("advertiser")
     axis.set_ylabel("return (value won)")
+    axis.set_title(f"Table 3, N = {n}", fontsize=9)
     axis.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(output / "table3.png", dpi=120)
+    path = output / f"table3-N{n}.png"
+    figure.savefig(path, dpi=120)
     plt.close(figure)
+    return path
 
 
-def plot_all(output: pathlib.Path) -> None:
-    plot_curves(output)
-    plot_ablation(output)
-    plot_table3(output)
+def load_results(output: pathlib.Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted((output / "runs").glob("*/result.json"))]
+
+
+def write_outputs(output: pathlib.Path, summary: dict) -> None:
+    """Tables, summary and figures (atomically; figures are redrawn by ``--plot-only``)."""
+    from auctionsim import runs
+
+    runs.atomic_write_json(output / "summary.json", summary)
+    for n, block in summary["by_size"].items():
+        runs.atomic_write_text(output / f"table1-N{n}.md", table1_markdown(block))
+    if summary["table3"]:
+        runs.atomic_write_text(output / f"table3-N{summary['table3_n_advertisers']}.md", table3_markdown(summary["table3"], summary["table3_n_advertisers"]))
+    plot_all(output)
+
+
+def plot_all(output: pathlib.Path) -> list[pathlib.Path]:
+    path = output / "summary.json"
+    if not path.is_file():
+        raise ConfigError(f"--plot-only: {path} does not exist; run the experiment first")
+    summary = json.loads(path.read_text())
+    results = load_results(output)
+    written = []
+    for n, block in summary["by_size"].items():
+        written += [plot_curves(output, results, int(n)), plot_figure4(output, block)]
+    written.append(plot_table3(output, summary["table3"], summary["table3_n_advertisers"]))
+    return [p for p in written if p is not None]
 
 
 # ---------------------------------------------------------------------- the experiment
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    output = pathlib.Path(args.output_dir).resolve()  # RLlib checkpoints need absolute paths
-    output.mkdir(parents=True, exist_ok=True)
-    if args.plot_only:
-        plot_all(output)
-        return
+def main(argv: list[str] | None = None) -> dict | None:
     from agents.equilibrium import ray_session
+    from auctionsim import runs
 
+    args = parse_args(argv)
+    if args.plot_only:
+        plot_all(pathlib.Path(args.output_dir))
+        return None
+    output = runs.check_output_dir(args.output_dir).resolve()  # RLlib checkpoints need absolute paths
+    if not args.resume and (output / "runs").is_dir() and any((output / "runs").iterdir()):
+        raise runs.RunError(f"{output} holds results of an earlier run; add --resume to continue or extend it, or choose another --output-dir")
     started = time.perf_counter()
-    with ray_session(args.num_cpus):  # local by default, RAY_ADDRESS for a cluster; shut down after
-        run_experiment(args, output)
-    wall = time.perf_counter() - started
-    (output / "run.json").write_text(json.dumps({"args": dataclasses.asdict(args), "wall_seconds": wall}, indent=1))
-    plot_all(output)
-    print((output / "table1.md").read_text())
-    if (output / "table3.md").exists():
-        print((output / "table3.md").read_text())
-    print(f"wall time {wall:.0f} s; results in {output}")
-
-
-def run_experiment(args: Args, output: pathlib.Path) -> None:
-    """Train and score every population, then write Table 1 and Table 3."""
-    started = time.perf_counter()
-    n = args.n_advertisers
-    summaries: list[dict] = []
-    unified_for_table3 = None
-    # 1. Table 1 (and the BPG runs of the ablation).
-    for seed in args.seeds:
-        for epsilon in args.epsilons:
-            summary = train_population(args, "bpg", epsilon, seed, n, output)
-            if seed == args.seeds[0] and epsilon == args.table3_epsilon and args.table3_advertisers == n:
-                unified_for_table3 = summary["_unified"]
-            summaries.append(summary)
-        for objective in ("selfish", "cooperative"):
-            summaries.append(train_population(args, objective, 0.0, seed, n, output))
-        # 4. Q3 ablation: BPG_zero at each ablation epsilon.
-        for epsilon in args.ablation_epsilons:
-            summaries.append(train_population(args, "bpg_zero", epsilon, seed, n, output))
-        for heuristic in args.heuristics:
-            summaries.append(evaluate_heuristic(args, heuristic, seed, n, output))
-        print(f"seed {seed} done after {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-    rows = table1([{k: v for k, v in s.items() if not k.startswith("_")} for s in summaries], args.epsilons)
-    save_table(rows, output / "table1", TABLE1_COLUMNS)
-    # 2. Table 3 on the 10-advertiser market.
-    if unified_for_table3 is None:
-        unified_for_table3 = train_population(args, "bpg", args.table3_epsilon, args.seeds[0], args.table3_advertisers, output)["_unified"]
-    save_table(table3(args, unified_for_table3(), output), output / "table3", TABLE3_COLUMNS)
+    with runs.run_folder(output, args, resume=args.resume, extendable={"iterations", "training_seeds", "eval_seeds"}, seeds={"training": training_seeds(args), "eval": evaluation_seeds(args), "validation": validation_seeds(args)}) as run:
+        with ray_session(args.num_cpus):  # local by default, RAY_ADDRESS for a cluster; shut down after
+            summary = run_experiment(args, output)
+        summary["wall_seconds"] = time.perf_counter() - started
+        write_outputs(output, summary)
+        run.extra["wall_seconds"] = summary["wall_seconds"]
+    for n in summary["by_size"]:
+        print((output / f"table1-N{n}.md").read_text())
+    if summary["table3"]:
+        print((output / f"table3-N{summary['table3_n_advertisers']}.md").read_text())
+    for n, block in summary["by_size"].items():
+        print(f"gates N={n}: {json.dumps({k: v for k, v in block['gates'].items() if k != 'adjacent_pairs'})}")
+    print(f"wall time {summary['wall_seconds']:.0f} s; results in {output}")
+    return summary
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

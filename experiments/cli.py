@@ -2,12 +2,15 @@
 
     auctionsim simulate --preset auctionnet --population mixed --episodes 2 --output results/simulate.json
     auctionsim dataset  --preset auctionnet --population mixed --episodes 50 --noise 0.2 --output data/auctionnet.npz
+    auctionsim dataset  --population mybidders:MyBidder --episodes 2 --output data/log.parquet   # AuctionNet's format
     auctionsim simulate --preset auctionnet --set mechanism=fpa --set impressions_per_episode=100000
     auctionsim bandits --quick                  # any experiment: flags after its name go to it
     auctionsim plot gains results/equilibrium-quick/reports/*.json -o results/figures
 
 ``--set FIELD=VALUE`` replaces a field of the preset's market config (see
-``auctionsim.MarketConfig``). Populations are those of :mod:`agents.populations`.
+``auctionsim.MarketConfig``). Populations are those of :mod:`agents.populations`: a built-in
+name, or your own bidders as ``module:Name`` / ``path/to/file.py:Name`` (a population policy,
+a one-advertiser bidder or an AuctionNet strategy class, or a function returning a policy).
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ import argparse
 import contextlib
 import dataclasses
 import importlib
+import pathlib
 import shutil
 import sys
 import time
 
 import auctionsim
 from agents.datasets import OfflineDataset, collect_dataset, save_episode
-from agents.populations import POPULATIONS, named_population
+from agents.populations import POPULATIONS, check_population, named_population
 from auctionsim import MarketConfig, presets, runs
-from auctionsim.config import _check_float, _check_int
+from auctionsim.compat import auctionnet
+from auctionsim.validation import check_int, check_number
 from auctionsim.envs import REWARDS, AuctionParallelEnv, play_episode
 from auctionsim.errors import AuctionSimError, ConfigError
 from auctionsim.metrics import format_table
@@ -73,15 +78,23 @@ def _parse_overrides(pairs: list[str]) -> dict[str, object]:
     return overrides
 
 
+def _population(name: str) -> str:
+    """``--population`` values: a built-in name or ``module:Name`` (imported to check it)."""
+    try:
+        return check_population(name)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _environment(args: argparse.Namespace) -> AuctionParallelEnv:
     return AuctionParallelEnv(args.preset, reward=args.reward, **_parse_overrides(args.set))
 
 
 def _check_common(args: argparse.Namespace) -> None:
     """Flags every command shares, checked before any work."""
-    _check_int("--episodes", args.episodes, low=1)
-    _check_int("--seed", args.seed, low=0)
-    _check_float("--multiplier", args.multiplier, low=0.0)
+    check_int("--episodes", args.episodes, low=1)
+    check_int("--seed", args.seed, low=0)
+    check_number("--multiplier", args.multiplier, low=0.0)
 
 
 def _run_config(args: argparse.Namespace) -> dict[str, object]:
@@ -93,7 +106,7 @@ def simulate(args: argparse.Namespace) -> None:
     """Run a population on a preset; print the per-advertiser table and market metrics; save
     JSON (atomically, with a manifest beside it)."""
     _check_common(args)
-    _check_int("--rows", args.rows, low=0)
+    check_int("--rows", args.rows, low=0)
     output = runs.check_output_file(args.output, suffix=".json") if args.output else None
     env = _environment(args)
     policy = named_population(args.population, env.market.population.ids, args.multiplier)
@@ -117,7 +130,9 @@ def simulate(args: argparse.Namespace) -> None:
 
 
 def dataset(args: argparse.Namespace) -> None:
-    """Log episodes of a population to an NPZ offline dataset.
+    """Log episodes of a population to an NPZ offline dataset, or, when the output ends in
+    ``.csv`` or ``.parquet``, in AuctionNet's logged-data format (written atomically with a
+    manifest beside it; no ``--resume``: rerun instead).
 
     Crash safety: every finished episode is checkpointed (atomically) in
     ``.<name>.episodes/`` beside the output; the dataset is written atomically (the previous
@@ -127,7 +142,10 @@ def dataset(args: argparse.Namespace) -> None:
     checkpoint is discarded.
     """
     _check_common(args)
-    _check_float("--noise", args.noise, low=0.0)
+    check_number("--noise", args.noise, low=0.0)
+    suffix = pathlib.Path(args.output).suffix.lower()
+    if suffix in (".csv", ".parquet"):
+        return _auctionnet_log(args)
     output = runs.check_output_file(args.output, suffix=".npz")
     env = _environment(args)
     policy = named_population(args.population, env.market.population.ids, args.multiplier)
@@ -161,10 +179,27 @@ def dataset(args: argparse.Namespace) -> None:
     print(f"saved {path}: {logs.n_episodes} episodes, {transitions:,} advertiser transitions, {logs.observations.shape[-1]} features")
 
 
+def _auctionnet_log(args: argparse.Namespace) -> None:
+    """``auctionsim dataset --output X.csv|X.parquet``: the episodes in AuctionNet's format."""
+    if args.resume:
+        raise runs.RunError("--resume applies to NPZ datasets; an AuctionNet log is written in one go (rerun to replace it)")
+    output = runs.check_output_file(args.output, suffix=pathlib.Path(args.output).suffix)
+    env = _environment(args)
+    policy = named_population(args.population, env.market.population.ids, args.multiplier)
+    with runs.OutputLock(output):
+        clock = runs.RunClock()
+        path = auctionnet.log_episodes(env, policy, args.episodes, output, seed=args.seed, action_noise=args.noise)
+        runs.write_manifest(path, _run_config(args), seeds={"episodes": list(range(args.seed, args.seed + args.episodes))}, clock=clock)
+    print(f"saved {path}: {args.episodes} episodes in AuctionNet's format (one row per advertiser and impression it contested)")
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="auctionnet", choices=presets.names(), help="market preset")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a MarketConfig field (repeatable)")
-    parser.add_argument("--population", default="mixed", choices=POPULATIONS, help="bidders (see agents.populations)")
+    parser.add_argument(
+        "--population", default="mixed", type=_population, metavar="NAME",
+        help=f"bidders: {', '.join(POPULATIONS)}, or your own as module:Name or file.py:Name (see agents.populations)",
+    )
     parser.add_argument("--multiplier", type=float, default=1.0, help="multiplier of fixed bidders")
     parser.add_argument("--reward", default="value", choices=REWARDS, help="reward kind (datasets)")
     parser.add_argument("--episodes", type=int, default=1, help="episodes to play (>= 1)")
@@ -182,11 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rows", type=int, default=48, help="advertisers shown in the table (>= 0)")
     run.add_argument("--output", default="", help="JSON file for the results (a manifest is written beside it)")
     run.set_defaults(handler=simulate)
-    logs = commands.add_parser("dataset", help="write an offline dataset of logged episodes (NPZ)", formatter_class=defaults,
-                               description="Write an offline dataset of logged episodes (NPZ, atomically, with a manifest beside it).")
+    logs = commands.add_parser("dataset", help="write an offline dataset of logged episodes (NPZ, or AuctionNet's CSV/Parquet)", formatter_class=defaults,
+                               description="Write an offline dataset of logged episodes (NPZ, or AuctionNet's format for .csv/.parquet; atomically, with a manifest beside it).")
     _common(logs)
     logs.add_argument("--noise", type=float, default=0.0, help="log-normal exploration noise on multipliers (>= 0)")
-    logs.add_argument("--output", required=True, help="NPZ file to write (must end in .npz)")
+    logs.add_argument("--output", required=True, help="file to write: .npz (offline dataset) or .csv/.parquet (AuctionNet's logged-data format)")
     logs.add_argument("--resume", action="store_true", help="continue a killed run from its checkpoint, or add episodes to a finished dataset; refused if any other flag changed")
     logs.set_defaults(handler=dataset)
     add_plot_command(commands)

@@ -102,9 +102,9 @@ from agents.equilibrium import (
     grid_best_response_dynamics,
     ray_session,
 )
-from agents.populations import POPULATIONS, named_population
+from agents.populations import check_population, named_population, population_slug
 from auctionsim import Market, MarketConfig, presets, runs, stats
-from auctionsim.config import _check_int
+from auctionsim.validation import check_int
 from auctionsim.errors import ConfigError
 from auctionsim.envs import FixedMultipliers
 from experiments import args as arguments
@@ -123,7 +123,7 @@ class Args(arguments.ProtocolArgs):
     sizes: tuple[int, ...] = (10, 48, 100, 1000, 10000)
     """market sizes N (48 is the AuctionNet preset)"""
     populations: tuple[str, ...] = ("fixed", "pid", "cpa", "onlinelp")
-    """baseline populations (agents.populations): fixed (multiplier 1), pid, cpa, onlinelp, mixed"""
+    """populations (agents.populations): fixed (multiplier 1), pid, cpa, onlinelp, mixed, or your own as module:Name"""
     online_lp_max_size: int = 1000
     """run populations with online LP bidders (onlinelp, mixed) for N up to this: they need every advertiser's per-impression values"""
     fit_seeds: int = 2
@@ -155,14 +155,13 @@ class Args(arguments.ProtocolArgs):
         if not self.grid:
             self.grid = QUICK_GRID if self.quick else DEFAULT_GRID
         for name in ("training_seeds", "eval_seeds", "fit_seeds", "max_advertisers", "grid_periods", "grid_rounds", "ppo_iterations", "num_cpus"):
-            _check_int(name, getattr(self, name), low=1)
+            check_int(name, getattr(self, name), low=1)
         for name in ("seed", "curve_rounds", "ppo_max_size", "online_lp_max_size"):
-            _check_int(name, getattr(self, name), low=0)
+            check_int(name, getattr(self, name), low=0)
         if any(size < 2 for size in self.sizes):
             raise ConfigError(f"sizes must be >= 2 advertisers, got {list(self.sizes)}")
-        unknown = set(self.populations) - set(POPULATIONS)
-        if unknown:
-            raise ConfigError(f"unknown population {sorted(unknown)[0]!r}; choose from {', '.join(POPULATIONS)}")
+        for population in self.populations:
+            check_population(population)
 
 
 QUICK = dict(
@@ -309,7 +308,7 @@ def episode_grids(reports: list) -> dict[str, np.ndarray]:
 
 def _report_path(output: pathlib.Path, population: str, n_advertisers: int, training_index: int) -> pathlib.Path:
     suffix = "" if training_index == 0 else f"-t{training_index}"
-    return output / "reports" / f"{population}-N{n_advertisers}{suffix}.json"
+    return output / "reports" / f"{population_slug(population)}-N{n_advertisers}{suffix}.json"
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -351,7 +350,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                             continue
                         label = f"{population} N={n_advertisers}" + (f" (training seed {training_index})" if training_index else "")
                         print(f"\n== {label}: {spec.name}")
-                        log_dir = output / "tensorboard" / f"{population}-N{n_advertisers}" if args.tensorboard else None
+                        log_dir = output / "tensorboard" / f"{population_slug(population)}-N{n_advertisers}" if args.tensorboard else None
                         config = exploitability_config(args, n_advertisers, training_index, log_dir)
                         report = evaluate_exploitability(policy, spec, config=config, label=label)
                         report.save(path)

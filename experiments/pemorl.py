@@ -46,7 +46,7 @@ import torch
 
 from agents.baselines import CPAPacing, PIDPacing
 from agents.datasets import OfflineDataset, collect_dataset
-from agents.populations import POPULATIONS, named_population
+from agents.populations import check_population, named_population
 from agents.evaluation import play_focal_episode
 from agents.offline import BCConfig, CQLConfig, DTConfig, IQLConfig, OfflineData, train_bc, train_cql, train_dt, train_iql
 from agents.offline.training import seed_everything
@@ -56,6 +56,7 @@ from auctionsim.config import Population
 from auctionsim.errors import ConfigError
 from auctionsim.envs import AuctionParallelEnv, PopulationPolicy, SingleBidderEnv
 from auctionsim.presets import auctionnet_population, get, large_population
+from auctionsim.validation import check_int
 from experiments import args as arguments
 
 AUCTIONNET_IMPRESSIONS = 500_000  # the preset's impressions per episode, for which its budgets are set
@@ -77,7 +78,7 @@ class Args:
     """logged episodes of each test market (held-out and shifted) for the model errors"""
     population: str = "mixed"
     """logging and evaluation population (agents.populations: "mixed" deals fixed, PID, CPA
-    pacing and OnlineLP round-robin)"""
+    pacing and OnlineLP round-robin; or your own as module:Name)"""
     action_noise: float = 0.3
     """exploration noise of the logging population (log-normal sigma on its multipliers)"""
     shifted_budget_scales: tuple[float, ...] = (0.5, 2.0)
@@ -112,13 +113,10 @@ class Args:
     """a small version that finishes in under 15 minutes on 2 cores"""
 
     def __post_init__(self) -> None:
-        if self.population not in POPULATIONS:
-            raise ConfigError(f"population must be one of {', '.join(POPULATIONS)}, got {self.population!r}")
+        check_population(self.population)
         for name in ("impressions_per_episode", "n_ticks", "train_episodes", "test_episodes", "model_members", "model_hidden", "model_steps",
                      "policy_steps", "hidden_dim", "cql_sampled_actions", "dt_steps", "horizon", "eval_seeds", "torch_threads", "shifted_advertisers"):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+            check_int(name, getattr(self, name), low=1)
         if self.model_members < 2:
             raise ConfigError(f"model_members must be >= 2 (the penalty needs an ensemble), got {self.model_members}")
         if not self.penalty_grid or any(not np.isfinite(p) or p < 0 for p in self.penalty_grid):

@@ -35,3 +35,25 @@ def small_config(**overrides) -> MarketConfig:
     fields = dict(n_ticks=4, impressions_per_episode=2_000)
     fields.update(overrides)
     return MarketConfig(**fields)
+
+
+@pytest.fixture(scope="session")
+def ray_instance():
+    """One Ray instance for every RLlib test of the session (starting Ray costs seconds and about
+    a gigabyte), with its session files in a temporary folder removed afterwards. The caller's
+    instance is used when one is running."""
+    import shutil
+    import tempfile
+
+    import ray
+
+    from agents.bpg import init_ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    temp_dir = tempfile.mkdtemp(prefix="auctionsim-ray-tests-")
+    init_ray(num_cpus=2, temp_dir=temp_dir)
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)

@@ -13,6 +13,7 @@ from auctionsim.config import Mechanism
 from auctionsim.envs import AuctionParallelEnv, FixedMultipliers, SingleBidderEnv, play_episode
 from agents import BidderPolicy, CPAPacing, FunctionPolicy, MixedPopulation, OnlineLP, PIDPacing, TorchPolicy
 from agents.datasets import OfflineDataset, collect_dataset
+from agents.evaluation import play_focal
 from agents.oracle import _knapsack_bounds, hindsight_oracle, lowest_seen_slot_costs
 
 
@@ -188,3 +189,50 @@ def test_baseline_parameter_errors():
         CPAPacing(target_ratio=0.0)
     with pytest.raises(ConfigError, match="callable"):
         FunctionPolicy(3)
+
+
+class ImpressionBidder:
+    """A one-advertiser bidder that bids per impression: 0.9 x its value on each, reading its
+    per-impression outcomes after every tick."""
+
+    def reset(self, spec):
+        self.cpa, self.seen = spec.cpa_target, []
+
+    def act(self, observation):
+        return 0.0  # ignored: it bids per impression
+
+    def bid_impressions(self, pvalues, sigmas):
+        return 0.9 * self.cpa * pvalues
+
+    def observe(self, feedback):
+        self.seen.append(feedback)
+
+
+def test_per_impression_bidders_are_first_class_in_bidder_and_mixed_populations():
+    env = AuctionParallelEnv("auctionnet", impressions_per_episode=12_000, n_ticks=5)
+    native = play_episode(env, FixedMultipliers(0.9), seed=4)
+    bidders = []
+
+    def make(spec):
+        bidders.append(ImpressionBidder())
+        return bidders[-1]
+
+    per_impression = play_episode(env, BidderPolicy(make), seed=4)
+    np.testing.assert_array_equal(per_impression.metrics.spend, native.metrics.spend)
+    np.testing.assert_array_equal(per_impression.observations, native.observations)
+    # Its feedback carries the per-impression record, consistent with the aggregates.
+    feedback = bidders[7].seen[2]
+    assert feedback.impressions is not None and feedback.impressions.pvalues.shape == (feedback.opportunities,)
+    assert int(feedback.impressions.won.sum()) == feedback.wins and int(feedback.impressions.converted.sum()) == feedback.conversions
+    assert float(feedback.impressions.cost.sum()) == pytest.approx(feedback.spend, rel=1e-9)
+    # In a mixed population, next to multiplier groups.
+    ids = env.market.population.ids
+    mixed = MixedPopulation([(ids[:16], BidderPolicy(ImpressionBidder)), (ids[16:32], PIDPacing())], default=FixedMultipliers(0.9))
+    reference = MixedPopulation([(ids[:16], FixedMultipliers(0.9)), (ids[16:32], PIDPacing())], default=FixedMultipliers(0.9))
+    np.testing.assert_array_equal(play_episode(env, mixed, seed=5).metrics.value_won, play_episode(env, reference, seed=5).metrics.value_won)
+    assert mixed.bids_per_impression and not reference.bids_per_impression  # a BidderPolicy knows after its reset
+    # As the focal bidder of the evaluation engine (it learns that it bids per impression at reset).
+    envs = [SingleBidderEnv(AuctionParallelEnv("auctionnet", impressions_per_episode=12_000, n_ticks=5).market, population=FixedMultipliers(0.5), focal=9) for _ in range(2)]
+    focal = [play_focal(bidder, [env], [3]) for bidder, env in zip((BidderPolicy(ImpressionBidder), FixedMultipliers(0.9)), envs)]
+    np.testing.assert_array_equal(focal[0].value_won, focal[1].value_won)
+    assert focal[0].value_won.sum() > 0

@@ -68,7 +68,7 @@ def _population(**overrides):
         (dict(categories=[0, -1, 1]), r"categories must be >= 0, got categories\[1\]=-1"),
         (dict(categories=[0, 1, 2], n_categories=2), "categories must be < n_categories=2, got 2"),
         (dict(ids=[]), "at least one advertiser"),
-        (dict(budgets=["a", "b", "c"]), "budgets must be a 1-D array of numbers"),
+        (dict(budgets=["a", "b", "c"]), "budgets must be an array of numbers"),
     ],
 )
 def test_population_errors(overrides, match):

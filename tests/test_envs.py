@@ -138,19 +138,25 @@ def test_seed_determinism_and_variation():
     assert runs[0] == runs[1]
 
 
-def test_budget_exhaustion_terminates_and_last_tick_truncates():
+def test_budget_exhaustion_terminates_and_the_last_tick_ends_everyone_acting():
     env = AuctionParallelEnv("auctionnet", impressions_per_episode=50_000, n_ticks=6)
     env.reset(seed=0)
-    terminated, truncated = set(), set()
+    ran_out, ran_out_last_tick, acted_last_tick = set(), set(), set()
     while env.agents:
+        acting = set(env.agents)
+        last = env.market.tick == env.market.n_ticks - 1
         _, _, term, trunc, infos = env.step({name: np.array([5.0], dtype=np.float32) for name in env.agents})
-        terminated |= {n for n, t in term.items() if t}
-        truncated |= {n for n, t in trunc.items() if t}
-        for name in term:
-            if term[name]:
-                assert infos[name]["budget_left"] < env.market.budget_floor
-    assert terminated and truncated and not terminated & truncated
-    assert terminated | truncated == set(env.possible_agents)
+        assert set(term) == set(trunc) == acting
+        out = {name for name in acting if infos[name]["budget_left"] < env.market.budget_floor}
+        if last:
+            # The day's end: everyone acting is terminated and truncated, whatever its budget.
+            assert all(term.values()) and all(trunc.values())
+            acted_last_tick, ran_out_last_tick = acting, out
+        else:
+            assert {name for name, done in term.items() if done} == out and not any(trunc.values())
+            ran_out |= out
+    assert ran_out and acted_last_tick and ran_out_last_tick  # at x5 some run out early, some in the last tick
+    assert ran_out | acted_last_tick == set(env.possible_agents) and not ran_out & acted_last_tick
 
 
 def test_score_rewards_sum_to_the_episode_score():

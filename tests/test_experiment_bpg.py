@@ -1,18 +1,46 @@
-"""experiments.bpg: argument parsing, the Table 1 aggregation, and a tiny end-to-end run (real
-RLlib training, real exploitability scoring, real figures) that resumes from its saved results."""
+"""experiments.bpg and BPG crash safety: flags, the Table 1 aggregation and gates on known values,
+signed checkpoints (a crafted pickle is refused), weights-only exports, a tiny end-to-end run that
+resumes, extends and refuses a changed config, and kill-and-resume at several points (SIGKILL,
+including in the middle of a checkpoint save) giving the results of an uninterrupted run."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import pathlib
+import pickle
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 
 import numpy as np
 import pytest
+import torch
 
-from agents.bpg import init_ray
+from agents.bpg import BPGConfig, init_ray, market_spec
+from agents.bpg.checkpoints import KEY_ENVIRONMENT_VARIABLE, CheckpointError, CheckpointStore, export_policy, load_policy
+from auctionsim import runs
+from auctionsim.errors import ConfigError
 from experiments import bpg as experiment
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY_ARGS = [
+    "--sizes", "2", "--training-seeds", "1", "--eval-seeds", "2", "--iterations", "2", "--epsilons", "0",
+    "--zero-epsilons", "0", "--heuristics", "value", "--impressions-per-advertiser", "300", "--n-ticks", "4",
+    "--max-advertisers", "2", "--validation-seeds", "1", "--no-ppo-best-response", "--scheduler", "serial",
+    "--dual-deviators", "2", "--episodes-per-kind", "2", "--group-size", "2", "--xstar-pretrain-updates", "1",
+    "--xstar-episodes", "2", "--checkpoint-every", "1", "--num-cpus", "1",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def checkpoint_key(monkeypatch):
+    """A signing key of the test's own (the user's key file is never touched)."""
+    monkeypatch.setenv(KEY_ENVIRONMENT_VARIABLE, "ab" * 32)
 
 
 @pytest.fixture(scope="module")
@@ -30,82 +58,263 @@ def ray_instance():
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_parse_args_reads_tuples_numbers_and_flags():
-    args = experiment.parse_args(["--epsilons", "0.1", "0", "--seeds", "3", "4", "--iterations", "5", "--resume", "--n-advertisers", "7"])
-    assert args.epsilons == (0.1, 0.0) and args.seeds == (3, 4)
-    assert args.iterations == 5 and args.n_advertisers == 7 and args.resume and not args.quick
-    assert experiment.parse_args(["--quick"]).n_advertisers == 10
+# ---------------------------------------------------------------------- flags
+def test_explicit_flags_win_over_quick():
+    quick = experiment.parse_args(["--quick"])
+    assert quick.sizes == (10,) and quick.iterations == experiment.QUICK["iterations"] and quick.output_dir == "results/bpg-quick"
+    # Given flags win, even when equal to the full run's default.
+    given = experiment.parse_args(["--quick", "--iterations", "40", "--training-seeds", "3", "--sizes", "100", "10"])
+    assert given.iterations == 40 and given.training_seeds == 3 and given.sizes == (100, 10) and given.eval_seeds == experiment.QUICK["eval_seeds"]
+    full = experiment.parse_args(["--lr", "3e-3", "--xi", "5", "--kappa-mix", "0", "--episodes-per-kind", "6", "--epsilon-mode", "welfare"])
+    assert (full.lr, full.xi, full.kappa_mix, full.episodes_per_kind, full.epsilon_mode) == (3e-3, 5.0, 0.0, 6, "welfare")
 
 
 @pytest.mark.parametrize(
     "field, value",
-    [("iterations", 0), ("eval_every", 0), ("checkpoint_every", -1), ("n_advertisers", 1), ("n_ticks", 2.5), ("epsilons", (0.1, float("nan"))), ("ablation_epsilons", (-0.1,)), ("seeds", ())],
-)
+    [("iterations", 0), ("sizes", (1,)), ("epsilons", (0.1, float("nan"))), ("zero_epsilons", (-0.1,)), ("epsilon_mode", "share"),
+     ("heuristics", ("pid",)), ("scheduler", "slurm"), ("table3_epsilon", 0.3), ("kappa_mix", 1.5), ("training_seeds", 0)],
+)  # fmt: skip
 def test_bad_arguments_raise_naming_the_field(field, value):
-    with pytest.raises(ValueError, match=field):
-        experiment.Args(**{field: value})
+    with pytest.raises(ConfigError, match=field):
+        experiment.parse_args([f"--{field.replace('_', '-')}", *(map(str, value) if isinstance(value, tuple) else [str(value)])])
 
 
-def test_table1_aggregates_seeds_and_brackets_compliance():
-    def summary(algorithm, epsilon, seed, welfare, lower, upper):
-        return dict(algorithm=algorithm, epsilon=epsilon, seed=seed, social_welfare=welfare, revenue=welfare / 2, max_exploitability_lower=lower, max_exploitability_upper=upper)
+# ---------------------------------------------------------------------- aggregation on known values
+def _fake_results(args, welfare: dict, exploitability: dict, active: dict) -> dict:
+    """Result dicts as trials write them, with chosen per-episode scores."""
+    results = {}
+    eval_count = args.eval_seeds
+    for (objective, epsilon), level in welfare.items():
+        seeds = experiment.training_seeds(args) if objective in experiment.TRAINED else [None]
+        for index, seed in enumerate(seeds):
+            noise = np.array([0.5, -0.5, 0.25, -0.25, 0.0])[:eval_count] + 0.1 * index
+            me = exploitability[(objective, epsilon)]
+            history = [{"iteration": 1, "max_gain_normalised": me, "lambda_sum": 1.0 if active.get((objective, epsilon)) else 0.0, "welfare": level}]
+            training = None if seed is None else {"epsilon_share": 0.0 if epsilon is None else epsilon * 0.1, "seed": seed, "n_advertisers": 10}
+            results[experiment.run_name(objective, epsilon, seed, 10)] = {
+                "config": {"training": training, "name": experiment.run_name(objective, epsilon, seed, 10)},
+                "history": history,
+                "welfare": (level + noise).tolist(),
+                "revenue": (level / 2 + noise).tolist(),
+                "max_exploitability_lower": (me + 0.001 * noise).tolist(),
+                "max_exploitability_upper": (2 * me + 0.001 * noise).tolist(),
+                "max_exploitability_x_star": (me / 2 + 0.001 * noise).tolist(),
+                "max_exploitability_lower_overall": me,
+                "max_exploitability_upper_overall": 2 * me,
+            }
+    return results
 
-    summaries = [
-        summary("bpg", 0.04, 0, 100.0, 0.01, 0.05),
-        summary("bpg", 0.04, 1, 110.0, 0.03, 0.03),
-        summary("bpg", 0.04, 2, 120.0, 0.06, 0.09),
-        summary("cooperative", None, 0, 130.0, 0.2, 0.3),
-    ]
-    rows = experiment.table1(summaries, (0.04,))
-    assert [row["algorithm"] for row in rows] == ["cooperative", "bpg"]
-    bpg = rows[1]
-    assert bpg["n_seeds"] == 3 and math.isclose(bpg["social_welfare"], 110.0) and math.isclose(bpg["social_welfare_std"], 10.0)
-    # Upper bound <= epsilon on seed 1 only; lower bound <= epsilon on seeds 0 and 1.
-    assert math.isclose(bpg["compliance_certain"], 1 / 3) and math.isclose(bpg["compliance_possible"], 2 / 3)
-    assert "compliance_certain" not in rows[0] and rows[0]["social_welfare_std"] == 0.0
+
+def test_table1_rows_comparisons_and_gates_on_known_values():
+    args = experiment.Args(sizes=(10,), training_seeds=3, eval_seeds=5, epsilons=(0.5, 0.25, 0.0), zero_epsilons=(0.0,), heuristics=("value", "pid"))
+    welfare = {("cooperative", None): 110.0, ("selfish", None): 90.0, ("value", None): 100.0, ("pid", None): 80.0,
+               ("bpg", 0.5): 108.0, ("bpg", 0.25): 105.0, ("bpg", 0.0): 95.0, ("bpg_zero", 0.0): 93.0}  # fmt: skip
+    exploitability = {("cooperative", None): 0.05, ("selfish", None): 0.01, ("value", None): 0.02, ("pid", None): 0.03,
+                      ("bpg", 0.5): 0.04, ("bpg", 0.25): 0.03, ("bpg", 0.0): 0.02, ("bpg_zero", 0.0): 0.025}  # fmt: skip
+    active = {("bpg", 0.25): True, ("bpg", 0.0): True, ("bpg_zero", 0.0): True}  # eps=0.5 never binds
+    summary = experiment.summarise(args, _fake_results(args, welfare, exploitability, active), {10: 0.1})
+    block = summary["by_size"]["10"]
+    assert summary["n_advertisers"] == 10 and summary["epsilon_mode"] == "relative" and summary["training_seeds"] == [0, 1, 2]
+    rows = {row["label"]: row for row in block["rows"]}
+    for key in ("welfare", "max_exploitability"):
+        assert set(rows["cooperative"][key]) >= {"mean", "low", "high", "n_training_seeds", "n_eval_seeds"}
+    assert math.isclose(rows["cooperative"]["welfare"]["mean"], 110.1)  # + 0.1 x mean seed index
+    assert rows["value"]["welfare"]["n_training_seeds"] == 1 and rows["pid"]["stand_in"] == experiment.STAND_IN_NOTE
+    never = rows["bpg eps=0.5"]
+    assert never["constraint_active"] is False and never["note"] == experiment.NEVER_ACTIVE and never["lambda_active_fraction"] == 0.0
+    assert rows["bpg eps=0"]["constraint_active"] and rows["bpg eps=0"]["lambda_active_fraction"] == 1.0
+    # Compliance: ME lower 0.02 <= share 0.0 fails; 0.03 <= 0.025 fails; cooperative has none.
+    assert rows["bpg eps=0"]["compliance_rate"] == 0.0 and rows["cooperative"]["compliance_rate"] is None
+    assert math.isclose(rows["cooperative"]["welfare_vs_value_bidding"]["mean"], 10.1)
+    gates = block["gates"]
+    assert gates["cooperative_beats_value_bidding"] and gates["active_epsilons"] == [0.25, 0.0]
+    assert gates["exploitability_decreases_as_epsilon_falls"] and gates["welfare_does_not_increase_as_epsilon_falls"]
+    assert gates["some_adjacent_pair_distinguishable"]
+    assert gates["largest_active_bpg_vs_selfish_welfare"]["verdict"] == "bpg eps=0.25 > selfish"
+    table = experiment.table1_markdown(block)
+    assert experiment.NEVER_ACTIVE in table and "mean" not in table.splitlines()[0].split(":")[0]
 
 
-def test_tiny_experiment_end_to_end_and_resume(ray_instance, tmp_path):
+# ---------------------------------------------------------------------- checkpoints
+def _tiny_algo(**settings):
+    config = BPGConfig().bpg(market=market_spec(2, impressions_per_episode=300, n_ticks=4), seed=1, episodes_per_kind=2,
+                             xstar_episodes=2, xstar_updates=1, xstar_pretrain_updates=0, nu_minibatch_size=16, **settings)  # fmt: skip
+    return config.training(num_epochs=1, minibatch_size=16).build_algo()
+
+
+class _Marker:
+    """Unpickling this creates a file: what a crafted checkpoint would run."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
+
+
+def test_checkpoints_are_atomic_signed_and_refuse_crafted_pickles(ray_instance, tmp_path, monkeypatch):
+    store = CheckpointStore(tmp_path / "checkpoints", keep=2)
+    algo = _tiny_algo()
+    try:
+        for _ in range(3):
+            algo.train()
+            store.save(algo, {"name": "tiny"})
+        weights = algo.learner_group.get_weights(module_ids=["population"])["population"]
+    finally:
+        algo.stop()
+    assert [iteration for iteration, _ in store.checkpoints()] == [2, 3]  # keep=2: the oldest went
+    folder, metadata = store.latest()
+    assert metadata == {"name": "tiny", "iteration": 3}
+    # A save killed half-way leaves a temporary folder: ignored, then removed by the next save.
+    (store.root / ".tmp-000004-x" / "algorithm").mkdir(parents=True)
+    assert store.latest()[0] == folder
+    restored = store.restore()
+    try:
+        assert restored.bpg_state.iteration == 3
+        np.testing.assert_array_equal(restored.learner_group.get_weights(module_ids=["population"])["population"]["log_std"], weights["log_std"])
+    finally:
+        restored.stop()
+
+    marker = tmp_path / "pwned"
+    target = folder / "algorithm" / "algorithm_state.pkl"
+    original = target.read_bytes()
+    target.write_bytes(pickle.dumps(_Marker(str(marker))))
+    with pytest.raises(CheckpointError, match="algorithm_state.pkl differs"):
+        store.restore()
+    assert not marker.exists()
+    target.write_bytes(original)
+    (folder / "algorithm" / "extra.pkl").write_bytes(pickle.dumps(_Marker(str(marker))))
+    with pytest.raises(CheckpointError, match="not listed"):
+        store.latest()
+    (folder / "algorithm" / "extra.pkl").unlink()
+    store.latest()  # intact again
+    # A manifest signed with another key (a checkpoint from elsewhere, or re-signed by whoever
+    # planted a file) is refused before anything is read.
+    monkeypatch.setenv(KEY_ENVIRONMENT_VARIABLE, "cd" * 32)
+    with pytest.raises(CheckpointError, match="not signed with this machine's checkpoint key"):
+        store.restore()
+    assert not marker.exists()
+
+
+def test_exported_policies_are_weights_only(tmp_path):
+    from agents.bpg.module import RowActor
+
+    actor = RowActor(7, [8, 8], (-3.0, 1.6))
+    with torch.no_grad():
+        for parameter in actor.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    export_policy(actor, tmp_path / "theta", {"name": "test"})
+    loaded, metadata = load_policy(tmp_path / "theta")
+    features = torch.randn(5, 7)
+    torch.testing.assert_close(loaded(features), actor(features))
+    assert metadata == {"name": "test"} and sorted(p.name for p in tmp_path.iterdir()) == ["theta.json", "theta.safetensors"]
+    (tmp_path / "theta.safetensors").write_bytes(pickle.dumps(_Marker(str(tmp_path / "pwned"))))
+    with pytest.raises(CheckpointError, match="cannot load the policy weights"):
+        load_policy(tmp_path / "theta")
+    assert not (tmp_path / "pwned").exists()
+
+
+# ---------------------------------------------------------------------- end to end, resume, kill
+def _comparable(result: dict) -> dict:
+    """A trial's result without what legitimately differs between runs (wall-clock timings)."""
+    result = json.loads(json.dumps(result))
+    result["config"].pop("output")
+    for record in result.get("history", []):
+        for key in [k for k in record if k.endswith(("_s", "_seconds"))]:
+            del record[key]
+    return result
+
+
+def _results(output: pathlib.Path) -> dict[str, dict]:
+    return {path.parent.name: _comparable(json.loads(path.read_text())) for path in sorted((output / "runs").glob("*/result.json"))}
+
+
+def test_tiny_experiment_end_to_end_resume_extend_and_refuse(ray_instance, tmp_path):
     output = tmp_path / "bpg"
-    argv = [
-        "--output-dir", str(output), "--n-advertisers", "2", "--table3-advertisers", "2",
-        "--impressions-per-advertiser", "400", "--n-ticks", "4", "--iterations", "2", "--eval-every", "2",
-        "--checkpoint-every", "1", "--seeds", "0", "--epsilons", "0", "--ablation-epsilons", "0",
-        "--heuristics", "value", "--eval-seeds", "1000", "--fit-seeds", "2000", "--max-advertisers", "2",
-        "--episodes-per-kind", "1", "--xstar-updates", "1", "--exploitability-backend", "serial",
-    ]  # fmt: skip
-    experiment.main(argv)
-    rows = json.loads((output / "table1.json").read_text())
-    assert {row["algorithm"] for row in rows} == {"bpg", "bpg_zero", "selfish", "cooperative", "value"}
-    for row in rows:
-        assert row["social_welfare"] > 0 and row["revenue"] > 0
-        # Max Exploitability is bracketed: the grid's best response never beats the oracle bound.
-        assert 0 <= row["max_exploitability_lower"] <= row["max_exploitability_upper"] + 1e-9
-    table3 = json.loads((output / "table3.json").read_text())
-    assert [row["advertiser"] for row in table3] and all(
-        math.isclose(row["ratio_percent"], 100 * row["unified_return"] / row["best_response_return"]) for row in table3
-    )
-    history = json.loads((output / "histories" / "bpg-eps0-N2-seed0.json").read_text())
-    assert [record["iteration"] for record in history["records"]] == [1, 2]
-    assert "lower" in history["records"][-1]["max_exploitability"]  # scored by the tooling at the end
-    assert "unified" in history["records"][0]["max_exploitability"]  # x*'s gain in between
-    assert json.loads((output / "run.json").read_text())["wall_seconds"] > 0
-    figures = ("curves.png", "ablation_q3.png", "table3.png")
-    assert all((output / name).stat().st_size > 1000 for name in figures)
+    argv = ["--output-dir", str(output), *TINY_ARGS]
+    summary = experiment.main(argv)
+    block = summary["by_size"]["2"]
+    assert [row["label"] for row in block["rows"]] == ["cooperative", "selfish", "value", "bpg eps=0", "bpg_zero eps=0"]
+    for row in block["rows"]:
+        assert row["welfare"]["mean"] > 0 and row["welfare"]["n_eval_seeds"] == 2
+        assert 0 <= row["max_exploitability"]["mean"] <= row["max_exploitability_upper"]["mean"] + 1e-9
+    assert summary["table3"] and all(math.isclose(r["ratio_percent"], 100 * r["unified_return"] / r["best_response_return"]) for r in summary["table3"])
+    assert {"curves-N2.png", "figure4-N2.png", "table3-N2.png", "table1-N2.md", "summary.json", "manifest.json"} <= {p.name for p in output.iterdir()}
+    assert runs.read_manifest(output)["status"] == "complete"
+    for name in ("cooperative-N2-seed0", "value-N2"):
+        runs.verify_manifest(output / "runs" / name / "result.json")
+    assert list((output / "tensorboard" / "bpg-eps0-N2-seed0").glob("events.out.tfevents.*"))
+    assert (output / "runs" / "bpg-eps0-N2-seed0" / "policies" / "theta.safetensors").is_file()
+    first = _results(output)
 
-    # Redraw from saved results only.
-    for name in figures:
-        (output / name).unlink()
-    experiment.main(["--output-dir", str(output), "--plot-only"])
-    assert all((output / name).exists() for name in figures)
+    with pytest.raises(runs.RunError, match="earlier run"):  # no silent overwrite
+        experiment.main(argv)
+    with pytest.raises(runs.RunError, match="lr"):  # a changed config is refused
+        experiment.main(argv + ["--resume", "--lr", "0.01"])
+    checkpoint = output / "runs" / "bpg-eps0-N2-seed0" / "checkpoints" / "iteration-000002" / "MANIFEST.json"
+    stamp = checkpoint.stat().st_mtime_ns
+    experiment.main(argv + ["--resume"])  # finished trials are read back, not retrained
+    assert checkpoint.stat().st_mtime_ns == stamp and _results(output) == first
 
-    # Resume: finished runs are read back, not retrained, and give the same tables.
-    checkpoint_state = output / "checkpoints" / "bpg-eps0-N2-seed0" / "rllib_checkpoint.json"
-    stamp = checkpoint_state.stat().st_mtime_ns
+    experiment.main(argv + ["--resume", "--iterations", "3"])  # more iterations extend every trial
+    extended = _results(output)
+    history = extended["bpg-eps0-N2-seed0"]["history"]
+    assert [record["iteration"] for record in history] == [1, 2, 3]
+    assert history[:2] == first["bpg-eps0-N2-seed0"]["history"]
+    assert extended["value-N2"] == first["value-N2"]  # nothing to extend
+
+
+KILLER = """
+import sys, time
+import agents.bpg.checkpoints as checkpoints
+stage, argv = sys.argv[1], sys.argv[2:]
+if stage == "mid-save":
+    # Hold the first save with the algorithm's files written but before its manifest and the
+    # rename: the test kills the process here.
+    original = checkpoints.sign_folder
+    def slow(folder, metadata):
+        print("IN-SAVE", flush=True)
+        time.sleep(120)
+        original(folder, metadata)
+    checkpoints.sign_folder = slow
+from experiments.bpg import main
+main(argv)
+"""
+
+
+def _run_until(argv: list[str], stage: str, ready, timeout: float = 240.0) -> None:
+    """Start the experiment in a subprocess and SIGKILL it once ``ready(output)`` holds."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-c", KILLER, stage, *argv], cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        if stage == "mid-save":
+            while process.stdout.readline().strip() != "IN-SAVE":
+                assert time.monotonic() < deadline and process.poll() is None, "never reached the checkpoint save"
+        else:
+            while not ready():
+                assert time.monotonic() < deadline and process.poll() is None, f"never reached {stage}"
+                time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
+def test_kill_at_several_points_and_resume_equals_an_uninterrupted_run(ray_instance, tmp_path):
+    reference = tmp_path / "reference"
+    experiment.main(["--output-dir", str(reference), *TINY_ARGS])
+    expected = _results(reference)
+
+    output = tmp_path / "killed"
+    argv = ["--output-dir", str(output), *TINY_ARGS]
+    runs_folder = output / "runs"
+    # 1. in the middle of the first checkpoint save: files written, no manifest, not renamed
+    _run_until(argv, "mid-save", None)
+    assert not list(runs_folder.glob("*/checkpoints/iteration-*"))
+    # 2. after a trial's first complete checkpoint, during training
+    _run_until(argv + ["--resume"], "training", lambda: any(runs_folder.glob("*/checkpoints/iteration-000001/MANIFEST.json")))
+    # 3. after some trials finished, with later ones under way
+    _run_until(argv + ["--resume"], "later trials", lambda: len(list(runs_folder.glob("*/result.json.manifest.json"))) >= 2)
     experiment.main(argv + ["--resume"])
-    assert checkpoint_state.stat().st_mtime_ns == stamp
-    resumed = json.loads((output / "table1.json").read_text())
-    assert resumed == rows
-    np.testing.assert_allclose(
-        [row["unified_return"] for row in json.loads((output / "table3.json").read_text())], [row["unified_return"] for row in table3]
-    )
+    assert not list(output.rglob(".tmp-*")) and not list(output.rglob(".*.tmp-*"))
+    assert _results(output) == expected

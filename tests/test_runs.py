@@ -82,6 +82,26 @@ def test_atomic_directory_replaces_only_on_success(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+@pytest.mark.parametrize("recover_with", ["atomic_directory", "lock"])
+def test_a_kill_between_the_two_renames_keeps_the_previous_folder(tmp_path, recover_with):
+    # The state a SIGKILL leaves after atomic_directory moved the old folder aside but before it
+    # renamed the new one in: nothing at the target, the old folder under a temporary name.
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "a.txt").write_text("good")
+    os.replace(target, tmp_path / ".out.tmp-previous-4242")
+    (tmp_path / ".out.tmp-abcd").mkdir()
+    if recover_with == "lock":
+        with runs.OutputLock(target):
+            pass
+    else:
+        with pytest.raises(RuntimeError):
+            with runs.atomic_directory(target):
+                raise RuntimeError("the next run fails too")
+    assert (target / "a.txt").read_text() == "good"
+    assert not list(tmp_path.glob(".out.tmp-*"))
+
+
 def test_output_lock_refuses_a_second_process_and_is_freed_by_a_kill(tmp_path):
     output = tmp_path / "results"
     holder = subprocess.Popen(

@@ -7,11 +7,13 @@
 * :mod:`agents.bpg.learner`: per-row advantages (a learner connector) and the weighted PPO loss;
 * :mod:`agents.bpg.algorithm`: Algorithm 1 as an RLlib ``Algorithm`` (:class:`BPG`,
   :class:`BPGConfig`);
+* :mod:`agents.bpg.checkpoints`: signed, atomic checkpoints and weights-only policy exports;
 * :mod:`agents.bpg.runtime`: starting Ray locally or on a cluster.
 """
 
 from agents.bpg.algorithm import BPG, BPGConfig, BPGState
-from agents.bpg.duals import OBJECTIVES, DualState, PrimalWeights, dual_update, primal_weights
+from agents.bpg.duals import CONSTRAINED_OBJECTIVES, EPSILON_MODES, POPULATION_OBJECTIVES, DualState, PrimalWeights, dual_update, is_constrained, primal_weights, resolve_epsilon
+from agents.bpg.checkpoints import CheckpointError, CheckpointStore, export_policy, load_policy
 from agents.bpg.env import BPGMarketEnv, market_spec, sized_market
 from agents.bpg.module import RowActor, RowPolicyModule, population_policy
 from agents.bpg.runtime import init_ray
@@ -21,10 +23,18 @@ __all__ = [
     "BPGConfig",
     "BPGMarketEnv",
     "BPGState",
+    "CheckpointError",
+    "CheckpointStore",
+    "export_policy",
+    "load_policy",
     "DualState",
     "market_spec",
     "sized_market",
-    "OBJECTIVES",
+    "CONSTRAINED_OBJECTIVES",
+    "EPSILON_MODES",
+    "POPULATION_OBJECTIVES",
+    "is_constrained",
+    "resolve_epsilon",
     "PrimalWeights",
     "RowActor",
     "RowPolicyModule",

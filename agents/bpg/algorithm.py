@@ -2,36 +2,58 @@
 
 One training iteration (``Algorithm.train()``) is one iteration ``k`` of Algorithm 1:
 
+0. *Pre-training* (before the first dual step only): ``xstar_pretrain_updates`` updates of the
+   unified solution x* against the initial population policy, so that the first dual step
+   measures a real best response rather than x*'s initial weights (x*, theta and nu-bar have
+   initial weights of their own: seeds ``(seed, MODULE_INIT, module)``).
 1. *Unified solution* (lines 1-2): ``xstar_updates`` rounds of sampling ``xstar_episodes``
    weighted-POMDP episodes (one advertiser ``i ~ q^k`` plays ``x*``, the others ``theta``)
    and a PPO update of ``x*`` alone.
-2. *Dual update* (line 3, Eq. 13): the returns ``G_i(theta)`` and ``G_i(x*; theta)`` are
-   measured by deterministic rollouts with common random numbers (the env's array API, no
-   RLlib: this is measurement, not sampling for gradients), and
-   ``lambda_i = [G_i(x*) - G_i(theta) - epsilon SW]_+`` in mean-advertiser units
-   (see :mod:`agents.bpg.duals`).
+2. *Dual update* (line 3, Eq. 13): the returns ``G_i(theta)`` of *all* advertisers come from
+   the same ``dual_episodes`` population episodes; the unified solution's deviations
+   ``G_i(x*; theta)`` are measured for ``dual_deviators`` advertisers per iteration on the same
+   market seeds (common random numbers), in parallel Ray tasks when ``dual_workers > 0``.
+   Deterministic rollouts through the env's array API, no RLlib (this is measurement, not
+   sampling for gradients). Then ``lambda_i = [G_i(x*) - G_i(theta) - epsilon SW]_+`` in
+   mean-advertiser units (see :mod:`agents.bpg.duals`).
 3. *Primal update* (line 4, Eqs. 11 and 14): ``episodes_per_kind`` episodes of each kind the
    gradient needs (cooperative; deviation to ``nu-bar``; weighted POMDP with ``x*``), one PPO
    update of ``theta`` on all of them and one of ``nu-bar`` on the deviation episodes, each
-   episode weighted by its coefficient in gradient (11). With ``lambda_bar = 0`` only
-   cooperative episodes are sampled and ``nu-bar`` is not updated (Appendix C.2.1).
+   episode weighted by its coefficient in gradient (11). Deviation and weighted episodes are
+   paired (common random numbers): episode ``e`` of both kinds has the same market seed, the
+   same deviator and the same exploration noise for theta's rows, so the difference of their
+   terms in gradient (11), ``(xi - lambda_bar) grad G_i(nu) - xi grad G_i(x*)``, is estimated
+   from paired episodes. With ``lambda_bar = 0`` only cooperative episodes are sampled and
+   ``nu-bar`` is not updated (Appendix C.2.1).
 4. *Sampling ratios* (line 5): ``kappa = lambda / lambda_bar`` (mixed with a little uniform,
    ``kappa_uniform_mix``) becomes ``q^{k+1}``.
 
+Cost in N. Sampling and learning cost one RLlib step per tick whatever N is (the population is
+one RLlib agent with N rows, see :mod:`agents.bpg.env`); the dual step measures a fixed number of
+deviators (``dual_deviators``), not N. What still grows with N is the market itself: an episode
+with N times the traffic costs N times as much to simulate (``benchmarks/bpg.py``).
+
+Which deviators the dual step measures (when ``dual_deviators < N``): half of them are the
+advertisers with the largest current gain estimates (so the leaders, which decide the Max
+Exploitability and the lambdas that matter, are re-measured every iteration), the rest the
+next advertisers of a fixed seeded round robin (so every advertiser is measured every
+``ceil(N / (dual_deviators / 2))`` iterations at the latest). The others keep their last
+measured gain; the maximum of these estimates is the reported x*-based Max Exploitability.
+
 The paper takes one gradient step per primal update; we take PPO's few clipped epochs on the
 fresh episodes (a trust-region version of the same step). The baselines run through the same
-loop with another ``objective`` (see :data:`agents.bpg.duals.OBJECTIVES`); for them the dual
-quantities are only measured (they make the exploitability curves), never used.
+loop with another ``objective`` (see :data:`agents.bpg.duals.POPULATION_OBJECTIVES`); for them
+the dual quantities are only measured (they make the exploitability curves), never used.
 
-Randomness is keyed by ``(seed, iteration, phase)``: market seeds, deviators, exploration
-noise and minibatch shuffling, so a run restored from a checkpoint continues exactly as the
-uninterrupted run would have.
+Randomness is keyed by ``(seed, iteration, phase)`` (:class:`SeedPhase`): market seeds,
+deviators, exploration noise and minibatch shuffling, so a run restored from a checkpoint
+continues exactly as the uninterrupted run would have.
 """
 
 from __future__ import annotations
 
 import copy
-import random
+import enum
 import shutil
 import tempfile
 import time
@@ -42,20 +64,47 @@ import numpy as np
 import torch
 from ray.rllib.algorithms.algorithm_config import NotProvided
 from ray.rllib.algorithms.ppo import PPO, PPOConfig
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, LEARNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from agents.base import TorchPolicy
-from agents.bpg.duals import OBJECTIVES, DualState, dual_update, primal_weights
-from agents.bpg.env import EPISODE_KINDS, NU_BAR, POPULATION, X_STAR, BPGMarketEnv
-from agents.bpg.learner import BPGTorchLearner
+from agents.bpg.duals import DualState, check_objective, dual_update, is_constrained, primal_weights
+from agents.bpg.env import NU_BAR, POPULATION, X_STAR, BPGMarketEnv
+from agents.bpg.learner import ADVANTAGE_ESTIMATORS, BPGTorchLearner
 from agents.bpg.module import ActorDeviation, RowPolicyModule
 from agents.equilibrium import DeviationEvaluator, MarketSpec, as_market_spec, play_population
 from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import check_int
+from auctionsim.tracking import seed_everything
 
-__all__ = ["BPG", "BPGConfig", "BPGState"]
+__all__ = ["BPG", "BPGConfig", "BPGState", "SeedPhase", "derive_seed", "deviation_returns"]
 
 MODULES = (POPULATION, NU_BAR, X_STAR)
+
+
+class SeedPhase(enum.IntEnum):
+    """Keys of BPG's random streams: ``derive_seed(seed, iteration, phase, ...)`` (per-iteration
+    phases) or ``derive_seed(seed, phase, ...)`` (per-run ones). A checkpoint resumes exactly
+    only under the values it was written with: add new phases, never renumber."""
+
+    XSTAR_SAMPLE = 0  # (seed, iteration, XSTAR_SAMPLE, update): weighted episodes of the x* phase
+    XSTAR_UPDATE = 1  # (seed, iteration, XSTAR_UPDATE, update): x*'s minibatch shuffling
+    PRIMAL_SAMPLE = 2  # (seed, iteration, PRIMAL_SAMPLE, stream): primal episodes (see PrimalStream)
+    PRIMAL_UPDATE = 3  # (seed, iteration, PRIMAL_UPDATE): theta's minibatch shuffling
+    NU_BAR_UPDATE = 4  # (seed, iteration, NU_BAR_UPDATE): nu-bar's minibatch shuffling
+    DUAL_MARKETS = 7  # (seed, DUAL_MARKETS, episode): the dual step's market seeds (every iteration)
+    MODULE_INIT = 11  # (seed, MODULE_INIT, module index): initial weights of theta, nu-bar, x*
+    DUAL_ROUND_ROBIN = 12  # (seed, DUAL_ROUND_ROBIN): order in which deviators are measured
+    XSTAR_PRETRAIN = 13  # (seed, XSTAR_PRETRAIN, update, 0 sample / 1 shuffle): x* pre-training
+
+
+class PrimalStream(enum.IntEnum):
+    """Sub-streams of :attr:`SeedPhase.PRIMAL_SAMPLE`: deviation and weighted episodes share one
+    (paired episodes, common random numbers)."""
+
+    ALL_THETA = 0  # cooperative or selfish episodes
+    PAIRED_DEVIATIONS = 1  # deviation (nu-bar) and weighted (x*) episodes
 
 
 def map_agent_to_module(agent_id: str, episode: Any = None, **kwargs) -> str:
@@ -68,14 +117,11 @@ def derive_seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global generators (RLlib samples exploration noise and
-    shuffles minibatches with them), and keep torch on one thread: the networks are small, and
-    on a busy 2-core machine multi-threaded torch is ~50x slower per call (measured)."""
+def deviation_returns(market: MarketSpec, population, deviation, advertiser_ids, seeds) -> np.ndarray:
+    """``(k, S)`` returns of ``deviation`` played by each advertiser alone against ``population``
+    on each market seed (one dual-step task; also run in-process)."""
     torch.set_num_threads(1)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    return np.stack([DeviationEvaluator(market, population, int(i)).returns(deviation, seeds) for i in advertiser_ids])
 
 
 class BPGConfig(PPOConfig):
@@ -99,16 +145,23 @@ class BPGConfig(PPOConfig):
         self.episodes_per_kind = 4
         self.xstar_episodes = 4
         self.xstar_updates = 2
+        self.xstar_pretrain_updates = 6
+        self.xstar_lr: float | None = None
         self.dual_episodes = 2
-        self.dual_advertisers: int | None = None
+        self.dual_deviators: int | None = None
+        self.dual_workers = 0
         self.track_exploitability = True
         self.log_multiplier_low = -3.0
         self.seed_bpg = 0
         self.nu_minibatch_size = 64
+        self.group_size = 2
+        self.advantages = "group"
+        self.learner_rows: int | None = 128
+        self.progress = False
         # PPO settings that suit one-day auction episodes.
         self.gamma = 1.0
         self.lambda_ = 0.95
-        self.lr = 3e-4
+        self.lr = 1e-3
         self.num_epochs = 4
         self.minibatch_size = 64
         self.entropy_coeff = 0.0
@@ -117,7 +170,8 @@ class BPGConfig(PPOConfig):
         self.batch_mode = "complete_episodes"
         self.num_env_runners = 0
         self.multi_agent(policies=MODULES, policy_mapping_fn=map_agent_to_module, count_steps_by="agent_steps")
-        self.rl_module(rl_module_spec=RLModuleSpec(module_class=RowPolicyModule), model_config={"hidden": [64, 64], "critic_hidden": [64, 64], "init_seed": derive_seed(0, 11)})
+        self._model_settings: dict[str, Any] = {"hidden": [64, 64], "critic_hidden": [64, 64]}
+        self._sync_modules()
         self._sync_env()
 
     def bpg(
@@ -131,12 +185,20 @@ class BPGConfig(PPOConfig):
         episodes_per_kind: int = NotProvided,
         xstar_episodes: int = NotProvided,
         xstar_updates: int = NotProvided,
+        xstar_pretrain_updates: int = NotProvided,
+        xstar_lr: float | None = NotProvided,
         dual_episodes: int = NotProvided,
-        dual_advertisers: int | None = NotProvided,
+        dual_deviators: int | None = NotProvided,
+        dual_workers: int = NotProvided,
         track_exploitability: bool = NotProvided,
         log_multiplier_low: float = NotProvided,
         seed: int = NotProvided,
         nu_minibatch_size: int = NotProvided,
+        group_size: int = NotProvided,
+        advantages: str = NotProvided,
+        learner_rows: int | None = NotProvided,
+        model: dict | None = NotProvided,
+        progress: bool = NotProvided,
     ) -> "BPGConfig":
         """BPG settings.
 
@@ -145,38 +207,73 @@ class BPGConfig(PPOConfig):
                 :func:`agents.bpg.env.market_spec` for other population sizes) or a preset name.
             objective: ``"bpg"``, ``"bpg_zero"`` (Section 6.3 ablation), ``"cooperative"``
                 (social welfare) or ``"selfish"`` (SAB).
-            epsilon: constraint level, normalised by social welfare (the paper's Table 1).
+            epsilon: constraint level as a share of social welfare (the paper's Table 1; see
+                :func:`agents.bpg.duals.resolve_epsilon` for the relative scale).
             xi: penalty weight of gradient (11), in mean-advertiser units; ``None`` uses N.
                 Theorem 5.2 wants it large; nu-bar ascends only while ``xi > lambda_bar``.
             kappa_uniform_mix: uniform share of the deviator sampling (0 is the paper's kappa).
             episodes_per_kind: primal episodes of each kind per iteration.
             xstar_episodes, xstar_updates: weighted-POMDP episodes per x* update, and updates
                 per iteration (Algorithm 1, line 2).
+            xstar_pretrain_updates: x* updates against the initial population before the
+                first dual step (0: none).
+            xstar_lr: learning rate of x* (``None``: ``lr``, theta's and nu-bar's).
             dual_episodes: market seeds averaged in each dual evaluation.
-            dual_advertisers: advertisers whose gain is re-measured per iteration (round
-                robin; ``None``: all). The others keep their last measured gain.
+            dual_deviators: advertisers whose x* deviation is measured per iteration (``None``:
+                all; see the module doc for which). The others keep their last measured gain.
+            dual_workers: parallel Ray tasks of the dual step (0: in this process).
             track_exploitability: learn x* and measure the duals also for the baselines.
             log_multiplier_low: lower bound of the log bid multiplier action.
-            seed: seed of the run (markets, deviators, exploration, shuffling).
+            seed: seed of the run (initial weights, markets, deviators, exploration, shuffling).
             nu_minibatch_size: minibatch size (timesteps) of the nu-bar and x* updates.
+            group_size: consecutive sampled episodes that replay one market seed and deviator
+                (common random numbers; the ``"group"`` advantages' baseline).
+            advantages: ``"group"`` (leave-one-out baseline over each group, the default) or
+                ``"gae"`` (per-row critic); see :mod:`agents.bpg.learner`.
+            learner_rows: above this many advertisers, theta's loss is estimated per tick from
+                this many sampled rows (unbiased; ``None``: all rows); see :mod:`agents.bpg.learner`.
+            model: network sizes: ``hidden`` (actor) and ``critic_hidden`` layer widths,
+                ``log_std_init`` (see :class:`~agents.bpg.module.RowPolicyModule`).
+            progress: show a progress bar over the phases of each iteration.
         """
         settings = {
             "objective": objective, "epsilon": epsilon, "xi": xi, "kappa_uniform_mix": kappa_uniform_mix,
             "episodes_per_kind": episodes_per_kind, "xstar_episodes": xstar_episodes, "xstar_updates": xstar_updates,
-            "dual_episodes": dual_episodes, "dual_advertisers": dual_advertisers,
+            "xstar_pretrain_updates": xstar_pretrain_updates, "xstar_lr": xstar_lr,
+            "dual_episodes": dual_episodes, "dual_deviators": dual_deviators, "dual_workers": dual_workers,
             "track_exploitability": track_exploitability, "log_multiplier_low": log_multiplier_low,
-            "seed_bpg": seed, "nu_minibatch_size": nu_minibatch_size,
-        }
+            "seed_bpg": seed, "nu_minibatch_size": nu_minibatch_size, "group_size": group_size,
+            "advantages": advantages, "learner_rows": learner_rows, "progress": progress,
+        }  # fmt: skip
         for name, value in settings.items():
             if value is not NotProvided:
                 setattr(self, name, value)
         if market is not NotProvided:
             self.market = as_market_spec(market)
+        if model is not NotProvided:
+            self._model_settings = {**self._model_settings, **dict(model or {})}
         if seed is not NotProvided:
             self.debugging(seed=seed)
-            self.rl_module(model_config={**self._model_config, "init_seed": derive_seed(seed, 11)})
+        self._sync_modules()
         self._sync_env()
         return self
+
+    def _sync_modules(self) -> None:
+        """One RLModule spec per module, each with initial weights of its own (seed
+        ``(seed, MODULE_INIT, index)``), and x*'s learning rate."""
+        specs = {
+            module_id: RLModuleSpec(
+                module_class=RowPolicyModule,
+                model_config={**self._model_settings, "init_seed": derive_seed(self.seed_bpg, SeedPhase.MODULE_INIT, index)},
+            )
+            for index, module_id in enumerate(MODULES)
+        }
+        overrides = {X_STAR: {"lr": self.xstar_lr}} if self.xstar_lr is not None else {}
+        self.rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs), algorithm_config_overrides_per_module=overrides)
+
+    def module_config(self, module_id: str) -> dict:
+        """The ``model_config`` of one module (its network sizes and initial-weight seed)."""
+        return dict(self.rl_module_spec.rl_module_specs[module_id].model_config)
 
     def _sync_env(self) -> None:
         self.environment(env=BPGMarketEnv, env_config={"market": self.market, "log_multiplier_low": self.log_multiplier_low})
@@ -188,23 +285,24 @@ class BPGConfig(PPOConfig):
         super().validate()
         if not isinstance(self.market, MarketSpec):
             raise ConfigError(f"market must be a MarketSpec, got {describe(self.market)}")
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {describe(self.objective)}")
+        check_objective(self.objective)
         if not (np.isfinite(self.epsilon) and self.epsilon >= 0):
             raise ConfigError(f"epsilon must be a finite number >= 0, got {describe(self.epsilon)}")
         if self.xi is not None and not (np.isfinite(self.xi) and self.xi > 0):
             raise ConfigError(f"xi must be a finite number > 0 or None, got {describe(self.xi)}")
+        if self.xstar_lr is not None and not (np.isfinite(self.xstar_lr) and self.xstar_lr > 0):
+            raise ConfigError(f"xstar_lr must be a finite number > 0 or None, got {describe(self.xstar_lr)}")
         if not 0.0 <= self.kappa_uniform_mix <= 1.0:
             raise ConfigError(f"kappa_uniform_mix must be in [0, 1], got {describe(self.kappa_uniform_mix)}")
-        for name in ("episodes_per_kind", "xstar_episodes", "dual_episodes", "nu_minibatch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {describe(value)}")
-        if isinstance(self.xstar_updates, bool) or not isinstance(self.xstar_updates, int) or self.xstar_updates < 0:
-            raise ConfigError(f"xstar_updates must be an integer >= 0, got {describe(self.xstar_updates)}")
-        if self.dual_advertisers is not None and (not isinstance(self.dual_advertisers, int) or self.dual_advertisers < 1):
-            raise ConfigError(f"dual_advertisers must be an integer >= 1 or None, got {describe(self.dual_advertisers)}")
-        if self.objective in ("bpg", "bpg_zero") and not self.track_exploitability:
+        if self.advantages not in ADVANTAGE_ESTIMATORS:
+            raise ConfigError(f"advantages must be one of {', '.join(ADVANTAGE_ESTIMATORS)}, got {describe(self.advantages)}")
+        for name, low in (("episodes_per_kind", 1), ("xstar_episodes", 1), ("dual_episodes", 1), ("nu_minibatch_size", 1), ("group_size", 1),
+                          ("xstar_updates", 0), ("xstar_pretrain_updates", 0), ("dual_workers", 0)):  # fmt: skip
+            check_int(name, getattr(self, name), low=low)
+        for name in ("learner_rows", "dual_deviators"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), low=1)
+        if is_constrained(self.objective) and not self.track_exploitability:
             raise ConfigError(f"objective {self.objective!r} needs the unified solution: track_exploitability must be True")
 
 
@@ -215,14 +313,16 @@ class BPGState:
     Attributes:
         iteration: completed BPG iterations.
         gains: ``(N,)`` last measured ``G_i(x*; theta) - G_i(theta)`` (currency).
+        measured: ``(N,)`` whether each advertiser's gain has been measured at least once.
         sampling: ``(N,)`` deviator sampling distribution ``q`` for the next x* phase.
         reward_scale: currency per signal unit (a mean advertiser's return at iteration 0).
-        dual_cursor: next advertiser of the round-robin dual measurement.
+        dual_cursor: position in the round robin of the dual step's deviators.
         history: one dict per iteration (see :meth:`BPG.training_step`).
     """
 
     iteration: int = 0
     gains: np.ndarray | None = None
+    measured: np.ndarray | None = None
     sampling: np.ndarray | None = None
     reward_scale: float | None = None
     dual_cursor: int = 0
@@ -232,6 +332,7 @@ class BPGState:
         return {
             "iteration": self.iteration,
             "gains": None if self.gains is None else self.gains.copy(),
+            "measured": None if self.measured is None else self.measured.copy(),
             "sampling": None if self.sampling is None else self.sampling.copy(),
             "reward_scale": self.reward_scale,
             "dual_cursor": self.dual_cursor,
@@ -268,20 +369,21 @@ class BPG(PPO):
         torch.set_num_threads(1)
         super().setup(config)
         self.market_env = BPGMarketEnv(dict(config.env_config))
-        self.n_advertisers = self.market_env.n
-        self.xi = float(config.xi) if config.xi is not None else float(self.n_advertisers)
+        self.n_advertisers = n = self.market_env.n
+        self.xi = float(config.xi) if config.xi is not None else float(n)
         self._eval_modules = {
             module_id: RowPolicyModule(
                 observation_space=self.market_env.observation_spaces[module_id],
                 action_space=self.market_env.action_spaces[module_id],
                 inference_only=True,
-                model_config=dict(config.model_config),
+                model_config=config.module_config(module_id),
             )
             for module_id in (POPULATION, X_STAR)
         }
-        self.bpg_state = BPGState(gains=np.zeros(self.n_advertisers), sampling=np.full(self.n_advertisers, 1.0 / self.n_advertisers))
+        self.bpg_state = BPGState(gains=np.zeros(n), measured=np.zeros(n, dtype=bool), sampling=np.full(n, 1.0 / n))
         self.duals: DualState | None = None
         self._last_revenue = float("nan")
+        self._round_robin = np.random.default_rng(derive_seed(config.seed_bpg, SeedPhase.DUAL_ROUND_ROBIN)).permutation(n)
 
     # ------------------------------------------------------------------ one iteration
     def training_step(self) -> None:
@@ -289,37 +391,55 @@ class BPG(PPO):
         state = self.bpg_state
         started = time.perf_counter()
         iteration = state.iteration
+        constrained = is_constrained(config.objective)
+        phases = self._phase_bar(iteration)
+        timings: dict[str, float] = {}
         if state.reward_scale is None:
             # The signal unit: a mean advertiser's return under the initial population policy.
             returns = play_population(config.market, self._population_policy(), self._episode_seeds()).returns
             state.reward_scale = max(float(returns.mean()), 1e-9)
 
-        # Algorithm 1, lines 1-2: the unified solution x* of the weighted POMDP (q^k).
+        # Algorithm 1, lines 1-2: the unified solution x* of the weighted POMDP (q^k), pre-trained
+        # against the initial population before the first dual step.
+        clock = time.perf_counter()
         if config.track_exploitability:
+            if iteration == 0:
+                for update in range(config.xstar_pretrain_updates):
+                    self._xstar_update(derive_seed(config.seed_bpg, SeedPhase.XSTAR_PRETRAIN, update, 0), derive_seed(config.seed_bpg, SeedPhase.XSTAR_PRETRAIN, update, 1))
+                    phases.set_postfix_str(f"x* pre-training {update + 1}/{config.xstar_pretrain_updates}")
             for update in range(config.xstar_updates):
-                episodes = self._sample("weighted", config.xstar_episodes, derive_seed(config.seed_bpg, iteration, 0, update))
-                self._update(episodes, [X_STAR], None, config.nu_minibatch_size, derive_seed(config.seed_bpg, iteration, 1, update))
+                self._xstar_update(derive_seed(config.seed_bpg, iteration, SeedPhase.XSTAR_SAMPLE, update), derive_seed(config.seed_bpg, iteration, SeedPhase.XSTAR_UPDATE, update))
+        timings["xstar_seconds"] = time.perf_counter() - clock
+        phases.update(1)
 
         # Line 3: dual update, Eq. 13.
-        duals = self._dual_step(iteration)
+        clock = time.perf_counter()
+        duals = self._dual_step()
         self.duals = duals
+        timings["dual_seconds"] = time.perf_counter() - clock
+        phases.update(1)
 
         # Line 4: primal update with gradient (11) (or the objective's variant).
+        clock = time.perf_counter()
         weights = primal_weights(duals, config.objective, self.xi)
         primal_episodes: dict[str, list] = {}
         for kind in weights.episode_kinds:
+            stream = PrimalStream.PAIRED_DEVIATIONS if kind in ("deviation", "weighted") else PrimalStream.ALL_THETA
             primal_episodes[kind] = self._sample(
                 kind,
                 config.episodes_per_kind,
-                derive_seed(config.seed_bpg, iteration, 2, EPISODE_KINDS.index(kind)),
+                derive_seed(config.seed_bpg, iteration, SeedPhase.PRIMAL_SAMPLE, stream),
                 team_weights=weights.team_weights,
                 sampling=duals.sampling,
             )
         coefficients = {"deviation": weights.deviation, "weighted": weights.weighted, "nu_bar": weights.nu_bar}
         all_episodes = [episode for episodes in primal_episodes.values() for episode in episodes]
-        self._update(all_episodes, [POPULATION], coefficients, config.minibatch_size, derive_seed(config.seed_bpg, iteration, 3))
+        self._update(all_episodes, [POPULATION], coefficients, config.minibatch_size, derive_seed(config.seed_bpg, iteration, SeedPhase.PRIMAL_UPDATE))
         if "deviation" in primal_episodes:
-            self._update(primal_episodes["deviation"], [NU_BAR], coefficients, config.nu_minibatch_size, derive_seed(config.seed_bpg, iteration, 4))
+            self._update(primal_episodes["deviation"], [NU_BAR], coefficients, config.nu_minibatch_size, derive_seed(config.seed_bpg, iteration, SeedPhase.NU_BAR_UPDATE))
+        timings["primal_seconds"] = time.perf_counter() - clock
+        phases.update(1)
+        phases.close()
 
         # Line 5: kappa from lambda; q^{k+1} drives the next x* phase.
         state.sampling = duals.sampling.copy()
@@ -329,7 +449,9 @@ class BPG(PPO):
             "objective": config.objective,
             "epsilon": duals.epsilon,
             **duals.summary(),
+            "lambda_active": bool(constrained and duals.lambda_sum > 0),
             "revenue": self._last_revenue,
+            **timings,
             "time_s": time.perf_counter() - started,
         }
         state.history.append(record)
@@ -337,21 +459,43 @@ class BPG(PPO):
             if key != "objective":
                 self.metrics.log_value(("bpg", key), float(value), window=1)
 
+    def _phase_bar(self, iteration: int):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=3, desc=f"BPG iteration {iteration + 1}: x*, dual, primal", unit="phase", leave=False, disable=not self.config.progress)
+
+    def _xstar_update(self, sample_seed: int, update_seed: int) -> None:
+        """One x* update (Algorithm 1, line 2): weighted-POMDP episodes with deviators drawn from
+        the current ``q``, then PPO on x* alone."""
+        episodes = self._sample("weighted", self.config.xstar_episodes, sample_seed)
+        self._update(episodes, [X_STAR], None, self.config.nu_minibatch_size, update_seed)
+
     # ------------------------------------------------------------------ sampling and updates
     def _sample(self, kind: str, n_episodes: int, seed: int, *, team_weights=None, sampling=None) -> list:
-        """``n_episodes`` (or a few more with vector envs) episodes of ``kind`` from the EnvRunners."""
+        """``n_episodes`` (or a few more with vector envs) episodes of ``kind`` from the EnvRunners.
+
+        Every EnvRunner's generators (global, per-module exploration noise, env phase) are
+        re-seeded from ``seed``, so two calls with the same seed replay the same market seeds,
+        deviators and noise (the primal step pairs deviation and weighted episodes this way)."""
         state = self.bpg_state
         sampling = state.sampling if sampling is None else sampling
         reward_scale = state.reward_scale
 
         def set_phase(env_runner) -> None:
             runner_seed = derive_seed(seed, env_runner.worker_index)
-            seed_everything(runner_seed)
+            # Torch on one thread: the networks are small, and on a busy 2-core machine
+            # multi-threaded torch is ~50x slower per call (measured).
+            seed_everything(runner_seed, torch_threads=1)
             for index, module_id in enumerate(MODULES):
                 env_runner.module[module_id].set_exploration_seed(derive_seed(runner_seed, 100 + index))
             for index, env in enumerate(env_runner.env.envs):
                 env.unwrapped.set_phase(
-                    kind, team_weights=team_weights, sampling=sampling, reward_scale=reward_scale, seed=derive_seed(runner_seed, index)
+                    kind,
+                    team_weights=team_weights,
+                    sampling=sampling,
+                    reward_scale=reward_scale,
+                    seed=derive_seed(runner_seed, index),
+                    group_size=self.config.group_size,
                 )
 
         remote = self.env_runner_group.num_remote_env_runners() > 0
@@ -370,7 +514,7 @@ class BPG(PPO):
         """One PPO update of ``module_ids`` on ``episodes`` with the primal coefficients."""
 
         def prepare(learner) -> None:
-            seed_everything(seed)
+            seed_everything(seed, torch_threads=1)
             learner.set_modules_to_update(module_ids)
             if coefficients is not None:
                 learner.set_primal_weights(coefficients)
@@ -400,12 +544,29 @@ class BPG(PPO):
         """Market seeds of the dual measurements: the same every iteration, so that the curves
         over iterations compare policies on the same days (and G_i(theta), G_i(x*; theta) are
         measured with common random numbers)."""
-        return [derive_seed(self.config.seed_bpg, 7, episode) for episode in range(self.config.dual_episodes)]
+        return [derive_seed(self.config.seed_bpg, SeedPhase.DUAL_MARKETS, episode) for episode in range(self.config.dual_episodes)]
 
-    def _dual_step(self, iteration: int) -> DualState:
-        """Eq. 13 from measured returns: the population's own play and the unified solution's
-        unilateral deviations, on the same market seeds (the equilibrium tooling's
-        :func:`~agents.equilibrium.play_population` and
+    def _dual_deviators(self) -> np.ndarray:
+        """Rows whose x* deviation the dual step measures (see the module doc)."""
+        config: BPGConfig = self.config
+        state, n = self.bpg_state, self.n_advertisers
+        count = n if config.dual_deviators is None else min(config.dual_deviators, n)
+        if count == n:
+            return np.arange(n)
+        measured = np.flatnonzero(state.measured)
+        leaders = measured[np.argsort(-state.gains[measured], kind="stable")][: count // 2]
+        chosen = list(leaders)
+        while len(chosen) < count:
+            row = int(self._round_robin[state.dual_cursor])
+            state.dual_cursor = (state.dual_cursor + 1) % n
+            if row not in chosen:
+                chosen.append(row)
+        return np.sort(np.array(chosen, dtype=np.int64))
+
+    def _dual_step(self) -> DualState:
+        """Eq. 13 from measured returns: the population's own play (all advertisers, shared
+        episodes) and the unified solution's unilateral deviations, on the same market seeds
+        (the equilibrium tooling's :func:`~agents.equilibrium.play_population` and
         :class:`~agents.equilibrium.DeviationEvaluator`)."""
         config: BPGConfig = self.config
         state = self.bpg_state
@@ -415,19 +576,32 @@ class BPG(PPO):
         base = episodes.returns.mean(axis=0)
         self._last_revenue = float(episodes.revenue.mean())
         if config.track_exploitability:
-            count = self.n_advertisers if config.dual_advertisers is None else min(config.dual_advertisers, self.n_advertisers)
-            rows = [(state.dual_cursor + offset) % self.n_advertisers for offset in range(count)]
-            state.dual_cursor = (state.dual_cursor + count) % self.n_advertisers
+            rows = self._dual_deviators()
+            ids = episodes.advertiser_ids[rows]
             unified = ActorDeviation(self._eval_modules[X_STAR].actor)  # modules refreshed above
-            for row in rows:
-                evaluator = DeviationEvaluator(config.market, population, int(episodes.advertiser_ids[row]))
-                state.gains[row] = evaluator.returns(unified, seeds).mean() - base[row]
-        epsilon = config.epsilon if config.objective in ("bpg", "bpg_zero") else 0.0
-        duals = dual_update(base, state.gains, epsilon, config.kappa_uniform_mix)
-        if config.objective not in ("bpg", "bpg_zero"):
+            returns = self._deviation_returns(population, unified, ids, seeds)
+            state.gains[rows] = returns.mean(axis=1) - base[rows]
+            state.measured[rows] = True
+        constrained = is_constrained(config.objective)
+        duals = dual_update(base, state.gains, config.epsilon if constrained else 0.0, config.kappa_uniform_mix)
+        if not constrained:
             # Baselines only measure: report their epsilon-free gains, train without lambda.
-            duals = DualState(duals.gains, duals.welfare, duals.epsilon, np.zeros_like(duals.lambdas), np.full_like(duals.kappa, 1 / self.n_advertisers), duals.sampling)
+            n = self.n_advertisers
+            duals = DualState(duals.gains, duals.welfare, duals.epsilon, np.zeros(n), np.full(n, 1.0 / n), duals.sampling)
         return duals
+
+    def _deviation_returns(self, population, deviation, ids: np.ndarray, seeds: list[int]) -> np.ndarray:
+        """``(k, S)`` returns of ``deviation`` for each advertiser id: in this process, or in
+        ``dual_workers`` parallel Ray tasks (each plays a contiguous share of the advertisers)."""
+        workers = min(self.config.dual_workers, len(ids))
+        if workers <= 1:
+            return deviation_returns(self.config.market, population, deviation, ids, seeds)
+        import ray
+
+        task = ray.remote(num_cpus=1)(deviation_returns)
+        market, population, deviation = ray.put(self.config.market), ray.put(population), ray.put(deviation)
+        chunks = [chunk for chunk in np.array_split(ids, workers) if chunk.size]
+        return np.concatenate(ray.get([task.remote(market, population, deviation, chunk, seeds) for chunk in chunks]))
 
     # ------------------------------------------------------------------ results and checkpoints
     @property
@@ -438,6 +612,14 @@ class BPG(PPO):
     def population_policy(self) -> TorchPolicy:
         """The trained population policy ``theta`` (deterministic) as a population policy."""
         return self._population_policy()
+
+    def actor(self, module_id: str = POPULATION):
+        """The deterministic actor (:class:`~agents.bpg.module.RowActor`) of ``theta``
+        (``"population"``) or ``x*`` (``"x_star"``), e.g. to export its weights."""
+        if module_id not in self._eval_modules:
+            raise ConfigError(f"module_id must be one of {', '.join(self._eval_modules)}, got {describe(module_id)}")
+        self._refresh_eval_modules()
+        return self._eval_modules[module_id].actor
 
     def unified_solution_policy(self) -> TorchPolicy:
         """The unified solution ``x*`` (deterministic) as a population policy."""

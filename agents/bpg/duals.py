@@ -9,13 +9,24 @@ dimensionless 1 with ``lambda_i``, which has the unit of a return. We measure re
 cooperative weight ``1 + lambda_i`` doubles. ``epsilon`` is normalised by social welfare, as in
 the paper's Table 1: the constraint is ``G_i(x*) - G_i(theta) <= epsilon x SW``.
 
+Epsilon scales (:func:`resolve_epsilon`). ``"welfare"`` is the paper's: epsilon is a share of
+social welfare. ``"relative"`` gives epsilon as a fraction of the fully cooperative population's
+measured Max Exploitability at the same N (itself a share of welfare). Why: one advertiser's best
+unilateral gain is a share of *total* welfare that shrinks as N grows (at N = 100 it is a small
+fraction of the welfare of 100 advertisers), so the paper's 0.08-0.16 are slack on our market and
+every such run is the cooperative run; a fraction of the cooperative population's own
+exploitability binds at every N (fraction < 1) and reads the same way at N = 10 and N = 100.
+
 Sampling. Algorithm 1 samples the deviating advertiser of the weighted POMDP from
 ``kappa_i = lambda_i / lambda_bar``. We sample from ``q = (1 - mix) kappa + mix / N``
 (``mix = kappa_uniform_mix``, 0 reproduces the paper) so that the unified solution keeps
-training on advertisers whose constraint is currently slack, and correct the gradient terms
-with the importance weight ``kappa_i / q_i`` so that they stay unbiased for the paper's
-``kappa``-weighted expectations. With ``lambda_bar = 0``, ``kappa`` is uniform (the paper's
-initialisation) and the primal gradient is the cooperative gradient alone (Appendix C.2.1).
+training on advertisers whose constraint is currently slack. The primal gradient terms of
+theta and nu-bar are corrected with the importance weight ``kappa_i / q_i``, so they stay
+unbiased for the paper's ``kappa``-weighted expectations. The unified solution x* is *not*
+reweighted: it maximises the return of the ``q``-weighted POMDP, i.e. it is trained, on purpose,
+for the slack advertisers too (with ``mix = 0`` this is the paper's ``G_w``). With
+``lambda_bar = 0``, ``kappa`` is uniform (the paper's initialisation) and the primal gradient
+is the cooperative gradient alone (Appendix C.2.1).
 """
 
 from __future__ import annotations
@@ -25,16 +36,65 @@ from dataclasses import dataclass
 import numpy as np
 
 from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import check_number
 
-__all__ = ["DualState", "PrimalWeights", "dual_update", "primal_weights", "OBJECTIVES"]
+__all__ = [
+    "DualState",
+    "PrimalWeights",
+    "dual_update",
+    "primal_weights",
+    "POPULATION_OBJECTIVES",
+    "CONSTRAINED_OBJECTIVES",
+    "EPSILON_MODES",
+    "is_constrained",
+    "check_objective",
+    "resolve_epsilon",
+]
 
-# What the population policy theta maximises:
+# What the population policy theta maximises (not to be confused with
+# agents.equilibrium.OBJECTIVES, the return a deviation is scored by):
 # * "bpg": the NCB problem by Algorithm 1 (gradient (11) with the unified optimizer nu-bar);
 # * "bpg_zero": the Section 6.3 ablation, gradient (7) with grad_{pi_i} G_i = 0, i.e.
 #   L1 - sum_i lambda_i grad_theta G_i(x*; theta), no nu-bar;
 # * "cooperative": social welfare (L1 with lambda = 0);
 # * "selfish": each advertiser its own return (SAB with a shared policy).
-OBJECTIVES = ("bpg", "bpg_zero", "cooperative", "selfish")
+POPULATION_OBJECTIVES = ("bpg", "bpg_zero", "cooperative", "selfish")
+# The objectives trained under the epsilon-NE constraint (with multipliers lambda).
+CONSTRAINED_OBJECTIVES = ("bpg", "bpg_zero")
+EPSILON_MODES = ("welfare", "relative")
+
+
+def check_objective(objective: object) -> str:
+    """``objective`` if it is one of :data:`POPULATION_OBJECTIVES`, else a ``ConfigError``."""
+    if objective not in POPULATION_OBJECTIVES:
+        raise ConfigError(f"objective must be one of {', '.join(POPULATION_OBJECTIVES)}, got {describe(objective)}")
+    return str(objective)
+
+
+def is_constrained(objective: str) -> bool:
+    """Whether ``objective`` trains under the epsilon-NE constraint (has an epsilon and lambdas)."""
+    return check_objective(objective) in CONSTRAINED_OBJECTIVES
+
+
+def resolve_epsilon(value: float, mode: str = "welfare", cooperative_max_exploitability: float | None = None) -> float:
+    """The constraint level as a share of social welfare (what :func:`dual_update` takes).
+
+    Args:
+        value: epsilon in the units of ``mode`` (finite, >= 0).
+        mode: ``"welfare"``: ``value`` is already a share of welfare (the paper's scale);
+            ``"relative"``: ``value`` is a fraction of ``cooperative_max_exploitability``.
+        cooperative_max_exploitability: the fully cooperative population's Max Exploitability
+            at the same N (a share of welfare, > 0); needed by ``"relative"`` only.
+    """
+    if mode not in EPSILON_MODES:
+        raise ConfigError(f"epsilon mode must be one of {', '.join(EPSILON_MODES)}, got {describe(mode)}")
+    value = check_number("epsilon", value, low=0.0)
+    if mode == "welfare":
+        return value
+    scale = cooperative_max_exploitability
+    if scale is None:
+        raise ConfigError("relative epsilon needs the cooperative population's Max Exploitability (a finite number > 0), got None")
+    return value * check_number("cooperative_max_exploitability (relative epsilon's scale)", scale, low=0.0, low_open=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,8 +215,7 @@ class PrimalWeights:
 
 def primal_weights(duals: DualState, objective: str, xi: float) -> PrimalWeights:
     """Coefficients of gradient (11) (or its ablations) for the next primal step."""
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {describe(objective)}")
+    check_objective(objective)
     if not np.isfinite(xi) or xi <= 0:
         raise ConfigError(f"xi must be a finite number > 0, got {describe(xi)}")
     n = duals.lambdas.shape[0]

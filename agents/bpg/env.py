@@ -15,14 +15,18 @@ agent, the population costs one RLlib step per tick whatever N is, and its RLMod
 same per-advertiser network to every row, so the policy is exactly the paper's shared
 ``pi_theta(a | s_i, i)`` and each advertiser still sees only its own row (partial observability).
 
-Observation rows (float32), ``C = D + 3``: the ``D`` features of
-:mod:`auctionsim.envs.observations` (the policy sees only these), then three bookkeeping columns
+Observation rows (float32), ``C = D + 5``: the ``D`` features of
+:mod:`auctionsim.envs.observations` (the policy sees only these), then five bookkeeping columns
 the policy network never reads:
 
 * ``role``: 0 finished, 1 bids with theta, 2 deviates to nu-bar, 3 plays x*;
 * ``row``: the advertiser's position in the population (to look up per-advertiser weights);
 * ``signal``: the return signal the previous tick earned for this row's policy-gradient term
-  (0 at reset). The learner rebuilds per-row rewards from it (see :mod:`agents.bpg.learner`).
+  (0 at reset). The learner rebuilds per-row rewards from it (see :mod:`agents.bpg.learner`);
+* ``group``: the episode's group in its phase: the ``group_size`` episodes of a group replay the
+  same market seed and deviator with their own exploration noise (common random numbers; the
+  learner's baseline is the other members' return);
+* ``tick``: ticks played before this observation (0 at reset).
 
 Episode kinds (set by the algorithm before sampling, see :meth:`BPGMarketEnv.set_phase`), and
 the signal each row's policy is credited with (Table 4 of the paper):
@@ -53,6 +57,7 @@ from auctionsim import presets
 from auctionsim.envs.parallel import AuctionParallelEnv
 from auctionsim.errors import ConfigError, describe
 from auctionsim.market import Market
+from auctionsim.validation import check_int, check_number
 
 __all__ = [
     "market_spec",
@@ -67,18 +72,23 @@ __all__ = [
     "ROLE_NU_BAR",
     "ROLE_X_STAR",
     "AUX_COLUMNS",
+    "ROLE",
+    "ROW",
+    "SIGNAL",
+    "GROUP",
+    "TICK",
 ]
 
 POPULATION, NU_BAR, X_STAR = "population", "nu_bar", "x_star"
 EPISODE_KINDS = ("cooperative", "selfish", "deviation", "weighted")
 ROLE_FINISHED, ROLE_THETA, ROLE_NU_BAR, ROLE_X_STAR = 0, 1, 2, 3
-AUX_COLUMNS = ("role", "row", "signal")
+AUX_COLUMNS = ("role", "row", "signal", "group", "tick")
+ROLE, ROW, SIGNAL, GROUP, TICK = range(len(AUX_COLUMNS))  # positions after the D features
 _DEVIATOR_OF_KIND = {"deviation": (NU_BAR, ROLE_NU_BAR), "weighted": (X_STAR, ROLE_X_STAR)}
 
 
 def _check_size(n_advertisers: object) -> None:
-    if isinstance(n_advertisers, bool) or not isinstance(n_advertisers, int) or n_advertisers < 2:
-        raise ConfigError(f"n_advertisers must be an integer >= 2, got {describe(n_advertisers)}")
+    check_int("n_advertisers", n_advertisers, low=2)
 
 
 def sized_market(n_advertisers: int, n_categories: int = 6, preset: str = "auctionnet", **overrides: Any) -> Market:
@@ -140,12 +150,15 @@ class BPGMarketEnv(MultiAgentEnv):
         self._sampling = np.full(self.n, 1.0 / self.n)
         self._reward_scale = 1.0
         self._phase_seed = 0
+        self._group_size = 1
         self._episode_in_phase = 0
+        self._group = 0
+        self._tick = 0
         self._deviator = -1
         self._roles = np.zeros(self.n)
         self._signal = np.zeros(self.n)
         self._features = np.zeros((self.n, self.n_features), dtype=np.float32)
-        phase = {key: config[key] for key in ("kind", "team_weights", "sampling", "reward_scale", "seed") if key in config}
+        phase = {key: config[key] for key in ("kind", "team_weights", "sampling", "reward_scale", "seed", "group_size") if key in config}
         if phase:
             self.set_phase(**phase)
 
@@ -158,6 +171,7 @@ class BPGMarketEnv(MultiAgentEnv):
         sampling: np.ndarray | None = None,
         reward_scale: float = 1.0,
         seed: int = 0,
+        group_size: int = 1,
     ) -> None:
         """Set the kind of the next episodes and what their signals need.
 
@@ -166,13 +180,14 @@ class BPGMarketEnv(MultiAgentEnv):
             team_weights: ``(N,)`` weights ``1 + lambda_i`` of the cooperative signal.
             sampling: ``(N,)`` distribution the deviator of deviation/weighted episodes is drawn from.
             reward_scale: currency per unit of signal (a mean advertiser's return), > 0.
-            seed: seed of this phase; episode ``e`` of the phase uses ``(seed, e)`` for its
-                market seed and its deviator, so a phase replays exactly.
+            seed: seed of this phase; episode ``e`` of the phase uses ``(seed, e // group_size)``
+                for its market seed and its deviator, so a phase replays exactly.
+            group_size: consecutive episodes that share a market seed and a deviator (>= 1).
         """
         if kind not in EPISODE_KINDS:
             raise ConfigError(f"kind must be one of {', '.join(EPISODE_KINDS)}, got {describe(kind)}")
-        if isinstance(reward_scale, bool) or not isinstance(reward_scale, (int, float, np.number)) or not np.isfinite(reward_scale) or reward_scale <= 0:
-            raise ConfigError(f"reward_scale must be a finite number > 0, got {describe(reward_scale)}")
+        check_number("reward_scale", reward_scale, low=0.0, low_open=True)
+        check_int("group_size", group_size, low=1)
         if team_weights is not None:
             team_weights = np.asarray(team_weights, dtype=np.float64)
             if team_weights.shape != (self.n,) or not np.all(np.isfinite(team_weights)):
@@ -186,6 +201,7 @@ class BPGMarketEnv(MultiAgentEnv):
         self.kind = kind
         self._reward_scale = float(reward_scale)
         self._phase_seed = int(seed)
+        self._group_size = int(group_size)
         self._episode_in_phase = 0
 
     @property
@@ -195,8 +211,10 @@ class BPGMarketEnv(MultiAgentEnv):
 
     # ------------------------------------------------------------------ MultiAgentEnv API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        generator = np.random.default_rng([self._phase_seed, self._episode_in_phase])
+        self._group = self._episode_in_phase // self._group_size
+        generator = np.random.default_rng([self._phase_seed, self._group])
         self._episode_in_phase += 1
+        self._tick = 0
         market_seed = int(generator.integers(0, 2**62))
         self._features = self.core.reset_arrays(market_seed)
         self._signal = np.zeros(self.n)
@@ -220,6 +238,7 @@ class BPGMarketEnv(MultiAgentEnv):
             deviation = np.asarray(action_dict[deviating_agent], dtype=np.float64).reshape(())
             multipliers[self._deviator] = np.exp(np.clip(deviation, low, high))
         step = self.core.step_arrays(multipliers)
+        self._tick += 1
         self._features = step.observations
         self._signal = self._signals(step.rewards)
         finished = ~step.live
@@ -231,7 +250,8 @@ class BPGMarketEnv(MultiAgentEnv):
         if deviating_agent is not None:
             rewards[deviating_agent] = float(self._signal[self._deviator])
             deviator_done = bool(finished[self._deviator])
-            terminateds[deviating_agent] = bool(step.terminated[self._deviator])
+            # Out of budget (the parallel env also reports the day's end as terminated).
+            terminateds[deviating_agent] = bool(step.result.budget_left[self._deviator] < self.core.market.budget_floor)
             truncateds[deviating_agent] = deviator_done and not terminateds[deviating_agent]
             if deviator_done and not over:
                 # Nothing the others do later changes the deviator's return: their signal is 0
@@ -261,9 +281,12 @@ class BPGMarketEnv(MultiAgentEnv):
     def _observations(self, agents: list[str]) -> dict[str, np.ndarray]:
         rows = np.empty((self.n, self.n_features + len(AUX_COLUMNS)), dtype=np.float32)
         rows[:, : self.n_features] = self._features
-        rows[:, self.n_features] = self._roles
-        rows[:, self.n_features + 1] = np.arange(self.n)
-        rows[:, self.n_features + 2] = self._signal
+        aux = rows[:, self.n_features :]
+        aux[:, ROLE] = self._roles
+        aux[:, ROW] = np.arange(self.n)
+        aux[:, SIGNAL] = self._signal
+        aux[:, GROUP] = self._group
+        aux[:, TICK] = self._tick
         observations = {}
         for agent in agents:
             if agent == POPULATION:

@@ -27,11 +27,11 @@ from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from agents.base import TorchPolicy
+from agents.bpg.env import AUX_COLUMNS, ROLE
 
 __all__ = ["ActorDeviation", "RowActor", "RowPolicyModule", "population_policy", "row_log_probs"]
 
 _N_ROLES = 4
-_N_AUX_COLUMNS = 3  # role, row, signal (agents.bpg.env.AUX_COLUMNS)
 
 
 def _mlp(sizes: list[int], activation=nn.Tanh) -> nn.Sequential:
@@ -70,7 +70,7 @@ class RowActor(nn.Module):
 
 
 class RowPolicyModule(TorchRLModule, ValueFunctionAPI):
-    """RLModule over ``(k, D + 3)`` observations (features + role, row, signal columns; see
+    """RLModule over ``(k, D + 5)`` observations (features + the bookkeeping columns of
     :mod:`agents.bpg.env`) with ``(k,)`` log-multiplier actions.
 
     ``model_config``: ``hidden`` (actor layers, default [64, 64]),
@@ -91,7 +91,7 @@ class RowPolicyModule(TorchRLModule, ValueFunctionAPI):
 
     def _build_layers(self) -> None:
         config = self.model_config
-        self.n_features = int(self.observation_space.shape[-1]) - _N_AUX_COLUMNS
+        self.n_features = int(self.observation_space.shape[-1]) - len(AUX_COLUMNS)
         hidden = list(config.get("hidden", [64, 64]))
         critic_hidden = list(config.get("critic_hidden", [64, 64]))
         bounds = (float(self.action_space.low.min()), float(self.action_space.high.max()))
@@ -107,7 +107,7 @@ class RowPolicyModule(TorchRLModule, ValueFunctionAPI):
         return observations[..., : self.n_features]
 
     def roles(self, observations: torch.Tensor) -> torch.Tensor:
-        return observations[..., self.n_features].round().long()
+        return observations[..., self.n_features + ROLE].round().long()
 
     # ------------------------------------------------------------------ forward passes
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:

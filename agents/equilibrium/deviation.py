@@ -26,12 +26,14 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from agents.evaluation import FocalTick, play_focal
 from agents.oracle import OBJECTIVES, check_objective, episode_returns, hindsight_oracle
 from auctionsim import presets
 from auctionsim.config import MarketConfig
-from auctionsim.envs import AuctionParallelEnv, PopulationPolicy, SingleBidderEnv, play_episode
+from auctionsim.envs import AuctionParallelEnv, PolicyContext, PopulationPolicy, SingleBidderEnv, play_episode
 from auctionsim.errors import ConfigError, describe
 from auctionsim.market import Market
+from auctionsim.validation import check_seed
 
 __all__ = [
     "OBJECTIVES",
@@ -135,8 +137,7 @@ def check_seeds(name: str, seeds: object) -> tuple[int, ...]:
     if not values:
         raise ConfigError(f"{name} must not be empty")
     for seed in values:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-            raise ConfigError(f"{name} must hold integers in [0, 2**63), got {describe(seed)}")
+        check_seed(f"{name} entry", seed)
     if len(set(values)) != len(values):
         raise ConfigError(f"{name} must be distinct, got {describe(values)}")
     return tuple(int(seed) for seed in values)
@@ -182,12 +183,30 @@ class ScheduleDeviation:
         return self.multipliers[period_of_tick(tick, self.n_ticks, len(self.multipliers))]
 
 
+class _DeviationPolicy(PopulationPolicy):
+    """A :class:`Deviation` as a one-row focal bidder. It counts the ticks by its ``act`` calls
+    (the focal engine calls it once per tick), so it needs no feedback at all."""
+
+    def __init__(self, deviation: Deviation) -> None:
+        self.deviation = deviation
+        self._tick = 0
+
+    def reset(self, context: PolicyContext) -> None:
+        self._tick = 0
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        multiplier = float(self.deviation.act(self._tick, observations[0]))
+        self._tick += 1
+        return np.array([multiplier])
+
+
 class DeviationEvaluator:
     """Plays deviations of one advertiser against a population policy on chosen market seeds.
 
-    Wraps a :class:`~auctionsim.envs.SingleBidderEnv` whose focal advertiser is
-    ``advertiser_id``; episode ``seed`` here is market episode ``seed`` of
-    :func:`play_population` (common random numbers).
+    A deviation is a focal episode (:func:`agents.evaluation.play_focal`) of a
+    :class:`~auctionsim.envs.SingleBidderEnv` whose focal advertiser is ``advertiser_id``;
+    episode ``seed`` here is market episode ``seed`` of :func:`play_population` (common random
+    numbers).
 
     Args:
         market: the market to build.
@@ -226,20 +245,15 @@ class DeviationEvaluator:
         """Play market episode ``seed`` with the advertiser following ``deviation``; return its
         return. ``on_step(tick, observation, multiplier, reward, done)`` is called after every
         tick (used by the RL estimator to record transitions)."""
-        low, high = self.bounds
-        observation, _ = self.env.reset(options={"market_seed": int(seed)})
-        total, tick, done = 0.0, 0, False
-        while not done:
-            multiplier = float(np.clip(deviation.act(tick, observation), low, high))
-            next_observation, _, terminated, truncated, info = self.env.step(np.array([multiplier], dtype=np.float32))
-            reward = info["value_won"] - (info["spend"] if self.objective == "utility" else 0.0)
-            total += reward
-            done = terminated or truncated
-            if on_step is not None:
-                on_step(tick, observation, multiplier, reward, done)
-            observation, tick = next_observation, tick + 1
+        utility = self.objective == "utility"
+
+        def record(tick: FocalTick) -> None:
+            reward = float(tick.value_won[0] - (tick.spend[0] if utility else 0.0))
+            on_step(tick.tick, tick.observations[0], float(tick.multipliers[0]), reward, bool(tick.done[0]))
+
+        episodes = play_focal(_DeviationPolicy(deviation), [self.env], [seed], on_tick=record if on_step is not None else None)
         self.episodes_played += 1
-        return total
+        return float(episodes.returns(self.objective)[0])
 
     def returns(self, deviation: Deviation, seeds: Sequence[int]) -> np.ndarray:
         """``(S,)`` returns of ``deviation`` on each market seed."""

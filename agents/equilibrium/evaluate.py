@@ -43,6 +43,7 @@ from auctionsim.stats import check_confidence
 from agents.oracle import check_objective
 from auctionsim.envs import PopulationPolicy
 from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import check_int
 from auctionsim.runs import clean_stale_ray_sessions
 
 __all__ = ["ExploitabilityConfig", "evaluate_exploitability", "advertiser_best_responses", "choose_advertisers", "ray_session"]
@@ -98,14 +99,11 @@ class ExploitabilityConfig:
         if not estimators and not self.oracle:
             raise ConfigError("nothing to estimate: give estimators or set oracle=True")
         object.__setattr__(self, "estimators", estimators)
-        if self.max_advertisers is not None and (
-            isinstance(self.max_advertisers, bool) or not isinstance(self.max_advertisers, int) or self.max_advertisers < 1
-        ):
-            raise ConfigError(f"max_advertisers must be an integer >= 1 or None, got {describe(self.max_advertisers)}")
+        if self.max_advertisers is not None:
+            check_int("max_advertisers", self.max_advertisers, low=1)
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {describe(self.backend)}")
-        if isinstance(self.num_cpus, bool) or not isinstance(self.num_cpus, int) or self.num_cpus < 1:
-            raise ConfigError(f"num_cpus must be an integer >= 1, got {describe(self.num_cpus)}")
+        check_int("num_cpus", self.num_cpus, low=1)
         check_confidence(self.confidence)
 
     def describe(self) -> dict[str, Any]:

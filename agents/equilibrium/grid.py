@@ -30,6 +30,7 @@ from agents.equilibrium.deviation import DeviationEvaluator, MarketSpec, Schedul
 from agents.equilibrium.estimator import AdvertiserBestResponse
 from auctionsim.envs import FixedMultipliers
 from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import check_int
 
 __all__ = ["DEFAULT_GRID", "GridBestResponse", "GridSearchResult", "BestResponseDynamics", "grid_best_response_dynamics"]
 
@@ -87,9 +88,7 @@ class GridBestResponse:
             raise ConfigError(f"multipliers must be distinct, finite and >= 0, got {describe(self.multipliers)}")
         object.__setattr__(self, "multipliers", grid)
         for name, low in (("periods", 1), ("rounds", 1), ("exhaustive_limit", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, got {describe(value)}")
+            check_int(name, getattr(self, name), low=low)
 
     def search(self, evaluate: Callable[[tuple[float, ...]], float]) -> GridSearchResult:
         """Search with ``evaluate(schedule) -> mean fit return`` (a canonical schedule: one

@@ -41,6 +41,7 @@ import numpy as np
 from agents.equilibrium.report import ExploitabilityReport, JsonFile
 from auctionsim.stats import Interval
 from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import check_int, is_number
 
 __all__ = ["HISTORY_SCHEMA", "TrainingHistory"]
 
@@ -57,7 +58,7 @@ def _interval(name: str, value: object) -> dict[str, float]:
             result = {key: float(value[key]) for key in ("estimate", "low", "high")}
         except (KeyError, TypeError, ValueError):
             raise ConfigError(f"{name} must be a number or {{estimate, low, high}}, got {describe(value)}") from None
-    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+    elif is_number(value):
         result = {"estimate": float(value), "low": float(value), "high": float(value)}
     else:
         raise ConfigError(f"{name} must be a number or {{estimate, low, high}}, got {describe(value)}")
@@ -91,15 +92,12 @@ class TrainingHistory(JsonFile):
         scalars: Mapping[str, float] | None = None,
     ) -> dict[str, Any]:
         """Append a record (validated; nothing is appended on error). Returns it."""
-        if isinstance(iteration, bool) or not isinstance(iteration, (int, np.integer)) or iteration < 0:
-            raise ConfigError(f"iteration must be an integer >= 0, got {describe(iteration)}")
+        iteration = check_int("iteration", iteration, low=0)
         if self.records and iteration <= self.records[-1]["iteration"]:
             raise ConfigError(f"iterations must increase, got {iteration} after {self.records[-1]['iteration']}")
         record: dict[str, Any] = {"iteration": int(iteration)}
         if env_steps is not None:
-            if isinstance(env_steps, bool) or not isinstance(env_steps, (int, np.integer)) or env_steps < 0:
-                raise ConfigError(f"env_steps must be an integer >= 0, got {describe(env_steps)}")
-            record["env_steps"] = int(env_steps)
+            record["env_steps"] = check_int("env_steps", env_steps, low=0)
         if wall_seconds is not None:
             record["wall_seconds"] = _interval("wall_seconds", wall_seconds)["estimate"]
         for name, value in (("social_welfare", social_welfare), ("revenue", revenue)):

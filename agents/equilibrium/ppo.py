@@ -35,6 +35,7 @@ import numpy as np
 from agents.equilibrium.deviation import DeviationEvaluator
 from agents.equilibrium.estimator import AdvertiserBestResponse
 from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import check_int
 from auctionsim.tracking import ScalarLogger
 
 __all__ = ["PPOBestResponse", "BidPolicyNetwork"]
@@ -151,9 +152,7 @@ class PPOBestResponse:
 
     def __post_init__(self) -> None:
         for name in ("iterations", "episodes_per_iteration", "epochs", "minibatch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {describe(value)}")
+            check_int(name, getattr(self, name), low=1)
         for name in ("learning_rate", "clip_coef", "initial_std", "max_grad_norm"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -166,8 +165,10 @@ class PPOBestResponse:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{name} must be a finite number >= 0, got {describe(value)}")
-        if not self.hidden_sizes or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_sizes):
+        if not self.hidden_sizes:
             raise ConfigError(f"hidden_sizes must be positive integers, got {describe(self.hidden_sizes)}")
+        for index, size in enumerate(self.hidden_sizes):
+            check_int(f"hidden_sizes[{index}]", size, low=1)
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
 
     # ------------------------------------------------------------------ set-up

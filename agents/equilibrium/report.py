@@ -50,6 +50,7 @@ import numpy as np
 from agents.equilibrium.estimator import LOWER, UPPER
 from auctionsim.stats import Interval, bootstrap_interval, t_interval
 from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import check_number
 from auctionsim.runs import atomic_write_text
 
 __all__ = ["EstimatorValues", "ExploitabilityReport", "compliance_rate", "SCHEMA"]
@@ -422,9 +423,7 @@ def _interval_dict(interval: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[
 
 
 def _check_epsilon(epsilon: object) -> float:
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) or epsilon < 0:
-        raise ConfigError(f"epsilon must be a finite number >= 0 (normalised by social welfare), got {describe(epsilon)}")
-    return float(epsilon)
+    return check_number("epsilon (normalised by social welfare)", epsilon, low=0.0)
 
 
 def compliance_rate(reports: Iterable[ExploitabilityReport], epsilon: float, name: str = LOWER) -> float:

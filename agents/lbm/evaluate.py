@@ -1,12 +1,13 @@
 """Evaluate a bidder as the focal advertiser of single-bidder environments, many at once.
 
-Each :class:`FocalCase` is one episode of :class:`~auctionsim.envs.single.SingleBidderEnv`: the
-bidder plays one advertiser (optionally with its budget scaled, the paper's Table 5) while the
-other advertisers follow a population policy. The cases are stepped in lockstep so that a
-vectorised bidder (one :class:`~auctionsim.envs.policy.PopulationPolicy` row per case) makes one
-batched call per tick: a language model then generates all the cases' CoTs in one batch. The
-rows are independent, so the results equal those of playing the cases one by one (up to
-sampling randomness, which is shared when ``temperature > 0``).
+Each :class:`FocalCase` is one focal episode (:mod:`agents.evaluation`): the bidder plays one
+advertiser (optionally with its budget scaled, the paper's Table 5) in market episode ``seed``
+while the other advertisers follow a population policy. :func:`agents.evaluation.play_focal`
+steps the cases in lockstep, so a vectorised bidder (one
+:class:`~auctionsim.envs.policy.PopulationPolicy` row per case) makes one batched call per tick:
+a language model then generates all the cases' CoTs in one batch. The rows are independent, so
+the results equal those of playing the cases one by one (up to sampling randomness, which is
+shared when ``temperature > 0``).
 
 Metrics per case (paper Section 4.1): conversions ``sum_i o_i v_i`` (expected conversions: value
 won / CPA target, as the paper defines them; realised conversions are kept too), budget
@@ -21,11 +22,11 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from agents.evaluation import play_focal
 from auctionsim.config import MarketConfig, Population
 from auctionsim.envs import SingleBidderEnv
-from auctionsim.envs.policy import PolicyContext, PopulationPolicy, TickFeedback
+from auctionsim.envs.policy import PopulationPolicy
 from auctionsim.errors import ConfigError
 from auctionsim.market import Market
 from auctionsim.metrics import cpa_ratio, score
@@ -38,7 +39,8 @@ SCORE_EXPONENT = 1.0  # the LBM paper's score; AuctionNet's competition uses 2
 @dataclass(frozen=True)
 class FocalCase:
     """One evaluation episode: the bidder plays advertiser ``advertiser`` (an id) with its
-    budget scaled by ``budget_ratio``, in the market episode drawn from ``seed``."""
+    budget scaled by ``budget_ratio``, in market episode ``seed`` (the population's own
+    episode ``seed``: common random numbers)."""
 
     advertiser: int
     seed: int
@@ -124,52 +126,18 @@ def evaluate_focal(
     if not cases:
         raise ConfigError("need at least one FocalCase")
     envs = [
-        SingleBidderEnv(Market(market, _scaled_budget(population, c.advertiser, c.budget_ratio)), population=others(), focal=c.advertiser, reward=reward)
+        SingleBidderEnv(Market(market, _scaled_budget(population, c.advertiser, c.budget_ratio), record_history=False), population=others(), focal=c.advertiser, reward=reward)
         for c in cases
     ]
-    observations = np.stack([env.reset(seed=c.seed)[0] for env, c in zip(envs, cases)])
-    rows = [env.focal_row for env in envs]
-    focal = Population(
-        ids=np.arange(len(cases)),
-        budgets=np.array([env.market.population.budgets[row] for env, row in zip(envs, rows)]),
-        cpa_targets=np.array([env.market.population.cpa_targets[row] for env, row in zip(envs, rows)]),
-        categories=np.array([env.market.population.categories[row] for env, row in zip(envs, rows)]),
-        n_categories=population.n_categories,
-    )
-    policy.reset(PolicyContext(focal, market, len(population), envs[0].core.feature_names, cases[0].seed))
-    n_ticks, size = market.n_ticks, len(cases)
-    multipliers, tick_spend, tick_conversions = (np.zeros((size, n_ticks)) for _ in range(3))
-    realised = np.zeros(size)
-    live = np.ones(size, dtype=bool)
-    budget_left = focal.budgets.copy()
-    fields = TickFeedback._PER_ADVERTISER
-    for tick in tqdm(range(n_ticks), desc=description, disable=not progress, unit="tick"):
-        actions = np.asarray(policy.act(observations), dtype=np.float64)
-        feedback = {name: np.zeros(size) for name in fields}
-        feedback["budget_left"] = budget_left.copy()  # finished cases keep what they had left
-        for m in np.flatnonzero(live):
-            env, row = envs[m], rows[m]
-            observations[m], _, terminated, truncated, _ = env.step(np.array([actions[m]], dtype=np.float32))
-            result = env.market.history[-1]
-            for name in fields:
-                feedback[name][m] = getattr(result, name)[row]
-            multipliers[m, tick] = result.multipliers[row]
-            tick_spend[m, tick] = result.spend[row]
-            tick_conversions[m, tick] = result.value_won[row] / focal.cpa_targets[m]
-            realised[m] += result.conversions[row]
-            budget_left[m] = result.budget_left[row]
-            live[m] = not (terminated or truncated)
-        policy.observe(TickFeedback(tick=tick, n_ticks=n_ticks, **feedback))
-        if not live.any():
-            break
+    episodes = play_focal(policy, envs, [c.seed for c in cases], progress=progress, description=description)
     return FocalResults(
         cases=cases,
-        conversions=tick_conversions.sum(axis=1),
-        spend=tick_spend.sum(axis=1),
-        budget=focal.budgets,
-        cpa_target=focal.cpa_targets,
-        multipliers=multipliers,
-        tick_spend=tick_spend,
-        tick_conversions=tick_conversions,
-        realised_conversions=realised,
+        conversions=episodes.total(episodes.expected_conversions),
+        spend=episodes.total(episodes.spend),
+        budget=episodes.budget,
+        cpa_target=episodes.cpa_target,
+        multipliers=episodes.multipliers,
+        tick_spend=episodes.spend,
+        tick_conversions=episodes.expected_conversions,
+        realised_conversions=episodes.total(episodes.conversions),
     )

@@ -22,6 +22,7 @@ from agents.offline.networks import StateEncoder, TwinQ
 from agents.offline.policy import Actor, ActorBidder, ActorConfig
 from agents.offline.training import check_positive, check_unit_interval, frozen_copy, progress_steps, seed_everything, soft_update
 from auctionsim.errors import ConfigError
+from auctionsim.validation import check_int
 
 __all__ = ["CQLConfig", "CQLLearner", "train_cql"]
 
@@ -58,9 +59,7 @@ class CQLConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "hidden_dim", "hidden_layers", "n_actions"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"CQLConfig.{name} must be an integer >= 1, got {value!r}")
+            check_int(f"CQLConfig.{name}", getattr(self, name), low=1)
         check_positive("CQLConfig", critic_learning_rate=self.critic_learning_rate, actor_learning_rate=self.actor_learning_rate)
         check_unit_interval("CQLConfig", gamma=self.gamma, target_rate=self.target_rate)
         if not (math.isfinite(self.conservative_weight) and self.conservative_weight >= 0):

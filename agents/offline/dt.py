@@ -32,6 +32,7 @@ from agents.offline.training import check_positive, progress_steps, seed_everyth
 from auctionsim.envs.observations import REWARDS, RewardTracker
 from auctionsim.envs.policy import PolicyContext, TickFeedback
 from auctionsim.errors import ConfigError
+from auctionsim.validation import check_int
 
 __all__ = ["DTConfig", "DecisionTransformer", "DTBidder", "train_dt"]
 
@@ -66,9 +67,7 @@ class DTConfig:
 
     def __post_init__(self) -> None:
         for name in ("context_length", "hidden_dim", "layers", "heads", "steps", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"DTConfig.{name} must be an integer >= 1, got {value!r}")
+            check_int(f"DTConfig.{name}", getattr(self, name), low=1)
         check_positive("DTConfig", learning_rate=self.learning_rate)
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.target_quantile <= 1.0:
             raise ConfigError(f"DTConfig.dropout must be in [0, 1) and target_quantile in [0, 1], got {self.dropout}, {self.target_quantile}")

@@ -41,6 +41,7 @@ from agents.offline.networks import State, StateEncoder, TwinQ, ValueNet
 from agents.offline.policy import CHECKPOINT_FORMAT, Actor, ActorBidder, ActorConfig
 from agents.offline.training import check_positive, check_unit_interval, frozen_copy, progress_steps, seed_everything, soft_update
 from auctionsim.errors import ConfigError
+from auctionsim.validation import check_int
 
 __all__ = [
     "IQLConfig",
@@ -101,9 +102,7 @@ class IQLConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "hidden_dim", "hidden_layers", "context_length", "attention_layers", "attention_heads", "attention_dim", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "seed" else 1):
-                raise ConfigError(f"IQLConfig.{name} must be an integer >= 1, got {value!r}")
+            check_int(f"IQLConfig.{name}", getattr(self, name), low=0 if name == "seed" else 1)
         check_positive("IQLConfig", learning_rate=self.learning_rate, optimizer_eps=self.optimizer_eps, max_weight=self.max_weight)
         check_unit_interval("IQLConfig", gamma=self.gamma, target_rate=self.target_rate, expectile=self.expectile)
         if self.temperature < 0 or self.weight_decay < 0:

@@ -22,7 +22,8 @@ from torch import nn
 from agents.offline.data import ActionScale, default_device
 from agents.offline.networks import Normalizer, mlp
 from auctionsim.envs.policy import PopulationPolicy
-from auctionsim.errors import ConfigError, describe
+from auctionsim.errors import ConfigError
+from auctionsim.validation import check_int
 
 __all__ = ["ActorConfig", "Actor", "ActorBidder", "CheckpointBidder", "load_bidder", "CHECKPOINT_FORMAT"]
 
@@ -51,9 +52,7 @@ class ActorConfig:
 
     def __post_init__(self) -> None:
         for name in ("observation_dim", "hidden_dim", "hidden_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {describe(value)}")
+            check_int(name, getattr(self, name), low=1)
         ActionScale(self.action_low, self.action_high)
 
     @property

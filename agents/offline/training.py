@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import check_number
 
 __all__ = ["seed_everything", "soft_update", "progress_steps", "check_positive", "check_unit_interval", "frozen_copy"]
 
@@ -48,12 +48,10 @@ def progress_steps(steps: int, description: str, enabled: bool) -> Iterable[int]
 def check_positive(owner: str, **values: float) -> None:
     """Raise ``ConfigError`` naming the first field that is not a finite number > 0."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-            raise ConfigError(f"{owner}.{name} must be a finite number > 0, got {describe(value)}")
+        check_number(f"{owner}.{name}", value, low=0.0, low_open=True)
 
 
 def check_unit_interval(owner: str, **values: float) -> None:
     """Raise ``ConfigError`` naming the first field outside ``[0, 1]``."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise ConfigError(f"{owner}.{name} must be in [0, 1], got {describe(value)}")
+        check_number(f"{owner}.{name}", value, low=0.0, high=1.0)

@@ -23,11 +23,12 @@ from agents.offline.bc import BCConfig, train_bc
 from agents.offline.data import OfflineData, TransitionBatch
 from agents.offline.iql import IQLConfig, IQLLearner
 from agents.offline.policy import ActorBidder
-from agents.offline.training import check_positive, check_unit_interval, progress_steps, seed_everything
+from agents.offline.training import check_unit_interval, progress_steps, seed_everything
 from agents.pemorl.data import GlobalTransitions
 from agents.pemorl.model import ModelEnsemble
 from agents.pemorl.rollouts import branched_rollouts
 from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import check_int, check_number
 
 __all__ = ["PEMORLConfig", "PEMORLResult", "train_pemorl"]
 
@@ -61,13 +62,9 @@ class PEMORLConfig:
             raise ConfigError(f"PEMORLConfig.iql must be an IQLConfig, got {describe(self.iql)}")
         if self.iql.context_length != 1:
             raise ConfigError(f"PEMORLConfig.iql.context_length must be 1, got {self.iql.context_length}")
-        if isinstance(self.penalty_coefficient, bool) or not isinstance(self.penalty_coefficient, (int, float)) or not 0 <= self.penalty_coefficient < float("inf"):
-            raise ConfigError(f"PEMORLConfig.penalty_coefficient must be a finite number >= 0, got {describe(self.penalty_coefficient)}")
+        check_number("PEMORLConfig.penalty_coefficient", self.penalty_coefficient, low=0.0)
         for name in ("horizon", "rollouts_per_refresh", "rollout_every", "buffer_size", "behaviour_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"PEMORLConfig.{name} must be an integer, got {describe(value)}")
-            check_positive("PEMORLConfig", **{name: value})
+            check_int(f"PEMORLConfig.{name}", getattr(self, name), low=1)
         check_unit_interval("PEMORLConfig", real_fraction=self.real_fraction)
 
 

@@ -33,6 +33,7 @@ from agents.offline.networks import Normalizer, mlp
 from agents.offline.training import check_positive, progress_steps, seed_everything
 from agents.pemorl.data import DYNAMIC_FEATURES, GlobalBatch, GlobalTransitions
 from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import check_int
 
 __all__ = ["ModelConfig", "ModelTrainingConfig", "PEModel", "MLPModel", "ModelEnsemble", "gaussian_nll", "prediction_error", "train_ensemble", "uncertainty_penalty", "TARGET_DIM"]
 
@@ -64,9 +65,7 @@ class ModelConfig:
         if self.kind not in ("pe", "mlp"):
             raise ConfigError(f"ModelConfig.kind must be 'pe' or 'mlp', got {describe(self.kind)}")
         for name in ("observation_dim", "hidden_dim", "layers", "heads", "n_advertisers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"ModelConfig.{name} must be an integer >= 1, got {describe(value)}")
+            check_int(f"ModelConfig.{name}", getattr(self, name), low=1)
         if self.kind == "pe" and self.hidden_dim % self.heads:
             raise ConfigError(f"ModelConfig.heads={self.heads} must divide hidden_dim={self.hidden_dim}")
 

@@ -5,6 +5,9 @@ Registered Gymnasium ids (``gymnasium.make(id, **kwargs)``; kwargs as
 
 * ``auctionsim/SingleBidder-v0``: continuous multiplier, AuctionNet preset.
 * ``auctionsim/SingleBidderDiscrete-v0``: the same over a 14-level bid grid (for bandits).
+
+With ``action_scale="unit"`` the continuous envs take actions in ``[-1, 1]`` (0 bids the expected
+value), the space SB3's and CleanRL's Gaussian policies start from.
 """
 
 from __future__ import annotations
@@ -12,12 +15,24 @@ from __future__ import annotations
 import gymnasium
 
 from auctionsim.envs.observations import FEATURE_NAMES, REWARDS, ObservationBuilder, RewardTracker, feature_names
-from auctionsim.envs.parallel import ArrayStep, AuctionParallelEnv, agent_name
-from auctionsim.envs.policy import FixedMultipliers, PolicyContext, PopulationPolicy, TickFeedback
-from auctionsim.envs.rollout import EpisodeRecord, play_episode
+from auctionsim.envs.parallel import ACTION_SCALES, ArrayStep, AuctionParallelEnv, agent_name, multiplier_to_unit, unit_to_multiplier
+from auctionsim.envs.policy import (
+    AdvertiserFeedback,
+    AdvertiserImpressions,
+    AdvertiserSpec,
+    FixedMultipliers,
+    PolicyContext,
+    PopulationPolicy,
+    TickFeedback,
+)
+from auctionsim.envs.rollout import EpisodeRecord, play_episode, policy_step
 from auctionsim.envs.single import DEFAULT_BID_GRID, SingleBidderEnv
 
 __all__ = [
+    "ACTION_SCALES",
+    "AdvertiserFeedback",
+    "AdvertiserImpressions",
+    "AdvertiserSpec",
     "ArrayStep",
     "AuctionParallelEnv",
     "DEFAULT_BID_GRID",
@@ -33,7 +48,10 @@ __all__ = [
     "TickFeedback",
     "agent_name",
     "feature_names",
+    "multiplier_to_unit",
     "play_episode",
+    "policy_step",
+    "unit_to_multiplier",
     "ENV_IDS",
 ]
 

@@ -51,6 +51,7 @@ import numpy as np
 
 from auctionsim.market import Market, TickResult
 from auctionsim.metrics import cpa_ratio, score
+from auctionsim.validation import check_choice
 
 __all__ = ["FEATURE_NAMES", "REWARDS", "feature_names", "ObservationBuilder", "RewardTracker"]
 
@@ -181,9 +182,7 @@ class RewardTracker:
     """Per-tick rewards of every advertiser for one of :data:`REWARDS`."""
 
     def __init__(self, kind: str, cpa_targets: np.ndarray, score_exponent: float = 2.0) -> None:
-        if kind not in REWARDS:
-            raise ValueError(f"reward must be one of {', '.join(REWARDS)}, got {kind!r}")
-        self.kind = kind
+        self.kind = check_choice("reward", kind, REWARDS)
         self._cpa_targets = np.asarray(cpa_targets, dtype=np.float64)
         self._score_exponent = score_exponent
         self._spend = np.zeros_like(self._cpa_targets)

@@ -9,11 +9,41 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from auctionsim.errors import ActionError, ActionTypeError, ConfigError, as_numeric_array, as_single_number, describe
+from auctionsim.errors import ActionError, ActionTypeError, ConfigError, EpisodeOverError, describe
 from auctionsim.envs.observations import ObservationBuilder, RewardTracker
+from auctionsim.envs.policy import AdvertiserSpec, PolicyContext
 from auctionsim.market import Market, TickResult, TickValues
+from auctionsim.validation import as_numeric_array, as_single_number, check_bounds, check_choice, check_int
 
-__all__ = ["AuctionParallelEnv", "ArrayStep", "agent_name"]
+__all__ = ["ACTION_SCALES", "AuctionParallelEnv", "ArrayStep", "agent_name", "unit_to_multiplier", "multiplier_to_unit"]
+
+#: How agents express their action: the multiplier itself, or a number in [-1, 1] mapped onto the
+#: multiplier bounds (see :func:`unit_to_multiplier`).
+ACTION_SCALES = ("multiplier", "unit")
+
+
+def _pivot(low: float, high: float) -> float:
+    """The multiplier that unit action 0 maps to: 1 (bid the expected value) when it lies
+    strictly inside the bounds, else their midpoint."""
+    return 1.0 if low < 1.0 < high else 0.5 * (low + high)
+
+
+def unit_to_multiplier(actions: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Map unit actions in ``[-1, 1]`` onto multipliers in ``[low, high]``: -1 -> ``low``,
+    0 -> 1 (so an untrained policy whose mean action is 0 bids its expected value), +1 ->
+    ``high``, linear on each side (with bounds that exclude 1, 0 maps to their midpoint)."""
+    actions = np.asarray(actions, dtype=np.float64)
+    pivot = _pivot(low, high)
+    multipliers = np.where(actions < 0.0, pivot + actions * (pivot - low), pivot + actions * (high - pivot))
+    return np.clip(multipliers, low, high)  # floating-point rounding only: inputs are in [-1, 1]
+
+
+def multiplier_to_unit(multipliers: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Inverse of :func:`unit_to_multiplier` (multipliers within the bounds)."""
+    multipliers = np.asarray(multipliers, dtype=np.float64)
+    pivot = _pivot(low, high)
+    below = (multipliers - pivot) / (pivot - low) if pivot > low else np.zeros_like(multipliers)
+    return np.where(multipliers < pivot, below, (multipliers - pivot) / (high - pivot))
 
 
 def agent_name(advertiser_id: int) -> str:
@@ -29,11 +59,13 @@ class ArrayStep:
         observations: ``(N, D)`` float32 observations for the next tick (also for finished
             advertisers, whose rows keep evolving but are no longer acted on).
         rewards: ``(N,)`` rewards of the tick (0 for advertisers already finished before it).
-        terminated: ``(N,)`` advertisers whose budget ran out this tick.
-        truncated: ``(N,)`` advertisers still live when the last tick ended.
+        terminated: ``(N,)`` advertisers whose budget ran out this tick, and, when this tick was
+            the day's last, every advertiser that acted in it (see the env's Episode End).
+        truncated: ``(N,)`` when this tick was the day's last, every advertiser that acted in it.
         live: ``(N,)`` advertisers still acting after this tick.
         result: the market's :class:`~auctionsim.market.TickResult`.
         values: the tick's per-impression pValues, when requested.
+        impression_bids: ``{row: (n,) bids}`` the per-impression bids played, if any.
     """
 
     observations: np.ndarray
@@ -43,6 +75,7 @@ class ArrayStep:
     live: np.ndarray
     result: TickResult
     values: TickValues | None = None
+    impression_bids: Mapping[int, np.ndarray] | None = None
 
     def info(self, row: int) -> dict[str, float]:
         """The PettingZoo ``infos`` entry of one advertiser."""
@@ -75,7 +108,12 @@ class AuctionParallelEnv(ParallelEnv):
 
     Action Space:
         ``Box(low, high, (1,), float32)``: the bid multiplier, ``multiplier_bounds`` (default
-        ``[0, 5]``). Out-of-bounds, NaN or infinite actions are rejected, not clipped.
+        ``[0, 5]``) rounded to float32: exactly the space's own bounds are accepted (an agent
+        that clips to its space is never refused). With ``action_scale="unit"``, ``Box(-1, 1, (1,), float32)`` mapped onto
+        the bounds by :func:`unit_to_multiplier` (0 bids the expected value, multiplier 1):
+        the normalised space that SB3, CleanRL and RLlib's Gaussian policies start from.
+        Out-of-bounds, NaN or infinite actions are rejected, not clipped. The array API
+        (:meth:`step_arrays`) always takes multipliers (:meth:`to_multipliers` converts).
 
     Observation Space:
         ``Box(0, high, (D,), float32)`` with ``D = 18 + categories``: AuctionNet's 16 state
@@ -91,13 +129,28 @@ class AuctionParallelEnv(ParallelEnv):
 
     Episode End:
         An agent terminates when its remaining budget falls below the market's budget floor
-        (it can no longer bid). All live agents are truncated after the last tick.
+        (it can no longer bid) and leaves ``agents``. The last tick ends the day for every
+        agent that acted in it: each is then both terminated (a terminal state: nothing
+        follows the day, and the time left is part of the observation, so there is no value to
+        bootstrap) and truncated (the day's time limit). The flags of one step are therefore
+        never mixed (some agents terminated, the others only truncated), and the episode ends
+        exactly when ``agents`` becomes empty for every common consumer: RLlib's stock
+        ``ParallelPettingZooEnv`` (it ends an episode when all agents of a step are terminated
+        or all truncated), PettingZoo's ``parallel_api_test``, SuperSuit's ``black_death``
+        (which, in SuperSuit 3.11, needs both flags) and vector-env wrappers, and
+        Gymnasium-style ``terminated or truncated`` loops (SB3 does not bootstrap a terminated
+        step). Whether an agent ran out of budget is ``infos[agent]["budget_left"]`` below
+        ``market.budget_floor``.
 
     Arguments:
         market: a :class:`~auctionsim.market.Market` or a preset name (see
             :func:`auctionsim.presets.names`).
         reward: reward kind.
-        multiplier_bounds: ``(low, high)`` of the action space.
+        multiplier_bounds: ``(low, high)`` multipliers an agent can bid, ``0 <= low < high``;
+            stored in :attr:`multiplier_bounds` rounded to float32, the action space's dtype
+            (``0.7`` becomes ``0.699999988...``), and exactly that closed interval is accepted.
+        action_scale: ``"multiplier"`` (actions are multipliers) or ``"unit"`` (actions in
+            ``[-1, 1]``, see Action Space).
         market_overrides: fields of the preset's market config to replace (preset name only).
 
     Besides the dict API, :meth:`step_arrays` takes and returns population-ordered arrays; the
@@ -111,6 +164,7 @@ class AuctionParallelEnv(ParallelEnv):
         market: Market | str = "auctionnet",
         reward: str = "value",
         multiplier_bounds: tuple[float, float] = (0.0, 5.0),
+        action_scale: str = "multiplier",
         **market_overrides: Any,
     ) -> None:
         if isinstance(market, str):
@@ -119,11 +173,18 @@ class AuctionParallelEnv(ParallelEnv):
             raise ConfigError(f"market overrides need a preset name, got a Market and {sorted(market_overrides)}")
         if not isinstance(market, Market):
             raise ConfigError(f"market must be a Market or a preset name, got {describe(market)}")
-        low, high = (float(b) for b in multiplier_bounds)
-        if not (np.isfinite(low) and np.isfinite(high) and 0.0 <= low < high):
-            raise ConfigError(f"multiplier_bounds must be finite with 0 <= low < high, got {describe(multiplier_bounds)}")
+        low, high = check_bounds("multiplier_bounds", multiplier_bounds, low=0.0, strict=True)
+        with np.errstate(over="ignore"):
+            low32, high32 = float(np.float32(low)), float(np.float32(high))
+        if not (np.isfinite(high32) and low32 < high32):
+            raise ConfigError(
+                f"multiplier_bounds must stay finite and distinct in float32 (the action space's dtype), got "
+                f"{describe(multiplier_bounds)} -> ({low32}, {high32})"
+            )
         self.market = market
-        self.multiplier_bounds = (low, high)
+        self.multiplier_bounds = (low32, high32)
+        self.action_scale = check_choice("action_scale", action_scale, ACTION_SCALES)
+        self.render_mode = None  # nothing to render; PettingZoo wrappers (SuperSuit) read it
         self.observations = ObservationBuilder(market)
         self._rewards = RewardTracker(reward, market.population.cpa_targets)
         self.reward_kind = reward
@@ -139,6 +200,7 @@ class AuctionParallelEnv(ParallelEnv):
         self._observation_spaces: dict[str, spaces.Box] = {}
         self._action_spaces: dict[str, spaces.Box] = {}
         self._last_observations = np.zeros((len(self.possible_agents), self.observations.dimension), dtype=np.float32)
+        self._values: TickValues | None = None  # the next tick's values, computed on first request
 
     # ------------------------------------------------------------------ spaces
     def observation_space(self, agent: str) -> spaces.Box:
@@ -152,9 +214,33 @@ class AuctionParallelEnv(ParallelEnv):
         """The agent's action space (the same object on every call, so seeding it sticks)."""
         name = self._check_agent(agent)
         if name not in self._action_spaces:
-            low, high = self.multiplier_bounds
+            low, high = self.action_bounds
             self._action_spaces[name] = spaces.Box(np.float32(low), np.float32(high), shape=(1,), dtype=np.float32)
         return self._action_spaces[name]
+
+    @property
+    def action_bounds(self) -> tuple[float, float]:
+        """``(low, high)`` of an agent's action: the multiplier bounds, or ``(-1, 1)`` with
+        ``action_scale="unit"``."""
+        return (-1.0, 1.0) if self.action_scale == "unit" else self.multiplier_bounds
+
+    def to_multipliers(self, actions: object) -> np.ndarray:
+        """Agents' actions (in the action space's units) -> bid multipliers, float64."""
+        actions = np.asarray(actions, dtype=np.float64)
+        if self.action_scale == "unit":
+            return unit_to_multiplier(actions, *self.multiplier_bounds)
+        return actions.copy()
+
+    def advertiser_spec(self, agent: str | int) -> AdvertiserSpec:
+        """The :class:`~auctionsim.envs.policy.AdvertiserSpec` of an agent (by name or
+        advertiser id): what a one-advertiser bidder is told at reset."""
+        name = agent_name(agent) if not isinstance(agent, str) else agent
+        return self.policy_context(self.market.seed).advertiser_spec(self._row_of[self._check_agent(name)])
+
+    def policy_context(self, seed: int | None, rows: Sequence[int] | np.ndarray | None = None) -> PolicyContext:
+        """The :class:`~auctionsim.envs.policy.PolicyContext` of this market's episode for the
+        advertisers at ``rows`` (default: all), as drivers reset policies with."""
+        return PolicyContext.of(self.market, self.feature_names, seed, rows)
 
     @property
     def single_observation_space(self) -> spaces.Box:
@@ -191,6 +277,7 @@ class AuctionParallelEnv(ParallelEnv):
     def reset_arrays(self, seed: int | None = None) -> np.ndarray:
         """Start an episode; returns the ``(N, D)`` observations."""
         self.market.reset(seed)
+        self._values = None
         self.observations.reset()
         self._rewards.reset()
         self._live[:] = True
@@ -204,33 +291,90 @@ class AuctionParallelEnv(ParallelEnv):
         array = as_numeric_array("multipliers", multipliers)
         if array.shape != self._live.shape:
             raise ActionError(f"multipliers must have shape {self._live.shape}, got {array.shape}")
-        low, high = self.multiplier_bounds
-        bad = self._live & ~(np.isfinite(array) & (array >= low) & (array <= high))
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise ActionError(
-                f"action of {self.possible_agents[row]} must be a finite multiplier in [{low}, {high}], got {array[row]}"
-            )
+        rows = np.flatnonzero(self._live)
+        self.check_in_bounds(array[rows], rows)
         return np.where(self._live, array, 0.0)
 
-    def step_arrays(self, multipliers: object, *, with_values: bool = False, log_impressions: bool = False) -> ArrayStep:
+    def check_in_bounds(self, multipliers: np.ndarray, rows: np.ndarray) -> None:
+        """Raise ``ActionError`` naming the agent if a multiplier is not finite and within
+        :attr:`multiplier_bounds`; ``multipliers[k]`` is the multiplier of the agent in row ``rows[k]``."""
+        low, high = self.multiplier_bounds
+        bad = ~(np.isfinite(multipliers) & (multipliers >= low) & (multipliers <= high))
+        if bad.any():
+            index = int(np.argmax(bad))
+            raise ActionError(
+                f"action of {self.possible_agents[int(rows[index])]} must be a finite multiplier in [{low}, {high}], "
+                f"got {multipliers[index]}"
+            )
+
+    def check_reset(self) -> None:
+        """Raise ``EpisodeOverError`` if the environment was never reset."""
+        if self.market.seed is None:
+            raise EpisodeOverError("the environment has not been reset; call reset() before step()")
+
+    def tick_values(self) -> TickValues:
+        """The next tick's per-impression pValues, sigmas and candidacy of every advertiser
+        (population order), computed once per tick however often it is asked for."""
+        if self.market.done:
+            raise ActionError("the episode is over; call reset()")
+        if self._values is None:
+            self._values = self.market.tick_values()
+        return self._values
+
+    def _live_impression_bids(self, impression_bids: Mapping[int, object]) -> dict[int, object]:
+        """The entries of ``{row: bids}`` that belong to live advertisers (rows checked)."""
+        if not isinstance(impression_bids, Mapping):
+            raise ActionTypeError(f"impression_bids must map rows to bids, got {describe(impression_bids)}")
+        size = self._live.shape[0]
+        live = {}
+        for row, bids in impression_bids.items():
+            check_int("impression_bids key (a row)", row, low=0, high=size - 1, error=ActionError)
+            if self._live[row]:
+                live[int(row)] = bids
+        return live
+
+    def step_arrays(
+        self,
+        multipliers: object,
+        *,
+        impression_bids: Mapping[int, object] | None = None,
+        with_values: bool = False,
+        log_impressions: bool = False,
+    ) -> ArrayStep:
         """Play one tick with ``(N,)`` multipliers (population order).
 
         Args:
             multipliers: bid multipliers; entries of finished advertisers are ignored (the market
                 can be played to its end after every advertiser has finished).
+            impression_bids: ``{row: (n,) bids}`` (currency) for advertisers that bid per
+                impression this tick (their multiplier is then ignored; see
+                :meth:`tick_values` for the pValues they bid on). Entries of finished
+                advertisers are ignored.
             with_values: also return the tick's per-impression pValues (before the auction).
             log_impressions: ask the market for the per-impression log.
         """
+        self.check_reset()
         if self.market.done:
             raise ActionError("the episode is over; call reset()")
+        played = self._live_impression_bids(impression_bids) if impression_bids is not None else {}
+        if played:
+            # Rows bidding per impression need no multiplier: any in-bounds value passes the
+            # check, and the market is given 0 (it ignores their multipliers).
+            multipliers = as_numeric_array("multipliers", multipliers).copy()
+            if multipliers.shape == self._live.shape:
+                multipliers[list(played)] = self.multiplier_bounds[0]
         multipliers = self.validate_multipliers(multipliers)
-        values = self.market.tick_values() if with_values else None
-        result = self.market.step(multipliers, log_impressions=log_impressions)
+        if played:
+            multipliers[list(played)] = 0.0
+        ids = self.market.population.ids
+        values = self.tick_values() if with_values else None
+        by_id = {int(ids[row]): bids for row, bids in played.items()}
+        result = self.market.step(multipliers, impression_bids=by_id or None, log_impressions=log_impressions)
+        self._values = None
         self.observations.update(result)
         rewards = np.where(self._live, self._rewards.rewards(result), 0.0)
-        terminated = self._live & (result.budget_left < self.market.budget_floor)
-        truncated = self._live & ~terminated & self.market.done
+        truncated = self._live & self.market.done  # see Episode End: the last tick ends everyone's day
+        terminated = truncated | (self._live & (result.budget_left < self.market.budget_floor))
         self._live &= ~(terminated | truncated)
         self._last_observations = self.observations.observe()
         return ArrayStep(
@@ -241,6 +385,7 @@ class AuctionParallelEnv(ParallelEnv):
             live=self._live.copy(),
             result=result,
             values=values,
+            impression_bids={row: np.asarray(bids, dtype=np.float64) for row, bids in played.items()} or None,
         )
 
     # ------------------------------------------------------------------ PettingZoo dict API
@@ -252,6 +397,7 @@ class AuctionParallelEnv(ParallelEnv):
 
     def step(self, actions: Mapping[str, object]):
         """PettingZoo step: ``actions`` maps every live agent's name to its multiplier."""
+        self.check_reset()
         if not isinstance(actions, Mapping):
             raise ActionTypeError(f"actions must map agent names to multipliers, got {describe(actions)}")
         # Set and array checks first (thousands of agents); the lists for the messages only on error.
@@ -266,7 +412,10 @@ class AuctionParallelEnv(ParallelEnv):
             missing = [name for name in self.agents if name not in actions]
             raise ActionError(f"missing actions for {len(missing)} live agents, e.g. {missing[0]}")
         multipliers = np.zeros(len(self.possible_agents))
-        multipliers[rows] = self._action_values(actions)
+        values = self._action_values(actions)
+        if self.action_scale == "unit":
+            values = self.actions_to_multipliers(values, [f"action of {name}" for name in actions])
+        multipliers[rows] = values
         acting = [self._row_of[name] for name in self.agents]
         step = self.step_arrays(multipliers)
         names = [self.possible_agents[row] for row in acting]
@@ -277,6 +426,18 @@ class AuctionParallelEnv(ParallelEnv):
         infos = dict(zip(names, step.infos(acting)))
         self.agents = [name for name, live in zip(names, step.live[acting].tolist()) if live]
         return observations, rewards, terminations, truncations, infos
+
+    def actions_to_multipliers(self, actions: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """Agents' actions -> multipliers. With ``action_scale="unit"`` each action must lie in
+        ``[-1, 1]`` (``names[i]`` names action ``i`` in the error); multipliers are checked
+        against their bounds by :meth:`step_arrays`."""
+        if self.action_scale != "unit":
+            return actions
+        bad = ~(np.isfinite(actions) & (np.abs(actions) <= 1.0))
+        if bad.any():
+            index = int(np.argmax(bad))
+            raise ActionError(f"{names[index]} must be a finite number in [-1, 1] (action_scale='unit'), got {actions[index]}")
+        return self.to_multipliers(actions)
 
     @staticmethod
     def _action_values(actions: Mapping[str, object]) -> np.ndarray:

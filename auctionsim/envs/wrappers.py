@@ -27,9 +27,9 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 
-from auctionsim.config import _check_float, _check_int
 from auctionsim.envs.single import SingleBidderEnv
 from auctionsim.errors import ConfigError, describe
+from auctionsim.validation import check_int, check_number
 
 __all__ = [
     "PROFIT_VALUES",
@@ -146,7 +146,7 @@ class ProfitNormalizer:
             raise ConfigError(f"profit must be (episodes, ticks, advertisers) and traffic (episodes, ticks), got {profit.shape} and {traffic.shape}")
         if not (np.all(np.isfinite(profit)) and np.all(np.isfinite(traffic)) and (traffic >= 0).all()):
             raise ConfigError("profit and traffic must be finite, traffic >= 0")
-        low_q, high_q = (_check_float(f"quantiles[{i}]", q, low=0.0, high=1.0) for i, q in enumerate(quantiles))
+        low_q, high_q = (check_number(f"quantiles[{i}]", q, low=0.0, high=1.0) for i, q in enumerate(quantiles))
         if not low_q < high_q:
             raise ConfigError(f"quantiles must satisfy low < high, got {quantiles}")
         mean_traffic = traffic.mean(axis=0)
@@ -207,7 +207,7 @@ class ProfitNormalizer:
 
     def normalize(self, profit: np.ndarray | float, tick: int, advertiser_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """``(n,)`` rewards in ``[0, 1]`` for the profits of ``n`` advertisers in tick ``tick``."""
-        tick = _check_int("tick", tick, low=0, high=self.traffic_weights.size - 1)
+        tick = check_int("tick", tick, low=0, high=self.traffic_weights.size - 1)
         rows = self.rows_of(advertiser_ids)
         weighted = np.asarray(profit, dtype=np.float64).reshape(-1) / self.traffic_weights[tick]
         return np.clip((weighted - self.low[rows]) / (self.high[rows] - self.low[rows]), 0.0, 1.0)
@@ -316,8 +316,8 @@ class BatchedDelayedFeedback(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, batch_size: int, delay: int, delayed_info_keys: Sequence[str] = DELAYED_INFO_KEYS) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, batch_size=batch_size, delay=delay, delayed_info_keys=delayed_info_keys)
         gym.Wrapper.__init__(self, env)
-        self.batch_size = _check_int("batch_size", batch_size, low=1)
-        self.delay = _check_int("delay", delay, low=0)
+        self.batch_size = check_int("batch_size", batch_size, low=1)
+        self.delay = check_int("delay", delay, low=0)
         if isinstance(delayed_info_keys, str) or not all(isinstance(key, str) for key in delayed_info_keys):
             raise ConfigError(f"delayed_info_keys must be a sequence of info key names, got {describe(delayed_info_keys)}")
         self.delayed_info_keys = tuple(delayed_info_keys)
@@ -330,10 +330,11 @@ class BatchedDelayedFeedback(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return len(self._pending)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        result = self.env.reset(seed=seed, options=options)  # first: a rejected reset keeps the run
         if seed is not None:
             self.round = 0
             self._pending = {}
-        return self.env.reset(seed=seed, options=options)
+        return result
 
     def step(self, action: Any):
         observation, reward, terminated, truncated, info = self.env.step(action)
