@@ -200,8 +200,9 @@ class Market:
             self._mechanism_code, self._plugged, self._run_tick = config.mechanism.code, None, kernel.run_tick
             mechanism_data = np.zeros((0, len(population)))
         else:
-            self._mechanism_code, self._run_tick = -1, kernel.run_tick_plugged
+            self._mechanism_code = -1
             self._plugged = kernel.plugged_mechanism(config.mechanism.function)
+            self._run_tick = kernel.run_tick if isinstance(self._plugged, kernel.PythonMechanism) else kernel.run_tick_plugged
             mechanism_data = config.mechanism.data_for(population)
         self._advertisers = Advertisers(
             population.ids, population.categories, population.cpa_targets, np.zeros(len(population), dtype=np.uint64),

@@ -375,11 +375,7 @@ def check_mechanism(
         "reserve_respected": (cases, single(_reserve_respected), _describe_auction),
         "winners_hold_top_bids": (cases, single(_winners_hold_top_bids), _describe_auction),
         "permutation_equivariant": (
-            cases.flatmap(
-                lambda case: st.tuples(
-                    st.just(case), strategies.permutations(case.bids.shape[0]), strategies.permutations(len(case.population))
-                )
-            ),
+            _with_orders(cases),
             lambda item: _equivariant(function, data_of, item, rtol, atol),
             lambda item: {**_describe_auction(item[0]), "contest_order": item[1].tolist(), "population_order": item[2].tolist()},
         ),
@@ -391,6 +387,13 @@ def check_mechanism(
         label = "pays_bid" if name == "prices_at_most_bids" and first_price else name
         results.append(_search(label, strategy, check, describe_case, max_examples, seed))
     return CheckReport(subject, tuple(results))
+
+
+@st.composite
+def _with_orders(draw, cases: st.SearchStrategy[strategies.AuctionCase]):
+    """``(case, contest order, population order)``."""
+    case = draw(cases)
+    return case, draw(strategies.permutations(case.bids.shape[0])), draw(strategies.permutations(len(case.population)))
 
 
 def _describe_auction(case: strategies.AuctionCase) -> dict[str, Any]:

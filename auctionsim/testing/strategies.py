@@ -18,6 +18,7 @@ to a few readable numbers. Compose them in your own ``@given`` tests, or let the
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -47,35 +48,59 @@ _CPA_GRID = (50.0, 80.0, 80.0, 100.0, 130.0)
 _RESERVES = (0.0, 0.01, 0.05)
 
 
+@functools.lru_cache(maxsize=None)
+def _integers(low: int, high: int) -> st.SearchStrategy[int]:
+    """``st.integers(low, high)``, built once (a strategy built per draw costs its validation)."""
+    return st.integers(low, high)
+
+
 def _grid_or_float(grid: Sequence[float], low: float, high: float) -> st.SearchStrategy[float]:
     """A value from ``grid`` (ties) or, less often, any float in ``[low, high]``."""
     return st.one_of(st.sampled_from(grid), st.floats(low, high, allow_nan=False, allow_infinity=False))
 
 
-@st.composite
-def populations(
-    draw,
-    min_size: int = 2,
-    max_size: int = 8,
-    n_categories: int = 3,
-    budget_range: tuple[float, float] = (0.2, 5.0),
-) -> Population:
-    """A population of ``min_size..max_size`` advertisers.
+_N_CATEGORIES = 3
+_BID = _grid_or_float(BID_GRID, 0.0, 2.0)
+_PALETTE = st.lists(_BID, min_size=1, max_size=3)
+_FROM_PALETTE = st.booleans().map(lambda other: not other)  # shrinks towards the palette
+_EXPOSURE = st.sampled_from((0.3, 0.48, 0.6, 0.8, 1.0))
 
-    Ids are unique and shuffled (array order never follows id order), budgets lie in
-    ``budget_range`` (tight enough that advertisers run out within a small episode), CPA
-    targets are often equal, categories lie in ``[0, n_categories)``.
-    """
-    # One list of advertisers, so that shrinking a failure deletes whole advertisers.
-    advertiser = st.tuples(
+
+@functools.lru_cache(maxsize=None)
+def _advertiser(
+    n_categories: int = _N_CATEGORIES, budget_range: tuple[float, float] = (0.2, 5.0)
+) -> st.SearchStrategy[tuple[int, float, float, int]]:
+    """One advertiser's ``(id, budget, CPA target, category)`` (built once per arguments)."""
+    return st.tuples(
         st.integers(0, 10_000),
         _grid_or_float(budget_range, *budget_range),
         _grid_or_float(_CPA_GRID, 20.0, 200.0),
         st.integers(0, n_categories - 1),
     )
-    rows = draw(st.lists(advertiser, min_size=min_size, max_size=max_size, unique_by=lambda row: row[0]))
+
+
+def _population(rows: Sequence[tuple[int, float, float, int]], n_categories: int) -> Population:
     ids, budgets, cpa_targets, categories = zip(*rows)
     return Population(ids=ids, budgets=budgets, cpa_targets=cpa_targets, categories=categories, n_categories=n_categories)
+
+
+def populations(
+    min_size: int = 2,
+    max_size: int = 8,
+    n_categories: int = _N_CATEGORIES,
+    budget_range: tuple[float, float] = (0.2, 5.0),
+) -> st.SearchStrategy[Population]:
+    """A population of ``min_size..max_size`` advertisers.
+
+    Ids are unique and in no particular order (array order never follows id order), budgets lie
+    in ``budget_range`` (tight enough that advertisers run out within a small episode), CPA
+    targets are often equal, categories lie in ``[0, n_categories)``. Failures shrink by
+    deleting whole advertisers.
+    """
+    rows = st.lists(
+        _advertiser(n_categories, tuple(budget_range)), min_size=min_size, max_size=max_size, unique_by=lambda row: row[0]
+    )
+    return rows.map(lambda rows: _population(rows, n_categories))
 
 
 def multipliers(size: int) -> st.SearchStrategy[np.ndarray]:
@@ -89,7 +114,7 @@ def permutations(draw, size: int) -> np.ndarray:
     distance that shrinks to 0 (no swap), so failures shrink to the fewest, closest swaps."""
     order = np.arange(size, dtype=np.int64)
     for last in range(size - 1, 0, -1):
-        other = last - draw(st.integers(0, last))
+        other = last - draw(_integers(0, last))
         order[last], order[other] = order[other], order[last]
     return order
 
@@ -118,7 +143,7 @@ def market_configs(
     populations must then hold at least ``K``, which :func:`populations` with
     ``min_size >= max_candidates`` ensures)."""
     n_slots = draw(st.integers(1, max_slots))
-    exposure = sorted(draw(st.lists(st.sampled_from((0.3, 0.5, 0.6, 0.8, 1.0)), min_size=n_slots, max_size=n_slots)), reverse=True)
+    exposure = sorted(draw(st.lists(_EXPOSURE, min_size=n_slots, max_size=n_slots)), reverse=True)
     candidates = None if max_candidates is None else draw(st.one_of(st.none(), st.integers(1, max_candidates)))
     return MarketConfig(
         n_ticks=draw(st.integers(*n_ticks)),
@@ -212,20 +237,26 @@ class AuctionCase:
 
 @st.composite
 def auctions(draw, max_bidders: int = 6, max_slots: int = 3, reserves: Sequence[float] = _RESERVES) -> AuctionCase:
-    """One impression's auction: a contest of ``1..max_bidders`` advertisers (in shuffled order)
-    among a population of up to 2 more, with bids from :data:`BID_GRID` or any value in [0, 2]
-    (ties, zeros, bids at the reserve, bidders out), a reserve from ``reserves`` and ``1..max_slots``
-    slots."""
-    bids = draw(st.lists(_grid_or_float(BID_GRID, 0.0, 2.0), min_size=1, max_size=max_bidders))
-    n_bidders = len(bids)
-    n_others = draw(st.integers(0, 2))  # advertisers of the market not in this contest
-    population = draw(populations(min_size=n_bidders + n_others, max_size=n_bidders + n_others))
-    positions = draw(permutations(n_bidders + n_others))[:n_bidders]
-    n_slots = draw(st.integers(1, max_slots))
-    exposure = sorted(draw(st.lists(st.sampled_from((0.3, 0.48, 0.6, 0.8, 1.0)), min_size=n_slots, max_size=n_slots)), reverse=True)
+    """One impression's auction: a contest of ``1..max_bidders`` advertisers among a population
+    of up to 2 more (rows shuffled), with bids from :data:`BID_GRID` or any value in [0, 2]
+    (ties, zeros, bids at the reserve, bidders out), a reserve from ``reserves`` and
+    ``1..max_slots`` slots. Failures shrink to the fewest bidders, in population order."""
+    bidders = draw(st.lists(_advertiser(), min_size=1, max_size=max_bidders, unique_by=lambda row: row[0]))
+    # Bids mostly from a palette of 1-3 values (many ties), else any value.
+    palette = draw(_PALETTE)
+    bids = [palette[draw(_integers(0, len(palette) - 1))] if draw(_FROM_PALETTE) else draw(_BID) for _ in bidders]
+    # Advertisers of the market not in this contest, with ids apart from the bidders'.
+    others = draw(st.lists(_advertiser(), max_size=2, unique_by=lambda row: row[0]))
+    rows = [*bidders, *[(10_001 + i, *rest) for i, *rest in others]]
+    order = draw(permutations(len(rows)))  # population row k holds advertiser order[k]
+    population = _population([rows[k] for k in order], _N_CATEGORIES)
+    row_of = np.empty(len(rows), dtype=np.int64)
+    row_of[order] = np.arange(len(rows))
+    n_slots = draw(_integers(1, max_slots))
+    exposure = sorted(draw(st.lists(_EXPOSURE, min_size=n_slots, max_size=n_slots)), reverse=True)
     return AuctionCase(
         population=population,
-        positions=np.array(positions, dtype=np.int64),
+        positions=row_of[: len(bidders)].copy(),
         bids=np.array(bids, dtype=np.float64),
         reserve=float(draw(st.sampled_from(list(reserves)))),
         seen_probability=np.array(exposure, dtype=np.float64),
