@@ -507,8 +507,13 @@ _ADVERTISER_FIELDS = ("opportunities", "wins", "exposures", "conversions", "spen
 
 def _market_equivariant(case: _MarketCase, rtol: float, atol: float) -> None:
     order = case.order
-    _, base = _play(case, case.population, case.multipliers)
-    _, moved = _play(case, case.population.permuted(order), case.multipliers[order])
+    market, base = _play(case, case.population, case.multipliers)
+    moved_market, moved = _play(case, case.population.permuted(order), case.multipliers[order])
+    episode, moved_episode = market.episode_metrics(), moved_market.episode_metrics()
+    for name in ("social_welfare", "revenue"):
+        value, moved_value = getattr(episode, name), getattr(moved_episode, name)
+        assert _same(np.float64(moved_value), np.float64(value), rtol, atol), f"the episode's {name} {value!r} became {moved_value!r} when reordered"
+    assert _same(moved_episode.score, episode.score[order], rtol, atol), "the advertisers' scores changed when reordered"
     for tick, (a, b) in enumerate(zip(base, moved)):
         for name in _ADVERTISER_FIELDS:
             expected, got = getattr(a, name)[order], getattr(b, name)
