@@ -114,6 +114,9 @@ class Args(arguments.ProtocolArgs):
     """where results, checkpoints, TensorBoard logs and figures go"""
     plot_only: bool = False
     """only redraw the figures from the results already saved in output-dir"""
+    finished_only: bool = False
+    """train nothing: summarise the trials already finished in output-dir (a method with a
+    missing trial is listed under 'not_run' instead of its row), e.g. for an interrupted run"""
     sizes: tuple[int, ...] = (100, 10)
     """numbers of advertisers (the paper's Table 1: 100; Table 3 runs at the smallest)"""
     impressions_per_advertiser: int = 1_000
@@ -615,8 +618,13 @@ def summarise(args: Args, results: dict, scales: dict[int, float]) -> dict:
     blocks = {}
     for n in args.sizes:
         rows, scores = [], {"welfare": {}, "max_exploitability": {}, "revenue": {}}
+        not_run = []
         for objective, epsilon in methods(args):
             label = objective if epsilon is None else f"{objective} eps={epsilon:g}"
+            names = [run_name(objective, epsilon, seed, n) for seed in seeds] if objective in TRAINED else [run_name(objective, None, None, n)]
+            if any(name not in results for name in names):
+                not_run.append(label)
+                continue
             grids = {metric: _grid(args, results, objective, epsilon, n, key) for metric, key in (("welfare", "welfare"), ("max_exploitability", "max_exploitability_lower"), ("revenue", "revenue"))}
             upper = _grid(args, results, objective, epsilon, n, "max_exploitability_upper")
             for metric, grid in grids.items():
@@ -645,9 +653,9 @@ def summarise(args: Args, results: dict, scales: dict[int, float]) -> dict:
                     if not row["constraint_active"]:
                         row["note"] = NEVER_ACTIVE
             rows.append(row)
-        value = scores["welfare"]["value"]
+        value = scores["welfare"].get("value")
         for row in rows:  # every trained population against value bidding (a non-learning run shows)
-            if row["method"] in TRAINED:
+            if row["method"] in TRAINED and value is not None:
                 difference = stats.paired_difference(scores["welfare"][row["label"]], value)
                 row["welfare_vs_value_bidding"] = difference.to_dict()
         comparisons = table1_comparisons(args, scores, rows)
@@ -658,15 +666,16 @@ def summarise(args: Args, results: dict, scales: dict[int, float]) -> dict:
             "eval_seeds": evaluation_seeds(args),
             "validation_seeds": validation_seeds(args),
             "epsilon_mode": args.epsilon_mode,
-            "epsilon_scale": scales[n] if args.epsilon_mode == "relative" else None,
+            "epsilon_scale": scales.get(n) if args.epsilon_mode == "relative" else None,
             "max_exploitability_sample": args.max_advertisers,
             "rows": rows,
             "comparisons": comparisons,
             "gates": gates,
             "table3": [],
+            "not_run": not_run,
         }
     smallest = min(args.sizes)
-    table3_trial = results[run_name("bpg", args.table3_epsilon, training_seeds(args)[0], smallest)]
+    table3_trial = results.get(run_name("bpg", args.table3_epsilon, training_seeds(args)[0], smallest), {})
     blocks[smallest]["table3"] = table3_trial.get("table3", [])
     headline = blocks[max(args.sizes)]
     return {**headline, "table3": blocks[smallest]["table3"], "table3_n_advertisers": smallest, "by_size": {str(n): block for n, block in blocks.items()}}
@@ -681,6 +690,7 @@ def table1_comparisons(args: Args, scores: dict, rows: list[dict]) -> dict:
     pairs = [("cooperative", "value"), ("selfish", "value"), ("cooperative", "selfish")]
     pairs += [(label, "selfish") for label in bpg] + list(zip(bpg, bpg[1:]))
     pairs += [(f"bpg eps={eps:g}", f"bpg_zero eps={eps:g}") for eps in args.zero_epsilons if eps in args.epsilons]
+    pairs = [(a, b) for a, b in pairs if a in scores["welfare"] and b in scores["welfare"]]  # rows not run are left out
     return {metric: [c.to_dict() for c in stats.compare(scores[metric], pairs)] for metric in ("welfare", "max_exploitability")}
 
 
@@ -731,6 +741,8 @@ def table1_markdown(block: dict) -> str:
             f"| {row['method']} | {epsilon} | {_format(row['welfare'])} | {_format(row['max_exploitability'], 4)} | {_format(row['max_exploitability_upper'], 4)} "
             f"| {compliance} | {active} | {_format(row['revenue'])} | {_format(row.get('welfare_vs_value_bidding'))} | {note} |"
         )
+    if block.get("not_run"):
+        lines += ["", f"Not run (trials missing; summarised with --finished-only): {', '.join(block['not_run'])}"]
     lines += ["", "Paired comparisons (Holm over each metric's table):", ""]
     for metric, comparisons in block["comparisons"].items():
         for c in comparisons:
@@ -868,6 +880,29 @@ def plot_all(output: pathlib.Path) -> list[pathlib.Path]:
     return [p for p in written if p is not None]
 
 
+def summarise_finished(args: Args, output: pathlib.Path) -> dict:
+    """``--finished-only``: the tables, gates and figures of the trials finished so far, marked
+    ``"partial": true`` when a method has a missing trial; trains nothing."""
+    from auctionsim import runs
+
+    results = {result["config"]["name"]: result for result in load_results(output)}
+    if not results:
+        raise ConfigError(f"--finished-only: no finished trials under {output / 'runs'}")
+    scales = {}
+    for n in args.sizes:
+        cooperative = [results.get(run_name("cooperative", None, seed, n)) for seed in training_seeds(args)]
+        if all(cooperative):
+            scales[n] = epsilon_scale(args, cooperative)
+    summary = summarise(args, results, scales)
+    summary["partial"] = any(block["not_run"] for block in summary["by_size"].values())
+    write_outputs(output, summary)
+    runs.write_manifest(output / "summary.json", args, seeds={"training": training_seeds(args), "eval": evaluation_seeds(args), "validation": validation_seeds(args)},
+                        extra={"finished_trials": sorted(results)})  # fmt: skip
+    for n in summary["by_size"]:
+        print((output / f"table1-N{n}.md").read_text())
+    return summary
+
+
 # ---------------------------------------------------------------------- the experiment
 def main(argv: list[str] | None = None) -> dict | None:
     from agents.equilibrium import ray_session
@@ -877,6 +912,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.plot_only:
         plot_all(pathlib.Path(args.output_dir))
         return None
+    if args.finished_only:
+        return summarise_finished(args, pathlib.Path(args.output_dir))
     output = runs.check_output_dir(args.output_dir).resolve()  # RLlib checkpoints need absolute paths
     if not args.resume and (output / "runs").is_dir() and any((output / "runs").iterdir()):
         raise runs.RunError(f"{output} holds results of an earlier run; add --resume to continue or extend it, or choose another --output-dir")

@@ -135,6 +135,28 @@ def test_table1_rows_comparisons_and_gates_on_known_values():
     assert experiment.NEVER_ACTIVE in table and "mean" not in table.splitlines()[0].split(":")[0]
 
 
+def test_finished_only_summarises_what_finished_and_names_the_rest(tmp_path):
+    """An interrupted run: stage 1 finished, no BPG trial did. --finished-only writes the rows
+    and comparisons it can, lists the missing methods, and marks the summary partial."""
+    args = experiment.Args(sizes=(10,), training_seeds=3, eval_seeds=5, epsilons=(0.5, 0.0), zero_epsilons=(0.0,), heuristics=("value", "pid"),
+                           output_dir=str(tmp_path), finished_only=True)  # fmt: skip
+    welfare = {("cooperative", None): 110.0, ("selfish", None): 90.0, ("value", None): 100.0, ("pid", None): 80.0}
+    exploitability = {key: 0.01 for key in welfare}
+    results = _fake_results(args, welfare, exploitability, {})
+    results.pop(experiment.run_name("pid", None, None, 10))
+    for name, result in results.items():
+        folder = tmp_path / "runs" / name
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps(result))
+    summary = experiment.summarise_finished(args, tmp_path)
+    block = summary["by_size"]["10"]
+    assert summary["partial"] and block["not_run"] == ["pid", "bpg eps=0.5", "bpg eps=0", "bpg_zero eps=0"]
+    assert [row["label"] for row in block["rows"]] == ["cooperative", "selfish", "value"]
+    assert {(c["a"], c["b"]) for c in block["comparisons"]["welfare"]} == {("cooperative", "value"), ("selfish", "value"), ("cooperative", "selfish")}
+    assert block["gates"]["active_epsilons"] == [] and "Not run" in (tmp_path / "table1-N10.md").read_text()
+    assert (tmp_path / "summary.json.manifest.json").is_file()
+
+
 # ---------------------------------------------------------------------- checkpoints
 def _tiny_algo(**settings):
     config = BPGConfig().bpg(market=market_spec(2, impressions_per_episode=300, n_ticks=4), seed=1, episodes_per_kind=2,
