@@ -83,6 +83,10 @@ def test_unknown_properties_are_named():
     assert MECHANISM_PROPERTIES[0] == "contract"
     with pytest.raises(ConfigError, match="config must be a MarketConfig"):
         check_market("gsp")
+    with pytest.raises(ConfigError, match="max_examples must be >= 1, got 0"):
+        check_policy(FixedMultipliers(), max_examples=0)
+    with pytest.raises(ConfigError, match="rtol must be >= 0.0"):
+        check_mechanism("gsp", rtol=-1.0)
 
 
 def test_check_market_takes_a_config_and_caps_its_candidates():

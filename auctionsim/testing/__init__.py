@@ -46,7 +46,7 @@ from auctionsim.testing.checks import (
     check_policy,
 )
 
-__all__ = [
+__all__ = [  # checks.__all__ and the strategies module
     "MARKET_PROPERTIES",
     "MECHANISM_PROPERTIES",
     "POLICY_PROPERTIES",

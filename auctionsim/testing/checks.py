@@ -39,6 +39,7 @@ from auctionsim.errors import ConfigError, describe
 from auctionsim.market import Market, TickResult
 from auctionsim.mechanisms import BUILTIN_MECHANISMS
 from auctionsim.testing import strategies
+from auctionsim.validation import check_int, check_number, check_seed
 
 __all__ = [
     "MARKET_PROPERTIES",
@@ -124,7 +125,15 @@ class CheckReport:
             raise AssertionError(str(self))
 
 
-def _check_properties(requested: Iterable[str] | None, known: Sequence[str], kind: str) -> tuple[str, ...]:
+def _check_properties(
+    requested: Iterable[str] | None, known: Sequence[str], kind: str, max_examples: object, seed: object, rtol: object, atol: object
+) -> tuple[str, ...]:
+    """The properties to check (all of ``known`` for ``None``), after checking the search's settings."""
+    check_int("max_examples", max_examples, low=1)
+    if seed is not None:
+        check_seed("seed", seed)
+    check_number("rtol", rtol, low=0.0)
+    check_number("atol", atol, low=0.0)
     if requested is None:
         return tuple(known)
     requested = tuple(requested)
@@ -358,7 +367,7 @@ def check_mechanism(
         seed: hypothesis's seed (``None``: random each call).
     """
     subject, function, data_function = _mechanism_under_test(mechanism, advertiser_data)
-    chosen = _check_properties(properties, MECHANISM_PROPERTIES, "mechanism")
+    chosen = _check_properties(properties, MECHANISM_PROPERTIES, "mechanism", max_examples, seed, rtol, atol)
     cases = strategies.auctions() if cases is None else cases
 
     def data_of(population: Population) -> np.ndarray | None:
@@ -630,7 +639,7 @@ def check_market(
         max_examples: episodes per property.
         seed: hypothesis's seed (``None``: random each call).
     """
-    chosen = _check_properties(properties, MARKET_PROPERTIES, "market")
+    chosen = _check_properties(properties, MARKET_PROPERTIES, "market", max_examples, seed, rtol, atol)
     if config is None:
         configs = strategies.market_configs()
         subject = "market configurations"
@@ -724,7 +733,7 @@ def check_policy(
         subject = f"policy from {getattr(policy, '__name__', describe(policy))}"
     else:
         raise ConfigError(f"policy must be a PopulationPolicy or a function returning one, got {describe(policy)}")
-    chosen = _check_properties(properties, POLICY_PROPERTIES, "policy")
+    chosen = _check_properties(properties, POLICY_PROPERTIES, "policy", max_examples, seed, rtol, atol)
     config = MarketConfig(n_ticks=3, impressions_per_episode=300) if config is None else config
     cases = _policy_cases(strategies.populations(min_size=2, max_size=6) if populations is None else populations)
 
