@@ -13,8 +13,8 @@ Scenarios (issue 2):
   p) plugged-in mechanisms on scenario a (:mod:`auctionsim.mechanisms`): the built-in GSP
      written as a plugged-in jitted function (``p-gsp``, same outcomes as ``a-gsp``), the
      quality-score GSP of ``examples/quality_gsp.py`` (``p-quality``), and the plugged-in GSP as
-     plain Python on the slow path (``p-python``, 20,000 impressions). Their kernel's compile
-     time is included in the JIT column (it is never cached).
+     plain Python on the slow path (``p-python``, 20,000 impressions). The JIT column includes
+     the kernel's compile for a jitted one (never cached; a Python one runs in the cached kernel).
 
 Everyone bids a fixed multiplier 1.0 (``bid = CPA target x pValue``), the heaviest budget load.
 "bid evaluations" = impressions x bidders per impression (N, or K with candidate retrieval).
