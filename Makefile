@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean-cache
+.PHONY: demo test bench gpu-check clean-cache
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py --output results/benchmarks/engine.json
 	$(PY) benchmarks/envs.py --output results/benchmarks/envs.json
+
+# CPU vs GPU seconds of the torch parts (GPU column skipped without CUDA); < 5 min on one GPU.
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu.py
 
 clean-cache:
 	find . -name '*.nbi' -o -name '*.nbc' | xargs rm -f

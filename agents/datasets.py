@@ -36,7 +36,9 @@ states) and the joint action are ``observations[e, t]`` and ``actions[e, t]``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import json
 import pathlib
 from dataclasses import dataclass
@@ -53,11 +55,11 @@ from auctionsim.envs.observations import ObservationBuilder, RewardTracker, feat
 from auctionsim.errors import ConfigError, describe
 from auctionsim.market import MarketTickStats, TickResult
 from auctionsim.metrics import EpisodeMetrics
-from auctionsim.runs import atomic_write
-from auctionsim.validation import check_int, check_number
+from auctionsim.runs import RunError, atomic_write, manifest_path, verify_manifest, write_manifest
+from auctionsim.validation import check_choice, check_int, check_number
 
 __all__ = [
-    "OfflineDataset", "Transitions", "collect_dataset", "dataset_from_auctionnet", "dataset_from_records", "save_episode", "EPISODE_FIELDS",
+    "OfflineDataset", "Transitions", "collect_dataset", "dataset_from_auctionnet", "dataset_from_records", "save_shard", "load_shards", "play_shard", "EPISODE_FIELDS",
 ]
 
 _TICK_FIELDS = {
@@ -139,7 +141,7 @@ class OfflineDataset:
         return cls(metadata=metadata, **arrays)
 
     def episode(self, index: int) -> dict[str, np.ndarray]:
-        """The per-episode arrays of episode ``index`` (as one episode file of a checkpoint)."""
+        """The per-episode arrays of episode ``index`` (one episode of a checkpoint shard, :func:`save_shard`)."""
         return {name: getattr(self, name)[index] for name in EPISODE_FIELDS} | {"seeds": self.seeds[index]}
 
     def transitions(self) -> Transitions:
@@ -176,19 +178,60 @@ def _episode_arrays(record, seed: int) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _episode_file(folder: pathlib.Path, index: int) -> pathlib.Path:
-    return folder / f"episode-{index:06d}.npz"
+SHARD_PATTERN = "episodes-*-*.npz"
 
 
-def save_episode(folder: str | pathlib.Path, index: int, arrays: dict[str, np.ndarray]) -> pathlib.Path:
-    """Write one episode's arrays to a checkpoint folder (atomically)."""
-    path = _episode_file(pathlib.Path(folder), index)
-    return atomic_write(path, lambda temporary: np.savez(temporary, **arrays), suffix=".npz")
+def _shard_file(folder: pathlib.Path, first: int, stop: int) -> pathlib.Path:
+    return folder / f"episodes-{first:06d}-{stop:06d}.npz"
 
 
-def _load_episode(path: pathlib.Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+def save_shard(folder: str | pathlib.Path, first: int, episodes: Sequence[dict[str, np.ndarray]], config: Mapping | None = None) -> pathlib.Path:
+    """Write consecutive episodes ``first, first + 1, ...`` (arrays as :meth:`OfflineDataset.episode`
+    gives them) to a checkpoint folder as one shard ``episodes-<first>-<stop>.npz``, atomically,
+    then its manifest (which a resumed collection verifies before using the shard)."""
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stacked = {name: np.stack([episode[name] for episode in episodes]) for name in (*EPISODE_FIELDS, "seeds")}
+    path = atomic_write(_shard_file(folder, first, first + len(episodes)), lambda temporary: np.savez(temporary, **stacked), suffix=".npz")
+    write_manifest(path, {"first_episode": first, "episodes": len(episodes), **dict(config or {})}, seeds={"markets": stacked["seeds"].tolist()})
+    return path
+
+
+def load_shards(folder: str | pathlib.Path) -> dict[int, dict[str, np.ndarray]]:
+    """Episode index -> arrays of every verified shard in a checkpoint folder. A shard that is
+    incomplete (a kill during its write or before its manifest) or changed is skipped (and
+    removed), so its episodes are played again."""
+    episodes: dict[int, dict[str, np.ndarray]] = {}
+    for path in sorted(pathlib.Path(folder).glob(SHARD_PATTERN)):
+        try:
+            verify_manifest(path)
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+        except (RunError, ValueError, OSError):
+            path.unlink(missing_ok=True)
+            manifest_path(path).unlink(missing_ok=True)
+            continue
+        first = int(path.stem.split("-")[1])
+        for offset in range(arrays["actions"].shape[0]):
+            episodes[first + offset] = {name: array[offset] for name, array in arrays.items()}
+    return episodes
+
+
+def play_shard(
+    env: AuctionParallelEnv, policy: PopulationPolicy, seed: int, action_noise: float, episodes: Sequence[int], *, private_copies: bool = False
+) -> list[dict[str, np.ndarray]]:
+    """Play episodes ``episodes`` of a collection starting at market seed ``seed``: episode ``e``
+    depends only on ``seed + e`` and its exploration seed, never on which task or node plays it.
+    ``private_copies``: play on copies of ``env`` and ``policy`` (a Ray task's arguments arrive
+    as read-only views of the object store); serially the caller's own policy plays, so a policy
+    that records what it does (e.g. LBM's ``IntentRecorder``) sees every episode."""
+    if private_copies:
+        env, policy = copy.deepcopy(env), copy.deepcopy(policy)
+    played = []
+    for episode in episodes:
+        record = play_episode(env, policy, seed=seed + episode, action_noise=action_noise, noise_seed=exploration_seed(seed, episode))
+        played.append(_episode_arrays(record, seed + episode))
+    return played
 
 
 def collect_dataset(
@@ -200,8 +243,18 @@ def collect_dataset(
     progress: bool = True,
     description: str = "",
     checkpoint_dir: str | pathlib.Path | None = None,
+    backend: str = "serial",
+    shard_episodes: int = 1,
+    num_cpus: int = 2,
 ) -> OfflineDataset:
     """Play ``episodes`` episodes (market seeds ``seed, seed + 1, ...``) and log them.
+
+    The episodes are played in shards of ``shard_episodes`` consecutive episodes: one after the
+    other in this process (``backend="serial"``), or as parallel Ray tasks spread over the nodes
+    (``backend="ray"``: a local instance with ``num_cpus`` CPUs, the cluster at ``RAY_ADDRESS``, or
+    the caller's running one; see :mod:`auctionsim.cluster`). The dataset is the same either way,
+    and the same for any shard size or number of nodes. Ray tasks play copies of ``policy``: a
+    policy that records what it does (LBM's ``IntentRecorder``) needs ``backend="serial"``.
 
     Args:
         env: the parallel env to play (its market and reward kind define the data).
@@ -212,26 +265,45 @@ def collect_dataset(
         action_noise: multiplicative log-normal exploration noise on the multipliers (>= 0).
         progress: show a progress bar.
         description: free text stored in the metadata (e.g. the behaviour mix).
-        checkpoint_dir: when given, each finished episode is written there (atomically), and
-            episodes already there are loaded instead of played: a killed collection resumes
-            where it stopped, and gives the same dataset as an uninterrupted one. The caller
-            checks that the folder belongs to the same config (``auctionsim dataset`` does).
+        checkpoint_dir: when given, each finished shard is written there by this process
+            (atomically, with a manifest; workers need no shared file system), and verified
+            shards already there are loaded instead of played: a killed collection resumes where
+            it stopped and gives the same dataset as an uninterrupted one. The caller checks that
+            the folder belongs to the same config (``auctionsim dataset`` does).
+        backend: ``"serial"`` or ``"ray"``.
+        shard_episodes: episodes per shard (>= 1): the unit of parallel work and of checkpoints.
+        num_cpus: CPUs of a local Ray instance started for the call.
     """
     check_int("episodes", episodes, low=1)
     check_int("seed", seed, low=0)
+    check_int("shard_episodes", shard_episodes, low=1)
+    check_int("num_cpus", num_cpus, low=1)
     action_noise = check_number("action_noise", action_noise, low=0.0)
+    check_choice("backend", backend, ("serial", "ray"))
     folder = None if checkpoint_dir is None else pathlib.Path(checkpoint_dir)
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-    played = []
-    for episode in tqdm(range(episodes), desc="collecting episodes", disable=not progress, unit="ep"):
-        if folder is not None and _episode_file(folder, episode).is_file():
-            played.append(_load_episode(_episode_file(folder, episode)))
-            continue
-        record = play_episode(env, policy, seed=seed + episode, action_noise=action_noise, noise_seed=exploration_seed(seed, episode))
-        played.append(_episode_arrays(record, seed + episode))
-        if folder is not None:
-            save_episode(folder, episode, played[-1])
+    played = {} if folder is None else {e: arrays for e, arrays in load_shards(folder).items() if e < episodes}
+    missing = [e for e in range(episodes) if e not in played]
+    shards = [missing[start : start + shard_episodes] for start in range(0, len(missing), shard_episodes)]
+    # A shard of consecutive episodes (a resumed run may have holes; split there).
+    shards = [part for shard in shards for part in np.split(np.array(shard), np.flatnonzero(np.diff(shard) != 1) + 1)]
+    with tqdm(total=episodes, initial=len(played), desc="collecting episodes", disable=not progress, unit="ep") as bar:
+
+        def done(index: int, shard_arrays: list[dict[str, np.ndarray]]) -> None:
+            first = int(shards[index][0])
+            if folder is not None:
+                save_shard(folder, first, shard_arrays, {"seed": seed, "action_noise": action_noise})
+            played.update({first + offset: arrays for offset, arrays in enumerate(shard_arrays)})
+            bar.update(len(shard_arrays))
+
+        if backend == "serial":
+            for index, shard in enumerate(shards):
+                done(index, play_shard(env, policy, seed, action_noise, shard.tolist()))
+        elif shards:
+            from auctionsim.cluster import map_tasks, ray_session
+
+            with ray_session(num_cpus):
+                task = functools.partial(play_shard, private_copies=True)
+                map_tasks(task, [shard.tolist() for shard in shards], shared=(env, policy, seed, action_noise), on_result=done)
     metadata = {
         "auctionsim_version": auctionsim.__version__,
         "market": json.loads(json.dumps(dataclasses.asdict(env.market.config), default=str)),
@@ -241,7 +313,7 @@ def collect_dataset(
         "action_noise": action_noise,
         "multiplier_bounds": list(env.multiplier_bounds),
     }
-    return _assemble(played, env.market.population, env.feature_names, metadata)
+    return _assemble([played[e] for e in range(episodes)], env.market.population, env.feature_names, metadata)
 
 
 def dataset_from_records(

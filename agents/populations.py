@@ -32,7 +32,7 @@ from agents.baselines import CPAPacing, FixedMultipliers, OnlineLP, PIDPacing
 from auctionsim.compat.auctionnet import AuctionNetPolicy
 from auctionsim.errors import ConfigError, describe
 
-__all__ = ["POPULATIONS", "MIXED_GROUPS", "named_population", "mixed_groups", "imported_population", "check_population", "population_slug"]
+__all__ = ["POPULATIONS", "MIXED_GROUPS", "named_population", "mixed_groups", "imported_object", "imported_population", "check_population", "population_slug"]
 
 POPULATIONS = ("fixed", "pid", "cpa", "onlinelp", "mixed")
 # Bidder types of the ``mixed`` population, dealt round-robin.
@@ -115,17 +115,22 @@ def _import_module(reference: str) -> ModuleType:
         raise ConfigError(f"cannot import module {reference!r} for the population: {error}") from None
 
 
+def imported_object(reference: str) -> object:
+    """The object named by ``module:Name`` or ``path/to/file.py:Name``, imported now."""
+    module_name, _, attribute = reference.rpartition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"a reference is module:Name or path/to/file.py:Name, got {reference!r}")
+    module = _import_module(module_name)
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ConfigError(f"module {module_name!r} has no attribute {attribute!r}") from None
+
+
 def imported_population(reference: str) -> PopulationPolicy:
     """The population policy named by ``module:Name`` or ``path/to/file.py:Name`` (see the
     module docstring for what ``Name`` may be)."""
-    module_name, _, attribute = reference.rpartition(":")
-    if not module_name or not attribute:
-        raise ConfigError(f"a population reference is module:Name or path/to/file.py:Name, got {reference!r}")
-    module = _import_module(module_name)
-    try:
-        target = getattr(module, attribute)
-    except AttributeError:
-        raise ConfigError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    target = imported_object(reference)
     if isinstance(target, type):
         if issubclass(target, PopulationPolicy):
             return target()

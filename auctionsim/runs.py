@@ -88,9 +88,12 @@ class RunError(AuctionSimError, RuntimeError):
 
 # ----------------------------------------------------------------------------------- manifest
 class RunClock:
-    """Start/end time, wall seconds and CPU seconds (this process and its finished children)."""
+    """Start/end time, wall seconds and CPU seconds (this process and its finished children),
+    and the git state at the start (the code that ran, even if the checkout moves on during a
+    long run; the manifest records the state at its writing too when they differ)."""
 
     def __init__(self) -> None:
+        self.git_at_start = _git_state()
         self.started = _datetime.datetime.now(_datetime.timezone.utc)
         self._wall = time.perf_counter()
         self._cpu = self._cpu_now()
@@ -198,13 +201,16 @@ def manifest(
     result = pathlib.Path(result)
     base = result if result.is_dir() else result.parent
     files = {str(path.relative_to(base)): {"bytes": path.stat().st_size, "sha256": _sha256(path)} for path in _listed_files(result)}
+    git = _git_state()
+    started = clock.git_at_start if clock is not None else git
     return {
         "schema": MANIFEST_SCHEMA,
         "command": list(command) if command is not None else [os.path.basename(sys.argv[0]), *sys.argv[1:]],
         "config": config_dict(config),
         "seeds": config_dict(seeds),
         "packages": _package_versions(),
-        "git": _git_state(),
+        "git": started,
+        **({"git_at_write": git} if git != started else {}),
         "machine": _machine(),
         "clock": clock.to_dict() if clock is not None else None,
         "files": files,
@@ -582,7 +588,7 @@ def clean_stale_ray_sessions(temp_dir: str | os.PathLike | None = None) -> list[
     killed driver leaves it behind (gigabytes of logs and spilled objects over time). A session
     is stale when its driver process is not alive. Roots searched: ``temp_dir`` when given, else
     Ray's default ``$RAY_TMPDIR or /tmp``/``ray`` and the private roots ``/tmp/ray-*`` that
-    :func:`agents.equilibrium.ray_session` (and BPG) create; a private root whose sessions are
+    :func:`auctionsim.cluster.init_ray` (every Ray entry point) creates; a private root whose sessions are
     all stale is removed whole. Live sessions, ``session_latest`` links and roots without
     sessions (a run about to start) are left alone. Returns what was removed.
     """

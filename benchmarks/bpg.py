@@ -116,7 +116,7 @@ def main() -> None:
     if unknown or any(n < 2 for n in sizes) or args.iterations < 1:
         parser.error(f"regimes must be fixed/per-advertiser, sizes >= 2 and iterations >= 1, got {args.regimes!r}, {args.sizes!r}, {args.iterations}")
 
-    from agents.equilibrium import ray_session
+    from auctionsim.cluster import ray_session
     from auctionsim import runs
 
     if args.output:

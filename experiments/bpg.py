@@ -96,7 +96,7 @@ from typing import Callable
 import numpy as np
 
 from auctionsim.errors import ConfigError
-from auctionsim.validation import check_int
+from auctionsim.validation import check_int, check_number
 from experiments import args as arguments
 
 HEURISTICS = ("value", "pid", "cpa", "online_lp")
@@ -175,6 +175,14 @@ class Args(arguments.ProtocolArgs):
     """'tune': trials as a Ray Tune sweep (over a cluster with RAY_ADDRESS); 'serial': in this process"""
     num_cpus: int = 2
     """CPUs of the local Ray instance (ignored with RAY_ADDRESS set: then the cluster's)"""
+    num_env_runners: int = 0
+    """remote RLlib EnvRunners per trial (0: sample in the trial's process); the episodes sampled do not depend on it"""
+    num_learners: int = 0
+    """remote RLlib Learners per trial (0: learn in the trial's process; 2+: data-parallel, each on whole episode groups)"""
+    num_gpus_per_learner: float = 0.0
+    """GPUs per Learner (with --num-learners 0: the trial process's learner); the trial's PPO best responses use a GPU it holds"""
+    dual_workers: int = 0
+    """parallel Ray tasks of each dual step's deviation measurements (0: in the trial's process)"""
 
     def __post_init__(self) -> None:
         positive = ("impressions_per_advertiser", "n_ticks", "iterations", "episodes_per_kind", "group_size", "xstar_episodes",
@@ -182,7 +190,7 @@ class Args(arguments.ProtocolArgs):
                     "checkpoint_every", "num_cpus", "training_seeds", "eval_seeds")  # fmt: skip
         for name in positive:
             check_int(name, getattr(self, name), low=1)
-        for name in ("xstar_updates", "xstar_pretrain_updates", "seed"):
+        for name in ("xstar_updates", "xstar_pretrain_updates", "seed", "num_env_runners", "num_learners", "dual_workers"):
             check_int(name, getattr(self, name), low=0)
         for index, size in enumerate(self.sizes):
             check_int(f"sizes[{index}]", size, low=2)
@@ -211,6 +219,9 @@ class Args(arguments.ProtocolArgs):
             raise ConfigError(f"heuristics must include 'value' (the gates compare with it) and come from {', '.join(HEURISTICS)}, got {self.heuristics!r}")
         if self.scheduler not in ("tune", "serial"):
             raise ConfigError(f"scheduler must be 'tune' or 'serial', got {self.scheduler!r}")
+        check_number("num_gpus_per_learner", self.num_gpus_per_learner, low=0.0)
+        if self.num_learners > 1 and min(self.episodes_per_kind, self.xstar_episodes) < self.num_learners * self.group_size:
+            raise ConfigError(f"num_learners = {self.num_learners} needs episodes_per_kind and xstar_episodes >= num_learners x group_size = {self.num_learners * self.group_size} (one episode group per learner), got {self.episodes_per_kind} and {self.xstar_episodes}")
 
 
 QUICK = dict(
@@ -289,7 +300,13 @@ def trial_config(args: Args, output: pathlib.Path, objective: str, n_advertisers
         "evaluation": evaluation,
         "checkpoint_every": args.checkpoint_every,
         "tensorboard": args.tensorboard,
+        "resources": resources(args),
     }
+
+
+def resources(args: Args) -> dict:
+    """Where a trial's work runs (not part of what it computes: a resumed trial may change it)."""
+    return {"num_env_runners": args.num_env_runners, "num_learners": args.num_learners, "num_gpus_per_learner": args.num_gpus_per_learner, "dual_workers": args.dual_workers}
 
 
 def market(n_advertisers: int, impressions_per_advertiser: int, n_ticks: int):
@@ -306,10 +323,12 @@ def heuristic_population(name: str):
 
 
 # ---------------------------------------------------------------------- one trial
-def build_algorithm(training: dict):
+def algorithm_config(training: dict, resources: dict | None = None):
+    """The :class:`~agents.bpg.BPGConfig` of a trial (``resources``: see :func:`resources`)."""
     from agents.bpg import BPGConfig
 
     spec = market(training["n_advertisers"], training["impressions_per_advertiser"], training["n_ticks"])
+    resources = resources or {}
     return (
         BPGConfig()
         .bpg(
@@ -318,11 +337,16 @@ def build_algorithm(training: dict):
             group_size=training["group_size"], xstar_episodes=training["xstar_episodes"], xstar_updates=training["xstar_updates"],
             xstar_pretrain_updates=training["xstar_pretrain_updates"], xstar_lr=training["xstar_lr"],
             dual_deviators=training["dual_deviators"], dual_episodes=training["dual_episodes"],
-            model={"log_std_init": training["log_std_init"]},
+            model={"log_std_init": training["log_std_init"]}, dual_workers=resources.get("dual_workers", 0),
         )  # fmt: skip
         .training(lr=training["lr"])
-        .build_algo()
+        .env_runners(num_env_runners=resources.get("num_env_runners", 0))
+        .learners(num_learners=resources.get("num_learners", 0), num_gpus_per_learner=resources.get("num_gpus_per_learner", 0))
     )
+
+
+def build_algorithm(training: dict, resources: dict | None = None):
+    return algorithm_config(training, resources).build_algo()
 
 
 def _same_training(a: dict | None, b: dict | None) -> bool:
@@ -376,7 +400,7 @@ def run_trial(config: dict, report: Callable[[dict], None] | None = None) -> dic
                     raise CheckpointError(f"{latest[0]} was trained with another config; refusing to resume {config['name']} from it (remove the folder or use another --output-dir)")
                 algo = store.restore(latest[0])
             else:
-                algo = build_algorithm(training)
+                algo = build_algorithm(training, config.get("resources"))
             try:
                 from tqdm.auto import tqdm
 
@@ -541,7 +565,7 @@ def run_trials(args: Args, output: pathlib.Path, configs: list[dict], stage: str
 
     local = not os.environ.get("RAY_ADDRESS")
     tuner = tune.Tuner(
-        tune.with_resources(_tune_trial, {"cpu": 1}),
+        tune.with_resources(_tune_trial, lambda space: trial_resources(space["trial"])),
         param_space={"trial": tune.grid_search(configs)},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=args.num_cpus if local else None,
@@ -555,6 +579,22 @@ def run_trials(args: Args, output: pathlib.Path, configs: list[dict], stage: str
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(configs)} {stage} trials failed; first: {failed[0].error}")
     return [json.loads((output / "runs" / config["name"] / "result.json").read_text()) for config in configs]
+
+
+def trial_resources(config: dict):
+    """What a trial reserves on the cluster (a Tune placement group): one CPU for a heuristic;
+    for a trained population, BPG's own request (the trial's process, with a GPU when its local
+    learner has one; one CPU per EnvRunner; each Learner's CPU or GPUs) plus one CPU per dual
+    worker. BPG's actors and tasks start inside the trial's placement group."""
+    from ray import tune
+
+    from agents.bpg import BPG
+
+    if config["training"] is None:
+        return tune.PlacementGroupFactory([{"CPU": 1}])
+    request = BPG.default_resource_request(algorithm_config(config["training"], config.get("resources")))
+    workers = [{"CPU": 1}] * (config.get("resources") or {}).get("dual_workers", 0)
+    return tune.PlacementGroupFactory(request.bundles + workers, strategy=request.strategy)
 
 
 def epsilon_scale(args: Args, results: list[dict]) -> float:
@@ -905,7 +945,7 @@ def summarise_finished(args: Args, output: pathlib.Path) -> dict:
 
 # ---------------------------------------------------------------------- the experiment
 def main(argv: list[str] | None = None) -> dict | None:
-    from agents.equilibrium import ray_session
+    from auctionsim.cluster import ray_session
     from auctionsim import runs
 
     args = parse_args(argv)
@@ -918,7 +958,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     if not args.resume and (output / "runs").is_dir() and any((output / "runs").iterdir()):
         raise runs.RunError(f"{output} holds results of an earlier run; add --resume to continue or extend it, or choose another --output-dir")
     started = time.perf_counter()
-    with runs.run_folder(output, args, resume=args.resume, extendable={"iterations", "training_seeds", "eval_seeds"}, seeds={"training": training_seeds(args), "eval": evaluation_seeds(args), "validation": validation_seeds(args)}) as run:
+    placement = ("num_cpus", "scheduler", "num_env_runners", "num_learners", "num_gpus_per_learner", "dual_workers")  # where work runs, not what it computes
+    with runs.run_folder(output, args, resume=args.resume, extendable={"iterations", "training_seeds", "eval_seeds"}, ignored=(*runs.DEFAULT_IGNORED, *placement), seeds={"training": training_seeds(args), "eval": evaluation_seeds(args), "validation": validation_seeds(args)}) as run:
         with ray_session(args.num_cpus):  # local by default, RAY_ADDRESS for a cluster; shut down after
             summary = run_experiment(args, output)
         summary["wall_seconds"] = time.perf_counter() - started

@@ -25,7 +25,7 @@ import sys
 import time
 
 import auctionsim
-from agents.datasets import OfflineDataset, collect_dataset, save_episode
+from agents.datasets import OfflineDataset, collect_dataset, save_shard
 from agents.populations import POPULATIONS, check_population, named_population
 from auctionsim import MarketConfig, presets, runs
 from auctionsim.compat import auctionnet
@@ -97,6 +97,10 @@ def _check_common(args: argparse.Namespace) -> None:
     check_number("--multiplier", args.multiplier, low=0.0)
 
 
+#: ``dataset`` flags that change where episodes are played, not the data: a resume may change them.
+PLACEMENT = ("output", "backend", "shard_episodes", "num_cpus")
+
+
 def _run_config(args: argparse.Namespace) -> dict[str, object]:
     """The resolved arguments of ``simulate``/``dataset`` as recorded in manifests."""
     return {key: value for key, value in vars(args).items() if key not in ("handler", "command", "resume")}
@@ -134,8 +138,11 @@ def dataset(args: argparse.Namespace) -> None:
     ``.csv`` or ``.parquet``, in AuctionNet's logged-data format (written atomically with a
     manifest beside it; no ``--resume``: rerun instead).
 
-    Crash safety: every finished episode is checkpointed (atomically) in
-    ``.<name>.episodes/`` beside the output; the dataset is written atomically (the previous
+    Parallel: ``--backend ray`` plays shards of ``--shard-episodes`` episodes as Ray tasks (a
+    local instance with ``--num-cpus`` CPUs, or the cluster at ``RAY_ADDRESS``); same dataset.
+
+    Crash safety: every finished shard of episodes is checkpointed (atomically, with a
+    manifest) in ``.<name>.episodes/`` beside the output; the dataset is written atomically (the previous
     good file stays until the new one is complete), then its manifest, then the checkpoint is
     removed. ``--resume`` continues a killed run from its checkpoint (or extends a finished
     dataset with more episodes); a changed config is refused. Without ``--resume`` a leftover
@@ -143,8 +150,12 @@ def dataset(args: argparse.Namespace) -> None:
     """
     _check_common(args)
     check_number("--noise", args.noise, low=0.0)
+    check_int("--shard-episodes", args.shard_episodes, low=1)
+    check_int("--num-cpus", args.num_cpus, low=1)
     suffix = pathlib.Path(args.output).suffix.lower()
     if suffix in (".csv", ".parquet"):
+        if args.backend != "serial":
+            raise ConfigError(f"--backend {args.backend} applies to NPZ datasets; an AuctionNet log ({suffix}) is written serially")
         return _auctionnet_log(args)
     output = runs.check_output_file(args.output, suffix=".npz")
     env = _environment(args)
@@ -156,22 +167,22 @@ def dataset(args: argparse.Namespace) -> None:
         if not args.resume:
             shutil.rmtree(checkpoint, ignore_errors=True)
         elif (runs.manifest_path(checkpoint).is_file() if checkpoint.is_dir() else False):
-            runs.check_resume(runs.read_manifest(checkpoint)["config"], config, extendable={"episodes"}, ignored={"output"})
+            runs.check_resume(runs.read_manifest(checkpoint)["config"], config, extendable={"episodes"}, ignored=PLACEMENT)
         elif output.is_file() and runs.read_manifest(output) is not None:
-            extended = runs.check_resume(runs.read_manifest(output)["config"], config, extendable={"episodes"}, ignored={"output"})
+            extended = runs.check_resume(runs.read_manifest(output)["config"], config, extendable={"episodes"}, ignored=PLACEMENT)
             if not extended:
                 print(f"{output} is complete with this config; nothing to resume")
                 return
             runs.verify_manifest(output)
             previous = OfflineDataset.load(output)
             shutil.rmtree(checkpoint, ignore_errors=True)
-            for index in range(previous.n_episodes):
-                save_episode(checkpoint, index, previous.episode(index))
+            save_shard(checkpoint, 0, [previous.episode(index) for index in range(previous.n_episodes)])
         else:
             raise runs.RunError(f"--resume: neither {output} (with its manifest) nor a checkpoint {checkpoint} exists; run without --resume")
         checkpoint.mkdir(parents=True, exist_ok=True)
         runs.write_manifest(checkpoint, config)
-        logs = collect_dataset(env, policy, args.episodes, seed=args.seed, action_noise=args.noise, description=f"population={args.population}", checkpoint_dir=checkpoint)
+        logs = collect_dataset(env, policy, args.episodes, seed=args.seed, action_noise=args.noise, description=f"population={args.population}", checkpoint_dir=checkpoint,
+                               backend=args.backend, shard_episodes=args.shard_episodes, num_cpus=args.num_cpus)  # fmt: skip
         path = logs.save(output)
         runs.write_manifest(output, config, seeds={"episodes": logs.seeds.tolist()}, clock=clock)
         shutil.rmtree(checkpoint, ignore_errors=True)
@@ -223,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--noise", type=float, default=0.0, help="log-normal exploration noise on multipliers (>= 0)")
     logs.add_argument("--output", required=True, help="file to write: .npz (offline dataset) or .csv/.parquet (AuctionNet's logged-data format)")
     logs.add_argument("--resume", action="store_true", help="continue a killed run from its checkpoint, or add episodes to a finished dataset; refused if any other flag changed")
+    logs.add_argument("--backend", choices=("serial", "ray"), default="serial", help="play shards in this process, or as parallel Ray tasks (RAY_ADDRESS: on that cluster)")
+    logs.add_argument("--shard-episodes", type=int, default=1, help="episodes per shard: the unit of parallel work and of checkpoints")
+    logs.add_argument("--num-cpus", type=int, default=2, help="CPUs of a local Ray instance (--backend ray without RAY_ADDRESS)")
     logs.set_defaults(handler=dataset)
     add_plot_command(commands)
     for name, summary in EXPERIMENTS.items():

@@ -100,11 +100,11 @@ from agents.equilibrium import (
     TrainingHistory,
     evaluate_exploitability,
     grid_best_response_dynamics,
-    ray_session,
 )
 from agents.populations import check_population, named_population, population_slug
 from auctionsim import Market, MarketConfig, presets, runs, stats
-from auctionsim.validation import check_int
+from auctionsim.cluster import ray_session
+from auctionsim.validation import check_int, check_number
 from auctionsim.errors import ConfigError
 from auctionsim.envs import FixedMultipliers
 from experiments import args as arguments
@@ -148,6 +148,8 @@ class Args(arguments.ProtocolArgs):
     """ray (parallel tasks; a cluster when RAY_ADDRESS is set) or serial"""
     num_cpus: int = 2
     """CPUs of the local Ray instance"""
+    gpus_per_task: float = 0.0
+    """GPUs each best-response task reserves (e.g. 0.25: four PPO best responses share a GPU); 0: CPU only"""
     output_dir: str = "results/equilibrium"
     """where results go"""
 
@@ -158,6 +160,7 @@ class Args(arguments.ProtocolArgs):
             check_int(name, getattr(self, name), low=1)
         for name in ("seed", "curve_rounds", "ppo_max_size", "online_lp_max_size"):
             check_int(name, getattr(self, name), low=0)
+        check_number("gpus_per_task", self.gpus_per_task, low=0.0, high=1.0)
         if any(size < 2 for size in self.sizes):
             raise ConfigError(f"sizes must be >= 2 advertisers, got {list(self.sizes)}")
         for population in self.populations:
@@ -232,6 +235,7 @@ def exploitability_config(args: Args, n_advertisers: int, training_seed: int = 0
         sample_seed=args.seed,
         backend=args.backend,
         num_cpus=args.num_cpus,
+        gpus_per_task=args.gpus_per_task,
     )
 
 
@@ -270,6 +274,7 @@ def best_response_dynamics_history(args: Args, output: pathlib.Path) -> Training
         max_advertisers=None,
         backend=args.backend,
         num_cpus=args.num_cpus,
+        gpus_per_task=args.gpus_per_task,
         progress=False,
     )
     history = TrainingHistory(run={"algorithm": "grid best-response dynamics", "label": "BR dynamics N=10", "market": spec.describe(), "seed": args.seed})
@@ -313,7 +318,7 @@ def _report_path(output: pathlib.Path, population: str, n_advertisers: int, trai
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = arguments.parse(Args, argv, description=__doc__.splitlines()[0], quick=QUICK, prog="auctionsim equilibrium")
-    ignored = (*runs.DEFAULT_IGNORED, "backend", "num_cpus")
+    ignored = (*runs.DEFAULT_IGNORED, "backend", "num_cpus", "gpus_per_task")
     with runs.run_folder(args.output_dir, args, resume=args.resume, extendable=EXTENDABLE, ignored=ignored) as run:
         output = run.path
         eval_seeds, _ = episode_seeds(args)

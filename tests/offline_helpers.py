@@ -21,9 +21,10 @@ def optimal_log_multiplier(observations: np.ndarray) -> np.ndarray:
     return -1.0 + 2.0 * observations[..., 0]
 
 
-def bandit_dataset(episodes: int = 64, advertisers: int = 32, seed: int = 0) -> OfflineDataset:
-    """One-tick episodes of a contextual bandit; the reward ("value") is ``exp(-(log m - log m*)^2 / 0.5)`` (1 at the
-    optimum); budgets equal CPA targets so the scaled reward equals the raw one."""
+def bandit_dataset(episodes: int = 64, advertisers: int = 32, seed: int = 0, reward_scale: float = 1.0) -> OfflineDataset:
+    """One-tick episodes of a contextual bandit; the reward ("value") is
+    ``reward_scale x exp(-(log m - log m*)^2 / 0.5)`` (``reward_scale`` at the optimum); budgets
+    equal CPA targets so the scaled reward equals the raw one."""
     generator = np.random.default_rng(seed)
     names = feature_names(6)
     shape = (episodes, 1, advertisers)
@@ -35,7 +36,7 @@ def bandit_dataset(episodes: int = 64, advertisers: int = 32, seed: int = 0) -> 
     observations[..., 0] = generator.integers(0, BANDIT_STATES, (episodes, 2, advertisers)) / (BANDIT_STATES - 1)
     best = optimal_log_multiplier(observations[:, :1])
     log_multiplier = best + BANDIT_OFFSET + BANDIT_NOISE * generator.standard_normal(shape)
-    reward = np.exp(-((log_multiplier - best) ** 2) / 0.5)
+    reward = reward_scale * np.exp(-((log_multiplier - best) ** 2) / 0.5)
     zeros_int = np.zeros(shape, dtype=np.int32)
     zeros = np.zeros(shape)
     cpa = np.full(advertisers, 100.0)

@@ -149,7 +149,7 @@ if point == "mid-collection":  # while playing the third episode (two are checkp
             die()
         return original(*args, **kwargs)
     datasets.play_episode = play
-elif point == "mid-checkpoint-save":  # half-way through writing the second episode's file
+elif point == "mid-checkpoint-save":  # half-way through writing the second episode's shard
     original_savez = np.savez
     def savez(path, **arrays):
         calls["n"] += 1
@@ -171,7 +171,7 @@ elif point == "before-manifest":  # the dataset is in place, its manifest not ye
     from auctionsim import runs
     original_manifest = runs.write_manifest
     def write_manifest(result, *args, **kwargs):
-        if str(result).endswith(".npz"):
+        if str(result).endswith("logs.npz"):  # the dataset's manifest, not a checkpoint shard's
             die()
         return original_manifest(result, *args, **kwargs)
     runs.write_manifest = write_manifest

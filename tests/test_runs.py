@@ -38,6 +38,18 @@ def test_manifest_beside_a_file_records_config_seeds_versions_clock_and_hash(tmp
     assert runs.read_manifest(result)["config"]["episodes"] == 3
 
 
+def test_manifest_records_the_commit_the_run_started_from(tmp_path, monkeypatch):
+    """A long run's checkout may move on before its results are written: the manifest's git is
+    the state when the clock started, and the state at writing is kept beside it."""
+    states = iter([{"commit": "a" * 40, "dirty": False}, {"commit": "b" * 40, "dirty": True}])
+    monkeypatch.setattr(runs, "_git_state", lambda: next(states))
+    clock = runs.RunClock()
+    result = tmp_path / "result.json"
+    result.write_text("{}")
+    data = json.loads(runs.write_manifest(result, Config(), clock=clock).read_text())
+    assert data["git"] == {"commit": "a" * 40, "dirty": False} and data["git_at_write"] == {"commit": "b" * 40, "dirty": True}
+
+
 def test_manifest_of_a_folder_lists_every_file_and_verifies_hashes(tmp_path):
     (tmp_path / "a.json").write_text("1")
     (tmp_path / "sub").mkdir()

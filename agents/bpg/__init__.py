@@ -8,7 +8,7 @@
 * :mod:`agents.bpg.algorithm`: Algorithm 1 as an RLlib ``Algorithm`` (:class:`BPG`,
   :class:`BPGConfig`);
 * :mod:`agents.bpg.checkpoints`: signed, atomic checkpoints and weights-only policy exports;
-* :mod:`agents.bpg.runtime`: starting Ray locally or on a cluster.
+* starting Ray locally or on a cluster: :func:`auctionsim.cluster.init_ray` (re-exported here).
 """
 
 from agents.bpg.algorithm import BPG, BPGConfig, BPGState
@@ -16,7 +16,7 @@ from agents.bpg.duals import CONSTRAINED_OBJECTIVES, EPSILON_MODES, POPULATION_O
 from agents.bpg.checkpoints import CheckpointError, CheckpointStore, export_policy, load_policy
 from agents.bpg.env import BPGMarketEnv, market_spec, sized_market
 from agents.bpg.module import RowActor, RowPolicyModule, population_policy
-from agents.bpg.runtime import init_ray
+from auctionsim.cluster import init_ray
 
 __all__ = [
     "BPG",

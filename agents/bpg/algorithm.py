@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import functools
 import shutil
 import tempfile
 import time
@@ -70,7 +71,7 @@ from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, LEARNER_RESULTS, NUM_ENV
 
 from agents.base import TorchPolicy
 from agents.bpg.duals import DualState, check_objective, dual_update, is_constrained, primal_weights
-from agents.bpg.env import NU_BAR, POPULATION, X_STAR, BPGMarketEnv
+from agents.bpg.env import AUX_COLUMNS, GROUP, NU_BAR, POPULATION, ROLE, X_STAR, BPGMarketEnv
 from agents.bpg.learner import ADVANTAGE_ESTIMATORS, BPGTorchLearner
 from agents.bpg.module import ActorDeviation, RowPolicyModule
 from agents.equilibrium import DeviationEvaluator, MarketSpec, as_market_spec, play_population
@@ -78,9 +79,11 @@ from auctionsim.errors import ConfigError, describe
 from auctionsim.validation import check_int
 from auctionsim.tracking import seed_everything
 
-__all__ = ["BPG", "BPGConfig", "BPGState", "SeedPhase", "derive_seed", "deviation_returns"]
+__all__ = ["BPG", "BPGConfig", "BPGState", "SeedPhase", "derive_seed", "deviation_returns", "group_shards"]
 
 MODULES = (POPULATION, NU_BAR, X_STAR)
+#: Seconds to wait for remote EnvRunners to take new weights (a set_state takes milliseconds).
+WEIGHT_SYNC_TIMEOUT_S = 600.0
 
 
 class SeedPhase(enum.IntEnum):
@@ -122,6 +125,22 @@ def deviation_returns(market: MarketSpec, population, deviation, advertiser_ids,
     on each market seed (one dual-step task; also run in-process)."""
     torch.set_num_threads(1)
     return np.stack([DeviationEvaluator(market, population, int(i)).returns(deviation, seeds) for i in advertiser_ids])
+
+
+def group_shards(episodes: list, count: int) -> list[list]:
+    """Split ``episodes`` into ``count`` contiguous shards without splitting an episode group (the
+    consecutive episodes with the same group and kind, read from the population's first
+    observation), as equal in groups as possible. Raises if there are fewer groups than shards."""
+    keys = []
+    for episode in episodes:
+        first = np.asarray(episode.agent_episodes[POPULATION].get_observations(0))
+        n_features = first.shape[-1] - len(AUX_COLUMNS)
+        keys.append((int(round(first[:, n_features + ROLE].max())), int(round(first[0, n_features + GROUP]))))
+    starts = [index for index in range(len(episodes)) if index == 0 or keys[index] != keys[index - 1]]
+    if len(starts) < count:
+        raise ConfigError(f"{len(episodes)} episodes in {len(starts)} groups cannot be shared by {count} learners: sample at least one group per learner (episodes_per_kind and xstar_episodes >= num_learners x group_size)")
+    bounds = [starts[chunk[0]] for chunk in np.array_split(np.arange(len(starts)), count)] + [len(episodes)]
+    return [episodes[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
 class BPGConfig(PPOConfig):
@@ -304,6 +323,12 @@ class BPGConfig(PPOConfig):
                 check_int(name, getattr(self, name), low=1)
         if is_constrained(self.objective) and not self.track_exploitability:
             raise ConfigError(f"objective {self.objective!r} needs the unified solution: track_exploitability must be True")
+        if self.num_envs_per_env_runner != 1:
+            raise ConfigError(f"num_envs_per_env_runner must be 1 (BPG seeds every episode itself; add env runners instead), got {describe(self.num_envs_per_env_runner)}")
+        if self.num_learners > 1:
+            groups = min(-(-self.episodes_per_kind // self.group_size), -(-self.xstar_episodes // self.group_size))
+            if groups < self.num_learners:
+                raise ConfigError(f"num_learners = {self.num_learners} needs at least one episode group per learner in every update: episodes_per_kind and xstar_episodes must be >= num_learners x group_size = {self.num_learners * self.group_size}, got {self.episodes_per_kind} and {self.xstar_episodes}")
 
 
 @dataclass
@@ -472,42 +497,37 @@ class BPG(PPO):
 
     # ------------------------------------------------------------------ sampling and updates
     def _sample(self, kind: str, n_episodes: int, seed: int, *, team_weights=None, sampling=None) -> list:
-        """``n_episodes`` (or a few more with vector envs) episodes of ``kind`` from the EnvRunners.
+        """``n_episodes`` episodes of ``kind``, split across the EnvRunners (remote ones when there
+        are any, else the local one), in episode order.
 
-        Every EnvRunner's generators (global, per-module exploration noise, env phase) are
-        re-seeded from ``seed``, so two calls with the same seed replay the same market seeds,
-        deviators and noise (the primal step pairs deviation and weighted episodes this way)."""
+        Episode ``e`` of the call draws everything from ``seed`` and ``e``: its market seed and
+        deviator from ``(seed, e // group_size)`` (the env's phase), its exploration noise and
+        torch's global generator from ``derive_seed(seed, e)``. So the episodes do not depend on
+        how many runners there are, or on which node each runs (runner ``r`` of ``R`` plays a
+        contiguous share of ``0..n_episodes-1``), and two calls with the same seed replay the same
+        episodes (the primal step pairs deviation and weighted episodes this way)."""
         state = self.bpg_state
         sampling = state.sampling if sampling is None else sampling
-        reward_scale = state.reward_scale
-
-        def set_phase(env_runner) -> None:
-            runner_seed = derive_seed(seed, env_runner.worker_index)
-            # Torch on one thread: the networks are small, and on a busy 2-core machine
-            # multi-threaded torch is ~50x slower per call (measured).
-            seed_everything(runner_seed, torch_threads=1)
-            for index, module_id in enumerate(MODULES):
-                env_runner.module[module_id].set_exploration_seed(derive_seed(runner_seed, 100 + index))
-            for index, env in enumerate(env_runner.env.envs):
-                env.unwrapped.set_phase(
-                    kind,
-                    team_weights=team_weights,
-                    sampling=sampling,
-                    reward_scale=reward_scale,
-                    seed=derive_seed(runner_seed, index),
-                    group_size=self.config.group_size,
-                )
-
-        remote = self.env_runner_group.num_remote_env_runners() > 0
-        self.env_runner_group.foreach_env_runner(set_phase, local_env_runner=not remote)
-        per_runner = n_episodes if not remote else -(-n_episodes // self.env_runner_group.num_remote_env_runners())
+        phase = dict(team_weights=team_weights, sampling=sampling, reward_scale=state.reward_scale, seed=seed, group_size=self.config.group_size)
+        runners = self.env_runner_group.num_remote_env_runners()
+        shares = np.array_split(np.arange(n_episodes), max(runners, 1))
 
         def sample(env_runner):
-            return env_runner.sample(num_episodes=per_runner, explore=True), env_runner.get_metrics()
+            # Torch on one thread: the networks are small, and on a busy 2-core machine
+            # multi-threaded torch is ~50x slower per call (measured).
+            episodes = []
+            for episode in shares[max(env_runner.worker_index - 1, 0)]:
+                episode_seed = derive_seed(seed, int(episode))
+                seed_everything(episode_seed, torch_threads=1)
+                for index, module_id in enumerate(MODULES):
+                    env_runner.module[module_id].set_exploration_seed(derive_seed(episode_seed, 100 + index))
+                env_runner.env.envs[0].unwrapped.set_phase(kind, first_episode=int(episode), **phase)
+                episodes += env_runner.sample(num_episodes=1, explore=True)
+            return env_runner.worker_index, episodes, env_runner.get_metrics()
 
-        results = self.env_runner_group.foreach_env_runner(sample, local_env_runner=not remote)
-        episodes = [episode for runner_episodes, _ in results for episode in runner_episodes]
-        self.metrics.aggregate([metrics for _, metrics in results], key=ENV_RUNNER_RESULTS)
+        results = sorted(self.env_runner_group.foreach_env_runner(sample, local_env_runner=runners == 0), key=lambda result: result[0])
+        episodes = [episode for _, runner_episodes, _ in results for episode in runner_episodes]
+        self.metrics.aggregate([metrics for _, _, metrics in results], key=ENV_RUNNER_RESULTS)
         return episodes
 
     def _update(self, episodes: list, module_ids: list[str], coefficients: dict | None, minibatch_size: int, seed: int) -> None:
@@ -520,15 +540,26 @@ class BPG(PPO):
                 learner.set_primal_weights(coefficients)
 
         self.learner_group.foreach_learner(prepare)
-        results = self.learner_group.update(
-            episodes=episodes,
-            timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)},
-            num_epochs=self.config.num_epochs,
-            minibatch_size=minibatch_size,
-            shuffle_batch_per_epoch=True,
-        )
+        timesteps = {NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)}
+        settings = dict(timesteps=timesteps, num_epochs=self.config.num_epochs, minibatch_size=minibatch_size, shuffle_batch_per_epoch=True)
+        learners = len(self.learner_group) if self.learner_group.is_remote else 1
+        if learners == 1:
+            results = self.learner_group.update(episodes=episodes, **settings)
+        else:
+            # Data-parallel learners: each gets whole episode groups (the group baseline needs
+            # every member of a group), and all take the same number of minibatch steps (their
+            # gradients are averaged at every step), as RLlib computes it for its own shards.
+            import ray
+            from ray.rllib.core.learner.training_data import TrainingData
+
+            shards = [ray.put(shard) for shard in group_shards(episodes, learners)]
+            steps = TrainingData._compute_num_total_minibatches(episodes, learners, minibatch_size, self.config.num_epochs)
+            results = self.learner_group.update(episodes_refs=shards, num_total_minibatches=steps, **settings)
         self.metrics.aggregate(results, key=LEARNER_RESULTS)
-        self.env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group, policies=module_ids, inference_only=True)
+        # Wait for the previous weight sync: RLlib drops a sync to a remote EnvRunner that still
+        # has one in flight (max_requests_in_flight_per_env_runner), which left a runner sampling
+        # with stale weights when updates followed each other quickly (x*, theta, nu_bar).
+        self.env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group, policies=module_ids, inference_only=True, timeout_seconds=WEIGHT_SYNC_TIMEOUT_S)
 
     # ------------------------------------------------------------------ dual step (measurement)
     def _refresh_eval_modules(self) -> None:
@@ -596,12 +627,12 @@ class BPG(PPO):
         workers = min(self.config.dual_workers, len(ids))
         if workers <= 1:
             return deviation_returns(self.config.market, population, deviation, ids, seeds)
-        import ray
+        from auctionsim.cluster import map_tasks
 
-        task = ray.remote(num_cpus=1)(deviation_returns)
-        market, population, deviation = ray.put(self.config.market), ray.put(population), ray.put(deviation)
         chunks = [chunk for chunk in np.array_split(ids, workers) if chunk.size]
-        return np.concatenate(ray.get([task.remote(market, population, deviation, chunk, seeds) for chunk in chunks]))
+        task = functools.partial(deviation_returns, seeds=list(seeds))
+        returns, _ = map_tasks(task, chunks, shared=(self.config.market, population, deviation))
+        return np.concatenate(returns)
 
     # ------------------------------------------------------------------ results and checkpoints
     @property

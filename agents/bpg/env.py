@@ -172,6 +172,7 @@ class BPGMarketEnv(MultiAgentEnv):
         reward_scale: float = 1.0,
         seed: int = 0,
         group_size: int = 1,
+        first_episode: int = 0,
     ) -> None:
         """Set the kind of the next episodes and what their signals need.
 
@@ -183,11 +184,14 @@ class BPGMarketEnv(MultiAgentEnv):
             seed: seed of this phase; episode ``e`` of the phase uses ``(seed, e // group_size)``
                 for its market seed and its deviator, so a phase replays exactly.
             group_size: consecutive episodes that share a market seed and a deviator (>= 1).
+            first_episode: index in the phase of the next episode (>= 0): a runner that plays
+                episodes ``a, a+1, ...`` of a phase split across runners starts at ``a``.
         """
         if kind not in EPISODE_KINDS:
             raise ConfigError(f"kind must be one of {', '.join(EPISODE_KINDS)}, got {describe(kind)}")
         check_number("reward_scale", reward_scale, low=0.0, low_open=True)
         check_int("group_size", group_size, low=1)
+        check_int("first_episode", first_episode, low=0)
         if team_weights is not None:
             team_weights = np.asarray(team_weights, dtype=np.float64)
             if team_weights.shape != (self.n,) or not np.all(np.isfinite(team_weights)):
@@ -202,7 +206,7 @@ class BPGMarketEnv(MultiAgentEnv):
         self._reward_scale = float(reward_scale)
         self._phase_seed = int(seed)
         self._group_size = int(group_size)
-        self._episode_in_phase = 0
+        self._episode_in_phase = int(first_episode)
 
     @property
     def deviator(self) -> int:

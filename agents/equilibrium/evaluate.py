@@ -9,22 +9,21 @@ responses (in parallel with Ray tasks), the hindsight oracle, and the report.
     print(report.summary_table())
 
 Parallelism: the best responses of different advertisers are independent, so each advertiser is
-one task. ``backend="ray"`` runs them as Ray tasks: on a local Ray instance started for the call
-(``num_cpus`` CPUs; temporary files in a private folder removed afterwards), on the cluster named
-by ``RAY_ADDRESS`` when that is set, or on an instance the caller has already started.
-``backend="serial"`` runs them in this process, in order (identical results).
+one task. ``backend="ray"`` runs them as Ray tasks spread over the nodes
+(:func:`auctionsim.cluster.map_tasks`): on a local Ray instance started for the call (``num_cpus``
+CPUs; temporary files in a private folder removed afterwards), on the cluster named by
+``RAY_ADDRESS`` when that is set (the code is shipped to its workers), or on an instance the
+caller has already started. ``backend="serial"`` runs them in this process, in order (identical
+results). The report's ``metadata["task_nodes"]`` counts the tasks each node ran.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import pathlib
-import shutil
-import tempfile
+import collections
+import functools
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -43,8 +42,8 @@ from auctionsim.stats import check_confidence
 from agents.oracle import check_objective
 from auctionsim.envs import PopulationPolicy
 from auctionsim.errors import ConfigError, describe
-from auctionsim.validation import check_int
-from auctionsim.runs import clean_stale_ray_sessions
+from auctionsim.cluster import map_tasks, ray_session
+from auctionsim.validation import check_int, check_number
 
 __all__ = ["ExploitabilityConfig", "evaluate_exploitability", "advertiser_best_responses", "choose_advertisers", "ray_session"]
 
@@ -69,6 +68,8 @@ class ExploitabilityConfig:
         sample_seed: seed of that sample.
         backend: ``"ray"`` or ``"serial"``.
         num_cpus: CPUs of a local Ray instance started for the call.
+        gpus_per_task: GPUs each Ray task reserves (e.g. 0.25 lets four PPO best responses
+            share a GPU); 0: CPU only (Ray hides the GPUs from a task that reserved none).
         confidence: level of the confidence intervals.
         progress: show a progress bar.
     """
@@ -82,6 +83,7 @@ class ExploitabilityConfig:
     sample_seed: int = 0
     backend: str = "ray"
     num_cpus: int = 2
+    gpus_per_task: float = 0.0
     confidence: float = 0.95
     progress: bool = True
 
@@ -104,6 +106,7 @@ class ExploitabilityConfig:
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {describe(self.backend)}")
         check_int("num_cpus", self.num_cpus, low=1)
+        check_number("gpus_per_task", self.gpus_per_task, low=0.0, high=1.0)
         check_confidence(self.confidence)
 
     def describe(self) -> dict[str, Any]:
@@ -117,6 +120,7 @@ class ExploitabilityConfig:
             "max_advertisers": self.max_advertisers,
             "sample_seed": self.sample_seed,
             "backend": self.backend,
+            "gpus_per_task": self.gpus_per_task,
             "confidence": self.confidence,
         }
 
@@ -166,41 +170,6 @@ def advertiser_best_responses(
     return results
 
 
-@contextlib.contextmanager
-def ray_session(num_cpus: int = 2) -> Iterator[Any]:
-    """A Ray instance for the block: the caller's if one is running, the cluster at
-    ``RAY_ADDRESS`` if set (its workers must have auctionsim installed), else a local one with
-    ``num_cpus`` CPUs whose temporary folder is removed afterwards (``RAY_AUTH_MODE=disabled``,
-    no dashboard). Local workers inherit this process's environment; the project root is put on
-    their ``PYTHONPATH`` for the session so that they import the same code."""
-    import ray
-
-    if ray.is_initialized():
-        yield ray
-        return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    clean_stale_ray_sessions()  # what killed runs left behind
-    temp_dir, saved_path = None, os.environ.get("PYTHONPATH")
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], logging_level="WARNING")
-    else:
-        temp_dir = tempfile.mkdtemp(prefix="ray-")
-        project_root = str(pathlib.Path(__file__).resolve().parents[2])
-        if project_root not in (saved_path or "").split(os.pathsep):
-            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, saved_path) if p)
-        ray.init(num_cpus=num_cpus, _temp_dir=temp_dir, include_dashboard=False, logging_level="WARNING")
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-        if temp_dir is not None:
-            shutil.rmtree(temp_dir, ignore_errors=True)
-            if saved_path is None:
-                os.environ.pop("PYTHONPATH", None)
-            else:
-                os.environ["PYTHONPATH"] = saved_path
-
-
 def _progress(total: int, enabled: bool, description: str):
     from tqdm.auto import tqdm
 
@@ -209,28 +178,21 @@ def _progress(total: int, enabled: bool, description: str):
 
 def _run_tasks(
     config: ExploitabilityConfig, market: MarketSpec, population: PopulationPolicy, ids: np.ndarray
-) -> list[dict[str, AdvertiserBestResponse]]:
-    arguments = (tuple(config.estimators), config.fit_seeds, config.eval_seeds, config.objective)
+) -> tuple[list[dict[str, AdvertiserBestResponse]], dict[str, int]]:
+    """Every advertiser's best responses, and how many tasks ran on each node."""
+    task = functools.partial(advertiser_best_responses, estimators=tuple(config.estimators), fit_seeds=config.fit_seeds, eval_seeds=config.eval_seeds, objective=config.objective)
     if not config.estimators:
-        return [{} for _ in ids]
+        return [{} for _ in ids], {}
     with _progress(len(ids), config.progress, "best responses") as bar:
         if config.backend == "serial":
             results = []
             for advertiser_id in ids:
-                results.append(advertiser_best_responses(market, population, int(advertiser_id), *arguments))
+                results.append(task(market, population, int(advertiser_id)))
                 bar.update(1)
-            return results
-        with ray_session(config.num_cpus) as ray:
-            task = ray.remote(num_cpus=1)(advertiser_best_responses)
-            market_ref, population_ref = ray.put(market), ray.put(population)
-            pending = {task.remote(market_ref, population_ref, int(i), *arguments): index for index, i in enumerate(ids)}
-            results_by_index: dict[int, dict[str, AdvertiserBestResponse]] = {}
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                for reference in done:
-                    results_by_index[pending.pop(reference)] = ray.get(reference)
-                    bar.update(1)
-            return [results_by_index[index] for index in range(len(ids))]
+            return results, {"this process": len(results)}
+        with ray_session(config.num_cpus):
+            results, nodes = map_tasks(task, [int(i) for i in ids], shared=(market, population), num_gpus=config.gpus_per_task, on_result=lambda index, value: bar.update(1))
+        return results, dict(collections.Counter(nodes))
 
 
 def _estimator_values(name: str, results: list[dict[str, AdvertiserBestResponse]]) -> EstimatorValues:
@@ -293,7 +255,7 @@ def evaluate_exploitability(
     oracle_start = time.perf_counter()
     episodes = play_population(spec, population, config.eval_seeds, config.objective, ids if config.oracle else None)
     population_seconds = time.perf_counter() - oracle_start
-    results = _run_tasks(config, spec, population, ids)
+    results, task_nodes = _run_tasks(config, spec, population, ids)
 
     estimators = {name: _estimator_values(name, results) for estimator in config.estimators for name in estimator.names}
     if config.oracle:
@@ -318,6 +280,7 @@ def evaluate_exploitability(
             "config": config.describe(),
             "wall_seconds": time.perf_counter() - started,
             "population_and_oracle_seconds": population_seconds,
+            "task_nodes": task_nodes,
         },
         confidence=config.confidence,
     )

@@ -19,7 +19,7 @@ one in the single-bidder env. Training uses CUDA when available.
 
 from agents.offline.bc import BCConfig, train_bc
 from agents.offline.cql import CQLConfig, CQLLearner, train_cql
-from agents.offline.data import ActionScale, OfflineData, TransitionBatch, WindowBatch, default_device, scaled_rewards
+from agents.offline.data import ActionScale, OfflineData, TransitionBatch, WindowBatch, scaled_rewards
 from agents.offline.dt import DecisionTransformer, DTBidder, DTConfig, train_dt
 from agents.offline.iql import IQLConfig, IQLCritic, IQLLearner, IQLResult, expectile_loss, load_critic, save_critic, train_iql
 from agents.offline.networks import CausalTransformer, Normalizer, StateEncoder, TwinQ, ValueNet, mlp
@@ -49,7 +49,6 @@ __all__ = [
     "TwinQ",
     "ValueNet",
     "WindowBatch",
-    "default_device",
     "expectile_loss",
     "load_bidder",
     "load_critic",

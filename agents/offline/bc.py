@@ -13,7 +13,8 @@ import torch
 
 from agents.offline.data import OfflineData
 from agents.offline.policy import Actor, ActorBidder, ActorConfig
-from agents.offline.training import check_positive, progress_steps, seed_everything
+from agents.offline.training import autocast, check_positive, device_generator, log_scalars, progress_steps
+from auctionsim.tracking import ScalarLogger, seed_everything
 from auctionsim.errors import ConfigError
 
 __all__ = ["BCConfig", "train_bc"]
@@ -46,9 +47,11 @@ class BCConfig:
             raise ConfigError(f"BCConfig.steps and batch_size must be integers, got {self.steps!r}, {self.batch_size!r}")
 
 
-def train_bc(data: OfflineData, config: BCConfig = BCConfig(), progress: bool = False) -> ActorBidder:
-    """Fit an actor to the logged actions of ``data``; returns it as a bidder."""
-    generator = seed_everything(config.seed)
+def train_bc(data: OfflineData, config: BCConfig = BCConfig(), progress: bool = False, writer: ScalarLogger | None = None, log_every: int = 100) -> ActorBidder:
+    """Fit an actor to the logged actions of ``data`` (on ``data.device``; bf16 autocast on CUDA);
+    returns it as a bidder. ``writer`` receives ``bc/loss`` every ``log_every`` steps."""
+    seed_everything(config.seed)
+    generator = device_generator(config.seed, data.device)
     actor = Actor(
         ActorConfig(
             data.observation_dim,
@@ -61,13 +64,16 @@ def train_bc(data: OfflineData, config: BCConfig = BCConfig(), progress: bool = 
     ).to(data.device)
     actor.normalizer.fit(data.flat_observations())
     optimizer = torch.optim.Adam(actor.parameters(), lr=config.learning_rate)
-    for _ in progress_steps(config.steps, "BC", progress):
+    for step in progress_steps(config.steps, "BC", progress):
         batch = data.sample_transitions(config.batch_size, generator)
-        if config.stochastic:
-            loss = -actor.log_prob(batch.observations, batch.actions).mean()
-        else:
-            loss = (actor(batch.observations) - batch.actions).pow(2).mean()
+        with autocast(data.device):
+            if config.stochastic:
+                loss = -actor.log_prob(batch.observations, batch.actions).mean()
+            else:
+                loss = (actor(batch.observations).float() - batch.actions).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if writer is not None and (step % log_every == 0 or step == config.steps - 1):
+            log_scalars(writer, "bc", {"loss": loss.detach()}, step)
     return ActorBidder(actor, algorithm="bc-gaussian" if config.stochastic else "bc", device=data.device)

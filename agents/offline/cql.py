@@ -20,7 +20,17 @@ import torch
 from agents.offline.data import OfflineData, TransitionBatch
 from agents.offline.networks import StateEncoder, TwinQ
 from agents.offline.policy import Actor, ActorBidder, ActorConfig
-from agents.offline.training import check_positive, check_unit_interval, frozen_copy, progress_steps, seed_everything, soft_update
+from agents.offline.training import (
+    autocast,
+    check_positive,
+    check_unit_interval,
+    device_generator,
+    frozen_copy,
+    log_scalars,
+    progress_steps,
+    soft_update,
+)
+from auctionsim.tracking import ScalarLogger, seed_everything
 from auctionsim.errors import ConfigError
 from auctionsim.validation import check_int
 
@@ -101,18 +111,36 @@ class CQLLearner:
             actions, log_prob = self.actor.rsample(observations.repeat_interleave(count, dim=0), generator)
         return actions.reshape(-1, count, 1), log_prob.reshape(-1, count)
 
-    def update(self, batch: TransitionBatch, generator: torch.Generator) -> dict[str, float]:
+    def update(self, batch: TransitionBatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """One critic, actor and temperature step (forward passes under bf16 autocast on CUDA);
+        returns detached 0-d tensors (no device sync)."""
         config = self.config
         entropy_weight = self.log_entropy_weight.exp().detach()
+        with autocast(self.device):
+            bellman, penalty = self._critic_losses(batch, generator, entropy_weight)
+        self._step(self.q_optimizer, bellman + config.conservative_weight * penalty)
+        soft_update(self.target_q, self.twin_q, config.target_rate)
+
+        with autocast(self.device):
+            actions, log_prob = self.actor.rsample(batch.observations, generator)
+            actor_loss = (entropy_weight * log_prob - torch.minimum(*self.twin_q(batch.observations, actions))).float().mean()
+        self._step(self.actor_optimizer, actor_loss)
+        entropy_loss = -(self.log_entropy_weight * (log_prob.detach().float() + config.target_entropy)).mean()
+        self._step(self.entropy_optimizer, entropy_loss)
+        return {"bellman": bellman.detach(), "conservative_penalty": penalty.detach(), "actor_loss": actor_loss.detach(), "entropy_weight": entropy_weight}
+
+    def _critic_losses(self, batch: TransitionBatch, generator: torch.Generator, entropy_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Bellman error of both Q networks and the conservative penalty (module docstring)."""
+        config = self.config
         with torch.no_grad():
             next_actions, next_log_prob = self.actor.rsample(batch.next_observations, generator)
             next_q = torch.minimum(*self.target_q(batch.next_observations, next_actions)) - entropy_weight * next_log_prob
-            target = batch.rewards + config.gamma * (1.0 - batch.dones) * next_q
+            target = batch.rewards + config.gamma * (1.0 - batch.dones) * next_q.float()
         first, second = self.twin_q(batch.observations, batch.actions)
-        bellman = (first - target).pow(2).mean() + (second - target).pow(2).mean()
+        bellman = (first.float() - target).pow(2).mean() + (second.float() - target).pow(2).mean()
 
         size = batch.observations.shape[0]
-        uniform = torch.rand((size, config.n_actions, 1), generator=generator).to(self.device) * 2.0 - 1.0
+        uniform = torch.rand((size, config.n_actions, 1), generator=generator, device=generator.device).to(self.device) * 2.0 - 1.0
         current, current_log_prob = self._policy_actions(batch.observations, generator)
         following, following_log_prob = self._policy_actions(batch.next_observations, generator)
         uniform_log_density = math.log(0.5)  # uniform on [-1, 1]
@@ -122,19 +150,10 @@ class CQLLearner:
         )
         for (q_uniform, q_current, q_following), q_data in zip(sampled, (first, second)):
             importance = torch.cat(
-                [q_uniform - uniform_log_density, q_current - current_log_prob, q_following - following_log_prob], dim=1
+                [q_uniform.float() - uniform_log_density, q_current.float() - current_log_prob, q_following.float() - following_log_prob], dim=1
             )
-            penalty = penalty + (torch.logsumexp(importance, dim=1) - math.log(3 * config.n_actions) - q_data).mean()
-        critic_loss = bellman + config.conservative_weight * penalty
-        self._step(self.q_optimizer, critic_loss)
-        soft_update(self.target_q, self.twin_q, config.target_rate)
-
-        actions, log_prob = self.actor.rsample(batch.observations, generator)
-        actor_loss = (entropy_weight * log_prob - torch.minimum(*self.twin_q(batch.observations, actions))).mean()
-        self._step(self.actor_optimizer, actor_loss)
-        entropy_loss = -(self.log_entropy_weight * (log_prob.detach() + config.target_entropy)).mean()
-        self._step(self.entropy_optimizer, entropy_loss)
-        return {"bellman": bellman.item(), "conservative_penalty": penalty.item(), "actor_loss": actor_loss.item(), "entropy_weight": entropy_weight.item()}
+            penalty = penalty + (torch.logsumexp(importance, dim=1) - math.log(3 * config.n_actions) - q_data.float()).mean()
+        return bellman, penalty
 
     @staticmethod
     def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -143,11 +162,15 @@ class CQLLearner:
         optimizer.step()
 
 
-def train_cql(data: OfflineData, config: CQLConfig = CQLConfig(), progress: bool = False) -> ActorBidder:
-    """Train CQL on ``data``; returns the actor (acting with its mean) as a bidder."""
-    generator = seed_everything(config.seed)
+def train_cql(data: OfflineData, config: CQLConfig = CQLConfig(), progress: bool = False, writer: ScalarLogger | None = None, log_every: int = 100) -> ActorBidder:
+    """Train CQL on ``data`` (on ``data.device``; bf16 autocast on CUDA); returns the actor
+    (acting with its mean) as a bidder. ``writer`` receives ``cql/<loss>`` every ``log_every`` steps."""
+    seed_everything(config.seed)
+    generator = device_generator(config.seed, data.device)
     learner = CQLLearner(data.observation_dim, config, (data.action_scale.low, data.action_scale.high), data.device)
     learner.fit_normalizers(data.flat_observations())
-    for _ in progress_steps(config.steps, "CQL", progress):
-        learner.update(data.sample_transitions(config.batch_size, generator), generator)
+    for step in progress_steps(config.steps, "CQL", progress):
+        losses = learner.update(data.sample_transitions(config.batch_size, generator), generator)
+        if writer is not None and (step % log_every == 0 or step == config.steps - 1):
+            log_scalars(writer, "cql", losses, step)
     return ActorBidder(learner.actor, algorithm="cql", device=data.device)

@@ -30,15 +30,11 @@ import numpy as np
 import torch
 
 from agents.datasets import OfflineDataset
+from agents.offline.training import resolve_device
 from auctionsim.envs.observations import REWARDS, RewardTracker
 from auctionsim.errors import ConfigError, describe
 
-__all__ = ["ActionScale", "OfflineData", "TransitionBatch", "WindowBatch", "scaled_rewards", "default_device"]
-
-
-def default_device() -> str:
-    """``"cuda"`` when a GPU is available, else ``"cpu"``."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
+__all__ = ["ActionScale", "OfflineData", "TransitionBatch", "WindowBatch", "scaled_rewards"]
 
 
 @dataclass(frozen=True)
@@ -136,7 +132,7 @@ class OfflineData:
         datasets: one or more logged datasets (same observation features).
         reward: reward kind to train on (see :mod:`auctionsim.envs.observations`).
         action_scale: multiplier <-> unit action map.
-        device: torch device of the tensors (default: cuda if available).
+        device: torch device of the tensors (``"auto"``/None: cuda if available).
 
     Attributes:
         observations: ``(K, T + 1, D)``; actions, rewards, returns_to_go: ``(K, T)``;
@@ -160,7 +156,7 @@ class OfflineData:
             raise ConfigError(f"datasets disagree on ticks per episode: {sorted(ticks)}")
         self.reward = reward
         self.action_scale = action_scale
-        self.device = device or default_device()
+        self.device = resolve_device(device)
         self.feature_names = names[0]
         parts = [self._trajectories(d, reward) for d in datasets]
         arrays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
@@ -216,7 +212,9 @@ class OfflineData:
         return self.returns_to_go[:, 0]
 
     def _sample_steps(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
-        index = torch.randint(self.n_transitions, (batch_size,), generator=generator, device="cpu").to(self.device)
+        # Drawn on the generator's device (see agents.offline.training.device_generator).
+        index = torch.randint(self.n_transitions, (batch_size,), generator=generator, device=generator.device if generator is not None else "cpu")
+        index = index.to(self.device)
         return self._steps[index]
 
     def sample_transitions(self, batch_size: int, generator: torch.Generator | None = None, context_length: int = 1) -> TransitionBatch:

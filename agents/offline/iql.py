@@ -11,6 +11,16 @@ Losses (LBM paper Eqs. 7-9, IQL paper Eqs. 5-7), on logged transitions ``(s, a, 
   with a deterministic actor, i.e. ``log pi`` a Gaussian of fixed variance around ``pi(s)``: a
   squared error weighted by ``exp(beta A)``, capped at ``max_weight``.
 
+Advantage scale (``normalise_advantages``, on by default; ours): ``beta`` multiplies a unitless
+number only if the advantages have a known scale. IQL's locomotion ``beta = 3`` goes with
+rewards rescaled so returns span ~1000; our per-advertiser scaled returns lie in ~[0, 1.5], so
+raw advantages are ~+-0.05 and ``exp(3 A)`` spans 0.84-1.11 over the batch (5-95%): weighted BC
+that is plain BC. We therefore divide ``A`` by a running (exponential moving average, rate
+``advantage_scale_rate``) standard deviation of the batch advantages, as AWR-style methods do,
+so ``beta`` is in advantage standard deviations: ``beta = 1`` gives an action one standard
+deviation better ``e`` times the weight (weights span ~0.2-5 over the batch). The shift of the
+advantages is not removed (``A = 0`` keeps weight 1: the expectile value is the baseline).
+
 Defaults follow the LBM paper's Table 9 (batch 128, AdamW lr 1e-4, eps 1e-8, weight decay 1e-2,
 hidden 512, gamma 0.99, target rate 0.01, expectile 0.7) except the number of steps (400,000 in
 the paper; far fewer suffice on our datasets) and the critic input: ``context_length = 1`` is the
@@ -36,10 +46,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from agents.offline.data import OfflineData, TransitionBatch, default_device
+from agents.offline.data import OfflineData, TransitionBatch
 from agents.offline.networks import State, StateEncoder, TwinQ, ValueNet
-from agents.offline.policy import CHECKPOINT_FORMAT, Actor, ActorBidder, ActorConfig
-from agents.offline.training import check_positive, check_unit_interval, frozen_copy, progress_steps, seed_everything, soft_update
+from agents.offline.policy import CHECKPOINT_FORMAT, Actor, ActorBidder, ActorConfig, load_checkpoint
+from agents.offline.training import (
+    autocast,
+    check_positive,
+    check_unit_interval,
+    device_generator,
+    frozen_copy,
+    log_scalars,
+    progress_steps,
+    resolve_device,
+    soft_update,
+)
+from auctionsim.tracking import ScalarLogger, seed_everything
 from auctionsim.errors import ConfigError
 from auctionsim.validation import check_int
 
@@ -73,8 +94,11 @@ class IQLConfig:
         gamma: discount (Table 9: 0.99).
         target_rate: Polyak rate of the target Q networks (Table 9's "tau": 0.01).
         expectile: ``tau`` of the expectile loss (Table 9: 0.7).
-        temperature: ``beta`` of the advantage weights (IQL's locomotion value, 3).
+        temperature: ``beta`` of the advantage weights, in advantage standard deviations when
+            ``normalise_advantages`` (see the module docstring; raw-advantage IQL used 3).
         max_weight: cap of ``exp(beta A)``.
+        normalise_advantages: divide advantages by their running standard deviation.
+        advantage_scale_rate: rate of that running estimate (per step).
         context_length: 1 for an MLP critic on the observation; ``L > 1`` for the transformer
             critic over the last ``L`` ticks (Table 9: 10).
         attention_layers, attention_heads, attention_dim: the sequence critic's transformer
@@ -92,8 +116,10 @@ class IQLConfig:
     gamma: float = 0.99
     target_rate: float = 0.01
     expectile: float = 0.7
-    temperature: float = 3.0
+    temperature: float = 1.0
     max_weight: float = 100.0
+    normalise_advantages: bool = True
+    advantage_scale_rate: float = 0.01
     context_length: int = 1
     attention_layers: int = 6
     attention_heads: int = 8
@@ -104,7 +130,7 @@ class IQLConfig:
         for name in ("steps", "batch_size", "hidden_dim", "hidden_layers", "context_length", "attention_layers", "attention_heads", "attention_dim", "seed"):
             check_int(f"IQLConfig.{name}", getattr(self, name), low=0 if name == "seed" else 1)
         check_positive("IQLConfig", learning_rate=self.learning_rate, optimizer_eps=self.optimizer_eps, max_weight=self.max_weight)
-        check_unit_interval("IQLConfig", gamma=self.gamma, target_rate=self.target_rate, expectile=self.expectile)
+        check_unit_interval("IQLConfig", gamma=self.gamma, target_rate=self.target_rate, expectile=self.expectile, advantage_scale_rate=self.advantage_scale_rate)
         if self.temperature < 0 or self.weight_decay < 0:
             raise ConfigError(f"IQLConfig.temperature and weight_decay must be >= 0, got {self.temperature}, {self.weight_decay}")
 
@@ -174,6 +200,7 @@ class IQLLearner:
                 module.parameters(), lr=config.learning_rate, eps=config.optimizer_eps, weight_decay=config.weight_decay, foreach=True
             )
 
+        self.advantage_scale: torch.Tensor | None = None
         self.q_optimizer = adamw(self.critic.twin_q)
         self.v_optimizer = adamw(self.critic.value)
         self.actor_optimizer = adamw(self.actor)
@@ -183,31 +210,59 @@ class IQLLearner:
         self.critic.fit_normalizers(observations)
         self.actor.normalizer.fit(observations)
 
-    def update(self, batch: TransitionBatch) -> dict[str, float]:
-        """One step on the V (Eq. 8), Q (Eq. 9) and AWR actor (Eq. 7) losses; returns them."""
+    def update(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
+        """One step on the V (Eq. 8), Q (Eq. 9) and AWR actor (Eq. 7) losses. Returns detached
+        0-d tensors (losses, mean Q, the advantage scale and the 5%/95% quantiles of the AWR
+        weights) without reading them back from the device; see
+        :func:`~agents.offline.training.log_scalars`."""
         config, critic = self.config, self.critic
         state = batch.observations if config.context_length == 1 else batch.history
         next_state = batch.next_observations if config.context_length == 1 else batch.next_history
         if state is None or next_state is None:
             raise ConfigError(f"context_length={config.context_length} needs batches sampled with histories")
-        with torch.no_grad():
-            target_q = critic.q(state, batch.actions)
-        value = critic.v(state)
-        value_loss = expectile_loss(target_q - value, config.expectile)
+        with autocast(self.device):
+            with torch.no_grad():
+                target_q = critic.q(state, batch.actions).float()
+            value = critic.v(state).float()
+            value_loss = expectile_loss(target_q - value, config.expectile)
         self._step(self.v_optimizer, value_loss)
 
-        with torch.no_grad():
-            target = batch.rewards + config.gamma * (1.0 - batch.dones) * critic.v(next_state)
-        first, second = critic.twin_q(state, batch.actions)
-        q_loss = (first - target).pow(2).mean() + (second - target).pow(2).mean()
+        with autocast(self.device):
+            with torch.no_grad():
+                target = batch.rewards + config.gamma * (1.0 - batch.dones) * critic.v(next_state).float()
+            first, second = critic.twin_q(state, batch.actions)
+            q_loss = (first.float() - target).pow(2).mean() + (second.float() - target).pow(2).mean()
         self._step(self.q_optimizer, q_loss)
         soft_update(critic.target_q, critic.twin_q, config.target_rate)
 
-        weights = torch.exp(config.temperature * (target_q - value.detach())).clamp(max=config.max_weight)
-        squared_error = (self.actor(batch.observations) - batch.actions).pow(2)[:, 0]
-        actor_loss = (weights * squared_error).mean()
+        advantage = target_q - value.detach()
+        scale = self._advantage_scale(advantage) if config.normalise_advantages else torch.ones((), device=advantage.device)
+        weights = torch.exp(config.temperature * advantage / scale).clamp(max=config.max_weight)
+        with autocast(self.device):
+            squared_error = (self.actor(batch.observations).float() - batch.actions).pow(2)[:, 0]
+            actor_loss = (weights * squared_error).mean()
         self._step(self.actor_optimizer, actor_loss)
-        return {"value_loss": value_loss.item(), "q_loss": q_loss.item(), "actor_loss": actor_loss.item(), "mean_q": target_q.mean().item()}
+        weight_quantiles = torch.quantile(weights, torch.tensor([0.05, 0.95], device=weights.device))
+        return {
+            "value_loss": value_loss.detach(),
+            "q_loss": q_loss.detach(),
+            "actor_loss": actor_loss.detach(),
+            "mean_q": target_q.mean(),
+            "advantage_scale": scale,
+            "weight_p05": weight_quantiles[0],
+            "weight_p95": weight_quantiles[1],
+        }
+
+    @torch.no_grad()
+    def _advantage_scale(self, advantage: torch.Tensor) -> torch.Tensor:
+        """Running standard deviation of the advantages (the batch's at the first step), kept on
+        the device; floored so identical advantages do not divide by zero."""
+        spread = advantage.std().clamp(min=1e-6)
+        if self.advantage_scale is None:
+            self.advantage_scale = spread.clone()
+        else:
+            self.advantage_scale.lerp_(spread, self.config.advantage_scale_rate)
+        return self.advantage_scale.clone()
 
     @staticmethod
     def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -231,16 +286,21 @@ class IQLResult:
     history: list[dict[str, float]]
 
 
-def train_iql(data: OfflineData, config: IQLConfig = IQLConfig(), progress: bool = False, log_every: int = 100) -> IQLResult:
-    """Train IQL on ``data`` for ``config.steps`` steps."""
-    generator = seed_everything(config.seed)
+def train_iql(
+    data: OfflineData, config: IQLConfig = IQLConfig(), progress: bool = False, log_every: int = 100, writer: ScalarLogger | None = None
+) -> IQLResult:
+    """Train IQL on ``data`` for ``config.steps`` steps (on ``data.device``; bf16 autocast on
+    CUDA). Every ``log_every`` steps the losses go to the history and, as ``iql/<name>``, to
+    ``writer``."""
+    seed_everything(config.seed)
+    generator = device_generator(config.seed, data.device)
     learner = IQLLearner(data.observation_dim, config, (data.action_scale.low, data.action_scale.high), data.n_ticks, data.device)
     learner.fit_normalizers(data.flat_observations())
     history = []
     for step in progress_steps(config.steps, "IQL", progress):
         losses = learner.update(data.sample_transitions(config.batch_size, generator, config.context_length))
         if step % log_every == 0 or step == config.steps - 1:
-            history.append({"step": step, **losses})
+            history.append({"step": step, **log_scalars(writer, "iql", losses, step)})
     learner.actor.eval()
     return IQLResult(bidder=learner.bidder(), critic=learner.critic.eval(), learner=learner, history=history)
 
@@ -257,10 +317,10 @@ def save_critic(critic: IQLCritic, path: str | pathlib.Path) -> pathlib.Path:
 
 def load_critic(path: str | pathlib.Path, device: str | None = None) -> IQLCritic:
     """Rebuild a critic written by :func:`save_critic`, in eval mode."""
-    checkpoint = torch.load(pathlib.Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "iql-critic":
+    checkpoint = load_checkpoint(path)
+    if checkpoint.get("kind") != "iql-critic":
         raise ConfigError(f"{path} is not an IQL critic checkpoint")
     config = checkpoint["config"]
     critic = IQLCritic(config["observation_dim"], IQLConfig(**config["iql"]), config["max_ticks"])
     critic.load_state_dict(checkpoint["state_dict"])
-    return critic.to(device or default_device()).eval()
+    return critic.to(resolve_device(device)).eval()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
+import pickle
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -19,13 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.offline.data import ActionScale, default_device
+from agents.offline.data import ActionScale
 from agents.offline.networks import Normalizer, mlp
+from agents.offline.training import resolve_device
 from auctionsim.envs.policy import PopulationPolicy
 from auctionsim.errors import ConfigError
 from auctionsim.validation import check_int
 
-__all__ = ["ActorConfig", "Actor", "ActorBidder", "CheckpointBidder", "load_bidder", "CHECKPOINT_FORMAT"]
+__all__ = ["ActorConfig", "Actor", "ActorBidder", "CheckpointBidder", "load_bidder", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "auctionsim.offline.v1"
 LOG_STD_RANGE = (-5.0, 1.0)
@@ -91,7 +93,7 @@ class Actor(nn.Module):
     def rsample(self, observations: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised draw: unit actions ``(B, 1)`` and their log-densities ``(B,)``."""
         mean, log_std = self.distribution(observations)
-        noise = torch.randn(mean.shape, generator=generator, device="cpu").to(mean.device)
+        noise = torch.randn(mean.shape, generator=generator, device=generator.device if generator is not None else mean.device).to(mean.device)
         pre_squash = mean + log_std.exp() * noise
         actions = torch.tanh(pre_squash)
         return actions, _squashed_log_prob(pre_squash, actions, mean, log_std)
@@ -144,15 +146,27 @@ class CheckpointBidder(PopulationPolicy):
         return path
 
 
-def load_bidder(path: str | pathlib.Path, device: str | None = None) -> CheckpointBidder:
-    """Rebuild a bidder saved with :meth:`CheckpointBidder.save` (``torch.load(weights_only=True)``)."""
-    checkpoint = torch.load(pathlib.Path(path), map_location="cpu", weights_only=True)
+def load_checkpoint(path: str | pathlib.Path) -> dict:
+    """Read a checkpoint of this package with ``torch.load(weights_only=True)``: tensors, numbers,
+    strings and containers only. A file that would need to unpickle code (a crafted or foreign
+    pickle) is refused with a ``ConfigError``; nothing in it is executed."""
+    try:
+        checkpoint = torch.load(pathlib.Path(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"{path} is not a weights-only checkpoint: refusing to unpickle it ({first_line})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(f"{path} is not an auctionsim offline-RL checkpoint (format {CHECKPOINT_FORMAT})")
+    return checkpoint
+
+
+def load_bidder(path: str | pathlib.Path, device: str | None = None) -> CheckpointBidder:
+    """Rebuild a bidder saved with :meth:`CheckpointBidder.save` (see :func:`load_checkpoint`)."""
+    checkpoint = load_checkpoint(path)
     kind = checkpoint["kind"]
     if kind not in CheckpointBidder._registry:
         raise ConfigError(f"unknown bidder kind {kind!r} in {path}; known: {sorted(CheckpointBidder._registry)}")
-    return CheckpointBidder._registry[kind].from_checkpoint(checkpoint["config"], checkpoint["state_dict"], device or default_device())
+    return CheckpointBidder._registry[kind].from_checkpoint(checkpoint["config"], checkpoint["state_dict"], resolve_device(device))
 
 
 class ActorBidder(CheckpointBidder):
@@ -168,7 +182,7 @@ class ActorBidder(CheckpointBidder):
     kind = "actor"
 
     def __init__(self, actor: Actor, algorithm: str = "", device: str | None = None) -> None:
-        self.device = device or default_device()
+        self.device = resolve_device(device)
         self.actor = actor.to(self.device).eval()
         self.algorithm = algorithm
         self.action_scale = actor.config.action_scale
@@ -178,7 +192,7 @@ class ActorBidder(CheckpointBidder):
         tensor = torch.as_tensor(np.asarray(observations), dtype=torch.float32, device=self.device)
         if tensor.ndim != 2 or tensor.shape[1] != self.actor.config.observation_dim:
             raise ConfigError(f"observations must be (k, {self.actor.config.observation_dim}), got shape {tuple(tensor.shape)}")
-        multipliers = self.action_scale.to_multiplier(self.actor(tensor))[:, 0]
+        multipliers = self.action_scale.to_multiplier(self.actor(tensor).float())[:, 0]
         return multipliers.double().cpu().numpy()
 
     def checkpoint_config(self) -> dict:

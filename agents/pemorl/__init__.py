@@ -1,12 +1,15 @@
 """PE-MORL (Mou et al., arXiv 2506.17919): permutation-equivariant model-based offline RL for
 bidding. A Gaussian ensemble environment model over the set of advertisers
-(:mod:`agents.pemorl.model`, with a fixed-size MLP model for comparison), short branched model
-rollouts with the focal advertiser on the learning policy (:mod:`agents.pemorl.rollouts`), and
-IQL on real plus uncertainty-penalised imaginary transitions (:mod:`agents.pemorl.learner`).
+(:mod:`agents.pemorl.model`, with a fixed-size MLP model for comparison; all members in one
+batched module), short branched model rollouts with the focal advertiser on the current policy
+plus exploration noise (:mod:`agents.pemorl.rollouts`), and an IQL (advantage-weighted) or
+TD3+BC actor-critic on real plus uncertainty-penalised imaginary transitions
+(:mod:`agents.pemorl.learner`).
 
 Typical use::
 
-    from agents.offline import OfflineData, IQLConfig
+    from agents.datasets import OfflineDataset
+    from agents.offline import OfflineData
     from agents.pemorl import GlobalTransitions, ModelConfig, PEMORLConfig, train_ensemble, train_pemorl
 
     logs = [OfflineDataset.load("logs.npz")]
@@ -16,8 +19,9 @@ Typical use::
 """
 
 from agents.pemorl.data import DYNAMIC_FEATURES, GlobalBatch, GlobalTransitions
-from agents.pemorl.learner import PEMORLConfig, PEMORLResult, train_pemorl
+from agents.pemorl.learner import POLICY_IMPROVEMENTS, PEMORLConfig, PEMORLLearner, PEMORLResult, train_pemorl
 from agents.pemorl.model import (
+    EnsembleLinear,
     MLPModel,
     ModelConfig,
     ModelEnsemble,
@@ -31,15 +35,18 @@ from agents.pemorl.model import (
 from agents.pemorl.rollouts import ImaginaryBatch, branched_rollouts
 
 __all__ = [
+    "POLICY_IMPROVEMENTS",
     "DYNAMIC_FEATURES",
     "GlobalBatch",
     "GlobalTransitions",
     "ImaginaryBatch",
     "MLPModel",
+    "EnsembleLinear",
     "ModelConfig",
     "ModelEnsemble",
     "ModelTrainingConfig",
     "PEMORLConfig",
+    "PEMORLLearner",
     "PEMORLResult",
     "PEModel",
     "branched_rollouts",

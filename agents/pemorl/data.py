@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from agents.datasets import OfflineDataset
-from agents.offline.data import ActionScale, as_dataset_list, default_device, scaled_rewards
+from agents.offline.data import ActionScale, as_dataset_list, scaled_rewards
+from agents.offline.training import resolve_device
 from auctionsim.envs.observations import FEATURE_NAMES
 from auctionsim.errors import ConfigError, describe
 
@@ -79,7 +80,7 @@ class GlobalTransitions:
         widths = {d.observations.shape[-1] for d in datasets}
         if len(widths) != 1:
             raise ConfigError(f"datasets disagree on the observation width: {sorted(widths)}")
-        self.device = device or default_device()
+        self.device = resolve_device(device)
         self.action_scale = action_scale
         self.observation_dim = widths.pop()
         if self.observation_dim <= DYNAMIC_FEATURES:
@@ -122,10 +123,14 @@ class GlobalTransitions:
         return list(self.groups)
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> GlobalBatch:
-        """``batch_size`` ticks of one group, the group drawn in proportion to its ticks."""
-        sizes = torch.tensor([float(group.live.shape[0]) for group in self.groups])
-        group = self.groups[int(torch.multinomial(sizes, 1, generator=generator).item())]
-        index = torch.randint(group.live.shape[0], (batch_size,), generator=generator).to(self.device)
+        """``batch_size`` ticks of one group, the group drawn in proportion to its ticks (drawn on
+        the generator's device; only with several set sizes is the group choice read back)."""
+        device = generator.device if generator is not None else torch.device("cpu")
+        group = self.groups[0]
+        if len(self.groups) > 1:
+            sizes = torch.tensor([float(g.live.shape[0]) for g in self.groups], device=device)
+            group = self.groups[int(torch.multinomial(sizes, 1, generator=generator).item())]
+        index = torch.randint(group.live.shape[0], (batch_size,), generator=generator, device=device).to(self.device)
         return group.take(index)
 
     def split(self, holdout_fraction: float, seed: int = 0) -> tuple["GlobalTransitions", "GlobalTransitions"]:

@@ -2,7 +2,8 @@
 
 Each rollout starts from a real logged tick (a whole market: every advertiser's state), picks a
 live focal advertiser, and steps the model ``horizon`` ticks: the focal advertiser plays the
-learning policy, every other advertiser draws from the logged-behaviour policy (a Gaussian
+learning policy with exploration noise (a stochastic policy: the model is asked about actions
+the logs may not hold, which is what it is for), every other advertiser draws from the logged-behaviour policy (a Gaussian
 behaviour-cloning actor), and the next global state and rewards are drawn from the Gaussian of a
 randomly chosen ensemble member. The focal advertiser's transition is kept with the penalised
 reward (PE-MORL design 2)::
@@ -24,6 +25,7 @@ import torch
 
 from agents.offline.data import TransitionBatch
 from agents.offline.policy import Actor
+from agents.offline.training import autocast
 from agents.pemorl.data import DYNAMIC_FEATURES, UNIT_INTERVAL_FEATURES, GlobalTransitions
 from agents.pemorl.model import ModelEnsemble, uncertainty_penalty
 from auctionsim.envs.observations import FEATURE_NAMES
@@ -63,24 +65,26 @@ def branched_rollouts(
     Args:
         ensemble: the environment model.
         data: logged ticks to branch from.
-        focal_policy: ``(B, D)`` observations -> ``(B, 1)`` unit actions (the learning actor).
+        focal_policy: ``(B, D)`` observations -> ``(B, 1)`` unit actions: the learning policy,
+            with its exploration noise (PE-MORL's learner passes ``actor(s) + noise``).
         behaviour: stochastic actor of the logged behaviour (the other advertisers).
         n_rollouts, horizon: rollouts and their length in ticks.
         penalty_coefficient: ``lambda`` (0 = no pessimism).
-        generator: CPU generator for every draw.
+        generator: generator for every draw (on the data's device or the CPU).
     """
     if horizon < 1 or n_rollouts < 1:
         raise ConfigError(f"horizon and n_rollouts must be >= 1, got {horizon}, {n_rollouts}")
     if penalty_coefficient < 0:
         raise ConfigError(f"penalty_coefficient must be >= 0, got {penalty_coefficient}")
     device = data.device
+    draws = generator.device if generator is not None else torch.device("cpu")
     start = data.sample(n_rollouts, generator)
     states, live = start.states.clone(), start.live.clone()
     batch, size, dimension = states.shape
     rows = torch.arange(batch, device=device)
-    focal = torch.multinomial(live.float().cpu(), 1, generator=generator)[:, 0].to(device)
+    focal = torch.multinomial(live.float().to(draws), 1, generator=generator)[:, 0].to(device)
     active = live[rows, focal].clone()
-    reward_std = ensemble.members[0].target_std[DYNAMIC_FEATURES]
+    reward_std = ensemble.target_std[DYNAMIC_FEATURES]
     collected: list[tuple[torch.Tensor, ...]] = []
     for _ in range(horizon):
         if not active.any():
@@ -90,9 +94,10 @@ def branched_rollouts(
         focal_actions = focal_policy(focal_states)[:, 0]
         actions[rows, focal] = focal_actions
         actions = actions * live
-        means, log_variances = ensemble(states, actions, live)  # (K, B, N, F)
-        member = torch.randint(len(ensemble.members), (batch,), generator=generator).to(device)
-        noise = torch.randn(means.shape[1:], generator=generator).to(device)
+        with autocast(device):
+            means, log_variances = ensemble(states, actions, live)  # (K, B, N, F)
+        member = torch.randint(ensemble.members, (batch,), generator=generator, device=draws).to(device)
+        noise = torch.randn(means.shape[1:], generator=generator, device=draws).to(device)
         draw = means[member, rows] + torch.exp(0.5 * log_variances[member, rows]) * noise
         outcome = ensemble.unstandardise(draw)  # (B, N, F)
         next_states = _next_states(states, outcome[..., :DYNAMIC_FEATURES])

@@ -41,7 +41,13 @@ it contests. A budget overrun is settled per impression by our market (the winne
 pay leaves the auction) instead of AuctionNet's drop-and-re-run of the tick, and a slot priced
 at the reserve is sold (AuctionNet reports it unsold: won 0, slot 0, cost 0). Memory: the
 history grows to 64 bytes per impression per strategy (its 8 columns), as in AuctionNet's own
-runner: a full AuctionNet day with 48 strategies holds about 1.5 GB.
+runner: a full AuctionNet day with 48 strategies holds about 1.5 GB. Each episode builds the
+strategies afresh, so that a market episode depends on its seed alone (the evaluation tools
+replay episodes on common random numbers); AuctionNet's runner keeps its objects over episodes
+and only calls ``reset()``, so state that ``reset()`` leaves alone carries over there (its PID
+strategy's ``last_remaining_budget``: its first update of a day then differs only if the day
+before left more unspent than remains after tick 0). To keep objects across episodes as
+AuctionNet does, pass a callable returning the same object for an advertiser each time.
 
 **Logged data.** AuctionNet's training data has one row per advertiser x impression with 18
 columns (:data:`COLUMNS`, documented in its ``pre_generated_dataset/readme_dataset.md``), rows
