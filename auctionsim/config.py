@@ -4,7 +4,8 @@ A market is described by three objects:
 
 * :class:`MarketConfig`: the auction house (ticks, impressions, slots, mechanism, reserve, seed,
   candidate retrieval) and its :class:`TrafficConfig` (how impressions and their pValues are
-  generated; the defaults follow AuctionNet's generative recipe).
+  generated; the defaults follow AuctionNet's generative recipe). The mechanism is a built-in
+  :class:`Mechanism` or a plugged-in one (:func:`register_mechanism`, :class:`CustomMechanism`).
 * :class:`Population`: the advertisers (stable integer ids, budgets, CPA targets, categories).
 
 Money (budgets, bids, prices, CPA targets) is in one abstract currency unit throughout; a pValue
@@ -15,15 +16,30 @@ Presets that reproduce AuctionNet and large populations live in :mod:`auctionsim
 from __future__ import annotations
 
 import enum
+import importlib
+import inspect
+import re
+import warnings
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from auctionsim.errors import ConfigError, describe
 from auctionsim.validation import MAX_SEED, as_integers, as_numeric_array, check_bounds, check_choice, check_int, check_number
 
-__all__ = ["Mechanism", "ExposureModel", "TrafficConfig", "MarketConfig", "Population"]
+__all__ = [
+    "Mechanism",
+    "CustomMechanism",
+    "register_mechanism",
+    "mechanism_names",
+    "resolve_mechanism",
+    "ExposureModel",
+    "TrafficConfig",
+    "MarketConfig",
+    "Population",
+]
+
 
 class Mechanism(str, enum.Enum):
     """Auction mechanism run on every impression.
@@ -48,6 +64,178 @@ class Mechanism(str, enum.Enum):
 
 
 _MECHANISM_CODES = {Mechanism.GSP: 0, Mechanism.FPA: 1, Mechanism.VCG: 2}
+
+
+class CustomMechanism(str):
+    """A plugged-in auction mechanism, made by :func:`register_mechanism`.
+
+    It is a string (its name), so configs compare, print and save it as they do a built-in
+    :class:`Mechanism`, and it carries what the market needs to run it, so a config holding
+    it works in other processes (e.g. Ray workers) without registering again.
+
+    Attributes:
+        value: the name.
+        function: the mechanism, ``(auction, ranked_index, ranked_bids, prices) -> (n_ranked,
+            n_winners)`` (see :mod:`auctionsim.mechanisms`): ``numba.njit``-compiled for the
+            fast path, or plain Python for the slow one.
+        advertiser_data: ``None``, or ``population -> (F, N)`` float values the mechanism reads
+            per advertiser as ``auction.advertisers.data`` (e.g. quality scores). It should
+            depend on each advertiser's own attributes (id, category, ...), never on its row.
+        description: one line for listings.
+    """
+
+    function: Callable
+    advertiser_data: Callable | None
+    description: str
+
+    def __new__(cls, name: str, function: Callable, advertiser_data: Callable | None = None, description: str = ""):
+        self = super().__new__(cls, name)
+        for attribute, value in (("function", function), ("advertiser_data", advertiser_data), ("description", description)):
+            object.__setattr__(self, attribute, value)
+        return self
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"CustomMechanism is immutable (setting {name!r})")
+
+    def __reduce__(self):
+        return (CustomMechanism, (str(self), self.function, self.advertiser_data, self.description))
+
+    def __repr__(self) -> str:
+        return f"CustomMechanism({str(self)!r}, {self.function!r})"
+
+    @property
+    def value(self) -> str:
+        """The mechanism's name (as :attr:`Mechanism.value`)."""
+        return str(self)
+
+    def data_for(self, population: "Population") -> np.ndarray:
+        """``(F, N)`` float64 per-advertiser data for ``population`` (``(0, N)`` without
+        ``advertiser_data``), checked: one column per advertiser, finite."""
+        size = len(population)
+        if self.advertiser_data is None:
+            return np.zeros((0, size))
+        try:
+            data = np.array(self.advertiser_data(population), dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"mechanism {self.value!r}: advertiser_data must return numbers, failed with: {error}") from None
+        if data.ndim == 1:
+            data = data[None, :]
+        if data.ndim != 2 or data.shape[1] != size:
+            raise ConfigError(
+                f"mechanism {self.value!r}: advertiser_data must return shape (F, {size}) (one column per "
+                f"advertiser), got {data.shape}"
+            )
+        bad = ~np.isfinite(data)
+        if bad.any():
+            feature, position = (int(i) for i in np.argwhere(bad)[0])
+            raise ConfigError(
+                f"mechanism {self.value!r}: advertiser_data must be finite, got data[{feature}, {position}]="
+                f"{data[feature, position]} (advertiser id {int(population.ids[position])})"
+            )
+        return np.ascontiguousarray(data)
+
+
+_CUSTOM_MECHANISMS: dict[str, CustomMechanism] = {}
+_MECHANISM_NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
+
+
+def register_mechanism(
+    name: str, function: Callable, *, advertiser_data: Callable | None = None, description: str = ""
+) -> CustomMechanism:
+    """Register a plugged-in mechanism under ``name``, so that ``MarketConfig(mechanism=name)``,
+    the presets, the environments and the CLI (``--set mechanism=name``) accept it.
+
+    Args:
+        name: lower-case letters, digits, ``_`` and ``-``, starting with a letter; not a
+            built-in's name. Registering a name again replaces it (with a warning).
+        function: ``(auction, ranked_index, ranked_bids, prices) -> (n_ranked, n_winners)``,
+            see :mod:`auctionsim.mechanisms` for the contract. ``numba.njit``-compiled runs in
+            the compiled kernel; plain Python runs on a slow path (prototyping).
+        advertiser_data: optional ``population -> (F, N)`` per-advertiser values the mechanism
+            reads as ``auction.advertisers.data``.
+        description: one line for listings.
+
+    Returns:
+        The :class:`CustomMechanism`, usable wherever a mechanism name is.
+
+    A name registered in one process is unknown to others: for multi-process tools (Ray),
+    pass the returned object, or name the mechanism by import path, ``"package.module:attribute"``
+    (the attribute being the registered :class:`CustomMechanism` or the function itself).
+    """
+    if not isinstance(name, str) or not _MECHANISM_NAME.match(name):
+        raise ConfigError(
+            f"mechanism name must be lower-case letters, digits, '_' or '-', starting with a letter, got {describe(name)}"
+        )
+    if name in {member.value for member in Mechanism}:
+        raise ConfigError(f"mechanism name {name!r} is a built-in mechanism's")
+    _check_mechanism_function(name, function)
+    if advertiser_data is not None and not callable(advertiser_data):
+        raise ConfigError(f"advertiser_data of mechanism {name!r} must be callable or None, got {describe(advertiser_data)}")
+    previous = _CUSTOM_MECHANISMS.get(name)
+    if previous is not None and previous.function is not function:
+        warnings.warn(f"mechanism {name!r} was registered already; replacing it", stacklevel=2)
+    mechanism = CustomMechanism(name, function, advertiser_data, str(description))
+    _CUSTOM_MECHANISMS[name] = mechanism
+    return mechanism
+
+
+def _check_mechanism_function(name: str, function: object) -> None:
+    """The function must be callable with the four arguments of the mechanism signature."""
+    python_function = getattr(function, "py_func", function)  # a Numba dispatcher's Python function
+    if not callable(function):
+        raise ConfigError(f"mechanism {name!r} must be a function, got {describe(function)}")
+    try:
+        inspect.signature(python_function).bind(None, None, None, None)
+    except TypeError:
+        raise ConfigError(
+            f"mechanism {name!r} must take (auction, ranked_index, ranked_bids, prices), got "
+            f"{getattr(python_function, '__name__', describe(function))}{inspect.signature(python_function)}"
+        ) from None
+    except ValueError:  # no signature to inspect (a builtin callable): accept it
+        pass
+
+
+def mechanism_names() -> tuple[str, ...]:
+    """Names ``MarketConfig(mechanism=...)`` accepts now: the built-ins, then those registered."""
+    return tuple(member.value for member in Mechanism) + tuple(sorted(_CUSTOM_MECHANISMS))
+
+
+def resolve_mechanism(value: object) -> Mechanism | CustomMechanism:
+    """The mechanism ``value`` names: a :class:`Mechanism` or its value, a :class:`CustomMechanism`,
+    a registered name, or an import path ``"module:attribute"`` (imported now)."""
+    if isinstance(value, (Mechanism, CustomMechanism)):
+        return value
+    if isinstance(value, str):
+        if value in _CUSTOM_MECHANISMS:
+            return _CUSTOM_MECHANISMS[value]
+        try:
+            return Mechanism(value)
+        except ValueError:
+            pass
+        if ":" in value:
+            return _import_mechanism(value)
+    raise ConfigError(
+        f"mechanism must be one of {', '.join(mechanism_names())}, got {describe(value)} (plug one in with "
+        "register_mechanism, or name it by import path 'module:attribute')"
+    )
+
+
+def _import_mechanism(path: str) -> CustomMechanism:
+    module_name, _, attribute = path.partition(":")
+    try:
+        found = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ConfigError(f"mechanism {path!r}: cannot import it ({error})") from None
+    if isinstance(found, CustomMechanism):
+        return found
+    if not callable(found):
+        raise ConfigError(f"mechanism {path!r} must name a mechanism function or CustomMechanism, got {describe(found)}")
+    _check_mechanism_function(path, found)
+    mechanism = CustomMechanism(path, found)
+    _CUSTOM_MECHANISMS[path] = mechanism
+    return mechanism
 
 
 class ExposureModel(str, enum.Enum):
@@ -175,7 +363,9 @@ class MarketConfig:
             these are the slots' marginal probabilities (see :class:`ExposureModel` and
             :attr:`exposure_probabilities`).
         exposure_model: ``"chained"`` or ``"nested"`` (see :class:`ExposureModel`).
-        mechanism: ``"gsp"``, ``"fpa"`` or ``"vcg"`` (see :class:`Mechanism`).
+        mechanism: ``"gsp"``, ``"fpa"`` or ``"vcg"`` (see :class:`Mechanism`), or a plugged-in
+            mechanism: its registered name (:func:`register_mechanism`), its
+            :class:`CustomMechanism`, or an import path ``"module:attribute"``.
         reserve_price: minimum bid to take part and minimum price of any slot (currency).
         min_budget_to_bid: an advertiser stops bidding once its remaining budget falls below
             this (currency; AuctionNet: 0.1).
@@ -193,7 +383,7 @@ class MarketConfig:
     impressions_per_episode: int = 500_000
     slot_exposure: tuple[float, ...] = (1.0, 0.8, 0.6)
     exposure_model: ExposureModel | str = ExposureModel.CHAINED
-    mechanism: Mechanism | str = Mechanism.GSP
+    mechanism: Mechanism | CustomMechanism | str = Mechanism.GSP
     reserve_price: float = 0.01
     min_budget_to_bid: float = 0.1
     seed: int = 0
@@ -218,7 +408,7 @@ class MarketConfig:
                     f"slot_exposure[{k - 1}]={slots[k - 1]}"
                 )
         object.__setattr__(self, "slot_exposure", slots)
-        object.__setattr__(self, "mechanism", check_choice("mechanism", self.mechanism, Mechanism))
+        object.__setattr__(self, "mechanism", resolve_mechanism(self.mechanism))
         object.__setattr__(self, "exposure_model", check_choice("exposure_model", self.exposure_model, ExposureModel))
         check_number("reserve_price", self.reserve_price, low=0.0)
         check_number("min_budget_to_bid", self.min_budget_to_bid, low=0.0)

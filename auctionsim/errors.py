@@ -28,6 +28,11 @@ class EpisodeOverError(AuctionSimError, RuntimeError):
     """``step`` was called on a market whose episode has ended; call ``reset`` first."""
 
 
+class MechanismError(AuctionSimError, RuntimeError):
+    """A plugged-in mechanism returned an outcome that breaks the contract of
+    :mod:`auctionsim.mechanisms` (or raised); the market is left as it was before the step."""
+
+
 def describe(value: object, limit: int = 80) -> str:
     """Short ``repr`` of a value for error messages (long arrays are abbreviated)."""
     text = repr(value)

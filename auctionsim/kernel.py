@@ -22,9 +22,24 @@ Per impression ``j`` (global index in the episode):
 
 The impression's least winning cost is AuctionNet's: the ``(S+1)``-th highest bid taking part,
 floored at the reserve (the reserve when fewer bid), i.e. the price of the last slot.
+
+:func:`run_tick` takes its inputs grouped by role into named tuples, so that callers cannot
+silently pass them in the wrong order: the auction rules (:class:`House`), the candidate
+retrieval (:class:`Retrieval`), the episode's working tables (:class:`Tables`, from
+:func:`new_tables`), the advertisers as a mechanism sees them
+(:class:`auctionsim.mechanisms.Advertisers`), explicit per-impression inputs
+(:class:`ExplicitInputs`), the outputs (:class:`Outputs`) and the per-impression log
+(:class:`TickLog`). The mechanism is a built-in's ``MECHANISM_*`` code (:func:`run_tick`,
+compiled once and cached) or a plugged-in function with the signature of
+:mod:`auctionsim.mechanisms`: a Python one in :func:`run_tick` too, a jitted one in
+:func:`run_tick_plugged`, compiled once per process for each (see :func:`plugged_mechanism`).
+Both unpack the tuples and call the loop, :func:`_tick`, with plain arguments: reading the
+tuples' fields inside the loop measured 3-5% slower on the ``large-1k`` preset.
 """
 
 from __future__ import annotations
+
+from typing import Callable, NamedTuple
 
 import numba
 import numpy as np
@@ -33,11 +48,13 @@ from auctionsim import _jit  # noqa: F401  (package-wide Numba cache stamps)
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.core.dispatcher import Dispatcher
+from numba.extending import intrinsic, overload
 
 from auctionsim import rng
 from auctionsim.mechanisms import (
     SHORTLIST_LANES,
+    Auction,
     exposed_slots,
     exposure_marginals,
     rank_bids,
@@ -96,6 +113,108 @@ N_MARKET = 11
 # Bids shortlisted beyond the S + 1 ranked, so that removing a winner who cannot pay usually
 # re-ranks only the shortlist.
 _SPARE_RANKS = 2
+
+
+class House(NamedTuple):
+    """The auction rules for an episode.
+
+    Attributes:
+        mechanism: the built-in mechanism's ``MECHANISM_*`` code (-1 with a plugged-in one).
+        slot_exposure: ``(S,)`` float64 the market's slot exposure probabilities, drawn by
+            ``exposure_model`` (an ``EXPOSURE_*`` code).
+        reserve: reserve price (currency).
+        budget_floor: advertisers with less budget left than this do not bid (currency).
+        exposure_key: uint64 platform key of the exposure stream.
+        sigma_ratio_cap: cap of sigma / pValue.
+    """
+
+    mechanism: int
+    slot_exposure: np.ndarray
+    exposure_model: int
+    reserve: float
+    budget_floor: float
+    exposure_key: np.uint64
+    sigma_ratio_cap: float
+
+
+class Retrieval(NamedTuple):
+    """Candidate retrieval (see :func:`auctionsim.traffic.retrieve_candidates`).
+
+    Attributes:
+        n_candidates: ``0`` for a full contest (every advertiser bids), else ``K``.
+        own_category_share: expected share of the ``K`` from the impression's category.
+        candidates_key: uint64 platform key of the retrieval draws.
+        layout: :attr:`auctionsim.traffic.EpisodeTraffic.retrieval`, the episode's five arrays.
+    """
+
+    n_candidates: int
+    own_category_share: float
+    candidates_key: np.uint64
+    layout: tuple
+
+
+class Tables(NamedTuple):
+    """The episode's working tables, from :func:`new_tables`.
+
+    Attributes:
+        row_positions: ``(N,)`` int64 the array position of the advertiser in each table row.
+        table, winner_table: ``(N, BIDDER_TABLE_WIDTH)`` and ``(N, WINNER_TABLE_WIDTH)``.
+        tie_keys: ``(N,)`` uint64 tie-break keys by row.
+        won_rows: ``(N,)`` int64 scratch for the rows that won in a tick.
+    """
+
+    row_positions: np.ndarray
+    table: np.ndarray
+    winner_table: np.ndarray
+    tie_keys: np.ndarray
+    won_rows: np.ndarray
+
+
+class ExplicitInputs(NamedTuple):
+    """A tick's user-supplied values and bids (``n`` impressions, ``N`` advertisers).
+
+    Attributes:
+        pvalues, sigmas: ``(n, N)`` pValues and sigmas, or ``(0, 0)`` arrays to draw them.
+        bid_columns: ``(N,)`` int64 column of ``bids`` per advertiser, ``-1`` for multiplier bids.
+        bids: ``(n, n_explicit)`` per-impression bids (currency).
+    """
+
+    pvalues: np.ndarray
+    sigmas: np.ndarray
+    bid_columns: np.ndarray
+    bids: np.ndarray
+
+
+class Outputs(NamedTuple):
+    """A tick's totals (overwritten): ``advertisers`` ``(N_OUTPUTS, N)`` and ``market``
+    ``(N_MARKET,)`` float64, rows ``OUT_*`` and entries ``MARKET_*``."""
+
+    advertisers: np.ndarray
+    market: np.ndarray
+
+
+class TickLog(NamedTuple):
+    """The per-impression log of a tick (``n`` impressions, ``S`` slots), or arrays with 0 rows
+    to skip logging.
+
+    Attributes:
+        winners: ``(n, S)`` int64 winners' array positions, -1 where a slot was not allocated.
+        prices: ``(n, S)`` price per exposure; exposed, converted: ``(n, S)`` bool.
+        least_winning_cost, top_bid: ``(n,)``.
+        ranked_bids: ``(n, S + 1)`` the final ranking's bids, 0 where fewer took part.
+        ranked_bidders: ``(n, S + 1)`` int64 their array positions, -1 where none.
+        slots_seen: ``(n,)`` int64.
+    """
+
+    winners: np.ndarray
+    prices: np.ndarray
+    exposed: np.ndarray
+    converted: np.ndarray
+    least_winning_cost: np.ndarray
+    top_bid: np.ndarray
+    ranked_bids: np.ndarray
+    ranked_bidders: np.ndarray
+    slots_seen: np.ndarray
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -199,18 +318,15 @@ def _zeros_by_cache_line(n_rows, width):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def new_tables(n_candidates, retrieval, keys):
-    """The kernel's working tables for one episode, to pass to every :func:`run_tick` call.
+def new_tables(retrieval, keys):
+    """The kernel's working :class:`Tables` for one episode, to pass to every :func:`run_tick`.
 
-    Returns ``(row_positions, table, winner_table, tie_keys, won_rows)``: the array position of
-    the advertiser in each table row (``(N,)`` int64: the identity in a full contest, the
-    retrieval's member order with ``K`` candidates), the bidder and winner tables (``(N,
-    BIDDER_TABLE_WIDTH)`` and ``(N, WINNER_TABLE_WIDTH)``, with the episode's stream keys filled
-    in), the ``(N,)`` tie-break keys by row, and ``(N,)`` scratch for the rows that won in a
-    tick. ``keys`` are the episode's ``(5, N)`` stream keys.
+    The array position of the advertiser in each table row is the identity in a full contest
+    and the retrieval's member order with ``K`` candidates; the bidder and winner tables get
+    the episode's stream keys (``keys``, ``(5, N)``); the tie-break keys are by row.
     """
     n_advertisers = keys.shape[1]
-    row_positions = retrieval[0].copy() if n_candidates > 0 else np.arange(n_advertisers)
+    row_positions = retrieval.layout[0].copy() if retrieval.n_candidates > 0 else np.arange(n_advertisers)
     table = _zeros_by_cache_line(n_advertisers, BIDDER_TABLE_WIDTH)
     bits = table.view(np.uint64)
     winner_table = _zeros_by_cache_line(n_advertisers, WINNER_TABLE_WIDTH)
@@ -223,7 +339,7 @@ def new_tables(n_candidates, retrieval, keys):
         winner_bits[row, WIN_RATE_KEY] = keys[KEY_CONVERSION_RATE, position]
         winner_bits[row, WIN_CONVERSION_KEY] = keys[KEY_CONVERSION, position]
         tie_keys[row] = keys[KEY_TIE_BREAK, position]
-    return row_positions, table, winner_table, tie_keys, np.empty(n_advertisers, dtype=np.int64)
+    return Tables(row_positions, table, winner_table, tie_keys, np.empty(n_advertisers, dtype=np.int64))
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -384,72 +500,124 @@ def _settle_winners(
     return n_conversions, n_won
 
 
+_PYTHON_MECHANISMS: list[Callable] = []  # slow-path mechanisms, by key
+
+
+def _call_python_mechanism(key, auction, ranked_index, ranked_bids, prices):
+    n_ranked, n_winners = _PYTHON_MECHANISMS[key](auction, ranked_index, ranked_bids, prices)
+    return int(n_ranked), int(n_winners)
+
+
+@numba.njit
+def _python_caller(key, auction, ranked_index, ranked_bids, prices):
+    """Leave compiled code to call the Python mechanism stored under ``key`` (one caller for
+    every Python mechanism, so the kernel is compiled once for all of them)."""
+    with numba.objmode(n_ranked="int64", n_winners="int64"):
+        n_ranked, n_winners = _call_python_mechanism(key, auction, ranked_index, ranked_bids, prices)
+    return n_ranked, n_winners
+
+
+class PythonMechanism(NamedTuple):
+    """A plain-Python mechanism, as the kernel holds it: its key in the slow-path registry."""
+
+    key: int
+
+
+def _call_mechanism(mechanism, auction, ranked_index, ranked_bids, prices):
+    """Call a plugged-in mechanism: a jitted function, or a :class:`PythonMechanism`."""
+    if isinstance(mechanism, PythonMechanism):
+        return _python_caller(mechanism.key, auction, ranked_index, ranked_bids, prices)
+    return mechanism(auction, ranked_index, ranked_bids, prices)
+
+
+@overload(_call_mechanism, inline="always")
+def _call_mechanism_compiled(mechanism, auction, ranked_index, ranked_bids, prices):
+    if isinstance(mechanism, types.BaseTuple):
+        return lambda mechanism, auction, ranked_index, ranked_bids, prices: _python_caller(
+            mechanism.key, auction, ranked_index, ranked_bids, prices
+        )
+    return lambda mechanism, auction, ranked_index, ranked_bids, prices: mechanism(auction, ranked_index, ranked_bids, prices)
+
+
+@numba.njit(error_model="numpy")
+def _allocate_plugged(mechanism, auction, rows, table, ranked_index, ranked_bids, prices):
+    """Run a plugged-in mechanism under the hard budget cap (as :func:`_allocate` does for the
+    built-in ones), checking each outcome against the contract of :mod:`auctionsim.mechanisms`.
+    Returns ``(n_ranked, n_winners, n_excluded)``."""
+    bids = auction.bids
+    n_bidders = bids.shape[0]
+    rank_capacity = ranked_index.shape[0]
+    n_slots = prices.shape[0]
+    n_excluded = 0
+    while True:
+        outcome = _call_mechanism(mechanism, auction, ranked_index, ranked_bids, prices)
+        n_ranked = np.int64(outcome[0])
+        n_winners = np.int64(outcome[1])
+        if n_ranked < 0 or n_ranked > rank_capacity:
+            raise ValueError("returned n_ranked outside [0, S + 1]: (impression, n_ranked) =", auction.impression, n_ranked)
+        if n_winners < 0 or n_winners > min(n_ranked, n_slots):
+            raise ValueError("returned n_winners outside [0, min(n_ranked, S)]: (impression, n_winners) =", auction.impression, n_winners)
+        for rank in range(n_ranked):
+            index = ranked_index[rank]
+            if index < 0 or index >= n_bidders:
+                raise ValueError("ranked a bidder index outside the contest: (impression, rank, index) =", auction.impression, rank, index)
+        unaffordable = -1
+        for slot in range(n_winners):
+            index = ranked_index[slot]
+            if not bids[index] > 0.0:
+                raise ValueError("gave a slot to a bidder not taking part (bid <= 0): (impression, slot, bid) =", auction.impression, slot, bids[index])
+            if not (prices[slot] >= 0.0 and np.isfinite(prices[slot])):
+                raise ValueError("set a price that is negative or not finite: (impression, slot, price) =", auction.impression, slot, prices[slot])
+            if unaffordable < 0 and prices[slot] > table[rows[index], COL_BUDGET_LEFT]:
+                unaffordable = slot
+        if unaffordable < 0:
+            return n_ranked, n_winners, n_excluded
+        bids[ranked_index[unaffordable]] = -1.0
+        n_excluded += 1
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _flat_inputs(house, retrieval, tables, explicit, outputs, log):
+    """The grouped inputs of :func:`run_tick` as the flat arguments of :func:`_tick`."""
+    return (
+        house.mechanism, house.slot_exposure, house.exposure_model, house.reserve, house.budget_floor, house.exposure_key,
+        house.sigma_ratio_cap, retrieval.n_candidates, retrieval.own_category_share, retrieval.candidates_key, retrieval.layout,
+        tables.row_positions, tables.table, tables.winner_table, tables.tie_keys, tables.won_rows,
+        explicit.pvalues, explicit.sigmas, explicit.bid_columns, explicit.bids, outputs.advertisers, outputs.market,
+        log.winners, log.prices, log.exposed, log.converted, log.least_winning_cost, log.top_bid, log.slots_seen,
+        log.ranked_bids, log.ranked_bidders,
+    )
+
+
 @numba.njit(cache=True, error_model="numpy")
-def run_tick(
-    first_impression,
-    n_impressions,
-    mechanism,
-    slot_exposure,
-    exposure_model,
-    reserve,
-    budget_floor,
-    exposure_key,
-    n_candidates,
-    own_category_share,
-    candidates_key,
-    retrieval,
-    row_positions,
-    table,
-    winner_table,
-    tie_keys,
-    won_rows,
-    params,
-    sigma_ratio_cap,
-    explicit_pvalues,
-    explicit_sigmas,
-    bid_columns,
-    explicit_bids,
-    budget_left,
-    out_advertisers,
-    out_market,
-    log_winners,
-    log_prices,
-    log_exposed,
-    log_converted,
-    log_least_winning_cost,
-    log_top_bid,
-    log_ranked_bids,
-    log_ranked_bidders,
-    log_slots_seen,
-):
+def run_tick(first_impression, n_impressions, house, plugged, retrieval, tables, advertisers, params, explicit, budget_left, outputs, log):
     """Run impressions ``first_impression .. first_impression + n_impressions - 1``.
 
     Args:
         first_impression, n_impressions: the tick's impressions (global indices).
-        mechanism: ``MECHANISM_*`` code; slot_exposure: ``(S,)`` the market's slot exposure
-            probabilities, drawn by ``exposure_model`` (``EXPOSURE_*`` code); reserve: reserve price.
-        budget_floor: advertisers with less budget left than this do not bid.
-        exposure_key: platform key of the exposure stream.
-        n_candidates: ``0`` for a full contest, else ``K``; own_category_share, candidates_key
-            and ``retrieval`` (:attr:`auctionsim.traffic.EpisodeTraffic.retrieval`) describe the
-            candidate retrieval.
-        row_positions, table, winner_table, tie_keys, won_rows: the episode's working tables from
-            :func:`new_tables` (built with the same ``n_candidates``, ``retrieval`` and keys).
+        house: the auction rules (:class:`House`), with the built-in mechanism's code.
+        plugged: ``None`` to run ``house.mechanism``, or a plugged-in mechanism from
+            :func:`plugged_mechanism` (``house.mechanism`` is then ignored): a
+            :class:`PythonMechanism` here, a jitted one in :func:`run_tick_plugged`. The
+            branch not taken is pruned at compile time, so the built-in path carries nothing of
+            the plugged-in one.
+        retrieval: the candidate retrieval (:class:`Retrieval`).
+        tables: the episode's working tables from :func:`new_tables` (built with the same
+            retrieval and keys).
+        advertisers: the advertisers as a plugged-in mechanism sees them
+            (:class:`auctionsim.mechanisms.Advertisers`; unused by the built-in mechanisms).
         params: ``(N_PARAMS, N)`` per-advertiser parameters for this tick.
-        sigma_ratio_cap: cap of sigma / pValue.
-        explicit_pvalues, explicit_sigmas: ``(n_impressions, N)`` this tick's user-supplied
-            pValues and sigmas, or ``(0, 0)`` arrays to draw them.
-        bid_columns: ``(N,)`` column of ``explicit_bids`` per advertiser, ``-1`` for multiplier bids.
-        explicit_bids: ``(n_impressions, n_explicit)`` per-impression bids (currency).
+        explicit: this tick's user-supplied pValues, sigmas and bids (:class:`ExplicitInputs`).
         budget_left: ``(N,)`` remaining budgets, updated in place.
-        out_advertisers: ``(N_OUTPUTS, N)`` outputs (overwritten); out_market: ``(N_MARKET,)``
-            market outputs (overwritten).
-        log_*: per-impression log (``(n_impressions, S)`` winners as array positions or -1,
-            prices, exposed, converted; ``(n_impressions,)`` least winning cost and top bid;
-            ``(n_impressions, S + 1)`` the final ranking's bids and bidders' positions, 0 and -1
-            where fewer took part; ``(n_impressions,)`` slots seen), or arrays with 0 rows to
-            skip logging.
+        outputs: the tick's totals (:class:`Outputs`, overwritten).
+        log: the per-impression log (:class:`TickLog`), or arrays with 0 rows to skip logging.
     """
+    _tick(first_impression, n_impressions, params, budget_left, plugged, advertisers, *_flat_inputs(house, retrieval, tables, explicit, outputs, log))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _tick(first_impression, n_impressions, params, budget_left, plugged, advertisers, mechanism, slot_exposure, exposure_model, reserve, budget_floor, exposure_key, sigma_ratio_cap, n_candidates, own_category_share, candidates_key, layout, row_positions, table, winner_table, tie_keys, won_rows, explicit_pvalues, explicit_sigmas, bid_columns, explicit_bids, out_advertisers, out_market, log_winners, log_prices, log_exposed, log_converted, log_least_winning_cost, log_top_bid, log_slots_seen, log_ranked_bids, log_ranked_bidders):
+    """:func:`run_tick` on its inputs unpacked (see there)."""
     n_advertisers = params.shape[1]
     n_slots = slot_exposure.shape[0]
     seen_probability = exposure_marginals(exposure_model, slot_exposure)  # prices use the marginals
@@ -473,8 +641,10 @@ def run_tick(
     if full_contest:
         _gather_bidders(table, bits, rows, n_bidders, bidder_keys, bidder_mean, bidder_std, bidder_scale)
     else:
-        retrieve_candidates(first_impression, n_candidates, own_category_share, candidates_key, retrieval, next_rows)
+        retrieve_candidates(first_impression, n_candidates, own_category_share, candidates_key, layout, next_rows)
     bids = np.empty(n_bidders)
+    scratch = np.empty(n_bidders)
+    scratch_index = np.empty(n_bidders, dtype=np.int64)
     pvalues = np.empty(n_bidders)
     draws = np.empty(n_bidders, dtype=np.uint64)
     normals = np.empty(n_bidders)
@@ -497,6 +667,7 @@ def run_tick(
     explicit_bid_sums = np.zeros(explicit_bids.shape[1])
     use_explicit_pvalues = explicit_pvalues.shape[0] > 0
     use_explicit_bids = explicit_bids.shape[1] > 0
+    need_positions = use_explicit_pvalues or use_explicit_bids or plugged is not None
     logging = log_top_bid.shape[0] > 0
     # Market statistics, kept in registers rather than read-modify-written in ``out_market``.
     n_sold = 0
@@ -517,11 +688,11 @@ def run_tick(
             for bidder in range(n_bidders):
                 rows[bidder] = next_rows[bidder]
             if local + 1 < n_impressions:
-                retrieve_candidates(impression + 1, n_candidates, own_category_share, candidates_key, retrieval, next_rows)
+                retrieve_candidates(impression + 1, n_candidates, own_category_share, candidates_key, layout, next_rows)
                 for bidder in range(n_bidders):
                     _prefetch(table, next_rows[bidder], 0)
             _gather_bidders(table, bits, rows, n_bidders, bidder_keys, bidder_mean, bidder_std, bidder_scale)
-            if use_explicit_pvalues or use_explicit_bids:
+            if need_positions:
                 for bidder in range(n_bidders):
                     positions[bidder] = row_positions[rows[bidder]]
 
@@ -545,10 +716,16 @@ def run_tick(
                     explicit_bid_sums[column] += bid
                     bids[bidder] = bid if bidder_scale[bidder] >= 0.0 else -1.0
 
-        n_ranked, n_winners, n_excluded = _allocate(
-            mechanism, bids, n_bidders, rows, tie_keys, table, reserve, impression, seen_probability,
-            shortlist, lane_tops, ranked_index, ranked_bids, prices,
-        )
+        if plugged is None:
+            n_ranked, n_winners, n_excluded = _allocate(
+                mechanism, bids, n_bidders, rows, tie_keys, table, reserve, impression, seen_probability,
+                shortlist, lane_tops, ranked_index, ranked_bids, prices,
+            )
+        else:
+            auction = Auction(bids, positions, impression, reserve, seen_probability, advertisers, scratch, scratch_index)
+            n_ranked, n_winners, n_excluded = _allocate_plugged(
+                plugged, auction, rows, table, ranked_index, ranked_bids, prices
+            )
         n_budget_exclusions += n_excluded
 
         # Exposure and payment now (later impressions depend on the budgets); the winners' other
@@ -637,14 +814,37 @@ def run_tick(
     out_market[MARKET_BUDGET_EXCLUSIONS] = n_budget_exclusions
 
 
+#: :func:`_tick` for a jitted plugged-in mechanism (passed as ``plugged``): compiled once per
+#: process for each, never cached, because Numba's cache would key it on the mechanism object
+#: of one process (missing every time) and would not see edits to the mechanism's source. A
+#: Python mechanism (:class:`PythonMechanism`) runs in the cached :func:`run_tick`.
+_tick_plugged = numba.njit(error_model="numpy")(_tick.py_func)
+
+
+@numba.njit(error_model="numpy")
+def run_tick_plugged(first_impression, n_impressions, house, plugged, retrieval, tables, advertisers, params, explicit, budget_left, outputs, log):
+    """:func:`run_tick` for a plugged-in mechanism (same arguments)."""
+    _tick_plugged(first_impression, n_impressions, params, budget_left, plugged, advertisers, *_flat_inputs(house, retrieval, tables, explicit, outputs, log))
+
+
+def plugged_mechanism(function: Callable) -> Dispatcher | PythonMechanism:
+    """What :func:`run_tick_plugged` takes as ``plugged`` for ``function``: the function
+    itself when it is ``numba.njit``-compiled (the fast path), else a :class:`PythonMechanism`
+    that compiled code calls back (the slow path, for prototyping)."""
+    if isinstance(function, Dispatcher):
+        return function
+    for key, known in enumerate(_PYTHON_MECHANISMS):
+        if known is function:
+            return PythonMechanism(key)
+    _PYTHON_MECHANISMS.append(function)
+    return PythonMechanism(len(_PYTHON_MECHANISMS) - 1)
+
+
 @numba.njit(cache=True, error_model="numpy")
 def tick_values(
     first_impression,
     n_impressions,
     selected,
-    n_candidates,
-    own_category_share,
-    candidates_key,
     retrieval,
     params,
     keys,
@@ -659,21 +859,24 @@ def tick_values(
     impression (AuctionNet's ``bidding(tick, pValues, pValueSigmas)`` interface). Fills
     ``(n_impressions, len(selected))`` arrays; ``out_candidate`` says whether the advertiser
     contests the impression (always true in a full contest). Values of non-candidates are still
-    filled in but are never used by the auction.
+    filled in but are never used by the auction. ``retrieval`` is the :class:`Retrieval`.
     """
+    n_candidates = retrieval.n_candidates
     n_advertisers = params.shape[1]
     column_of = np.full(n_advertisers, -1, dtype=np.int64)
     for column in range(selected.shape[0]):
         column_of[selected[column]] = column
     members = np.empty(max(n_candidates, 1), dtype=np.int64)
-    category_members = retrieval[0]
+    category_members = retrieval.layout[0]
     for local in range(n_impressions):
         impression = first_impression + local
         if n_candidates == 0:
             out_candidate[local, :] = True
         else:
             out_candidate[local, :] = False
-            retrieve_candidates(impression, n_candidates, own_category_share, candidates_key, retrieval, members)
+            retrieve_candidates(
+                impression, n_candidates, retrieval.own_category_share, retrieval.candidates_key, retrieval.layout, members
+            )
             for bidder in range(n_candidates):
                 column = column_of[category_members[members[bidder]]]
                 if column >= 0:

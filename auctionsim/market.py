@@ -29,10 +29,11 @@ from typing import Mapping
 import numpy as np
 
 from auctionsim import kernel
-from auctionsim.config import MarketConfig, Population
-from auctionsim.errors import ActionError, ActionTypeError, ConfigError, EpisodeOverError, describe
+from auctionsim.config import MarketConfig, Mechanism, Population
+from auctionsim.errors import ActionError, ActionTypeError, AuctionSimError, ConfigError, EpisodeOverError, MechanismError, describe
+from auctionsim.mechanisms import Advertisers
 from auctionsim.metrics import EpisodeMetrics, exact_total
-from auctionsim.traffic import EpisodeTraffic, ExplicitTraffic, generate_episode_traffic
+from auctionsim.traffic import KEY_TIE_BREAK, EpisodeTraffic, ExplicitTraffic, generate_episode_traffic
 from auctionsim.validation import as_ids, as_numeric_array, check_int, check_number, check_seed
 
 __all__ = ["Market", "TickResult", "MarketTickStats", "ImpressionLog", "TickValues", "warm_up"]
@@ -193,8 +194,24 @@ class Market:
         self._max_bid = math.sqrt(np.finfo(np.float64).max / (config.impressions_per_episode * (config.n_slots + 1)))
         self._slot_exposure = np.asarray(config.slot_exposure, dtype=np.float64)
         self._ids_sorted_order = np.argsort(population.ids, kind="stable")
+        # The mechanism: a built-in's code for the cached kernel, or a plugged-in function for
+        # its twin, with the per-advertiser data the plugged-in one reads.
+        if isinstance(config.mechanism, Mechanism):
+            self._mechanism_code, self._plugged, self._run_tick = config.mechanism.code, None, kernel.run_tick
+            mechanism_data = np.zeros((0, len(population)))
+        else:
+            self._mechanism_code = -1
+            self._plugged = kernel.plugged_mechanism(config.mechanism.function)
+            self._run_tick = kernel.run_tick if isinstance(self._plugged, kernel.PythonMechanism) else kernel.run_tick_plugged
+            mechanism_data = config.mechanism.data_for(population)
+        self._advertisers = Advertisers(
+            population.ids, population.categories, population.cpa_targets, np.zeros(len(population), dtype=np.uint64),
+            mechanism_data,
+        )
         self._traffic: EpisodeTraffic | None = None
-        self._kernel_tables: tuple = ()  # the episode's working tables, see kernel.new_tables
+        self._house: kernel.House | None = None  # the episode's auction rules
+        self._retrieval: kernel.Retrieval | None = None
+        self._kernel_tables: kernel.Tables | None = None  # the episode's working tables
         self._seed: int | None = None
         self._episode = -1
         self._tick = 0
@@ -328,10 +345,19 @@ class Market:
             new_seed, new_episode = self._config.seed, 0
         else:
             new_seed, new_episode = self._seed, self._episode + 1
-        self._traffic = generate_episode_traffic(self._config, self._population, new_seed, new_episode, self._explicit)
-        self._kernel_tables = kernel.new_tables(
-            self._config.candidates_per_impression or 0, self._traffic.retrieval, self._traffic.keys
+        traffic = generate_episode_traffic(self._config, self._population, new_seed, new_episode, self._explicit)
+        config = self._config
+        self._traffic = traffic
+        self._house = kernel.House(
+            self._mechanism_code, self._slot_exposure, config.exposure_model.code, float(config.reserve_price), float(self.budget_floor),
+            traffic.exposure_key, float(config.traffic.sigma_ratio_cap),
         )
+        self._retrieval = kernel.Retrieval(
+            config.candidates_per_impression or 0, float(config.candidate_own_category_share), traffic.candidates_key,
+            traffic.retrieval,
+        )
+        self._kernel_tables = kernel.new_tables(self._retrieval, traffic.keys)
+        self._advertisers = self._advertisers._replace(tie_keys=traffic.keys[KEY_TIE_BREAK])
         self._seed, self._episode = new_seed, new_episode
         self._tick = 0
         self._budget_left = self._population.budgets.astype(np.float64)
@@ -419,15 +445,6 @@ class Market:
         params[kernel.PARAM_TRUNCATION_CDF_WIDTH] = traffic.truncation_cdf_width
         return params
 
-    def _candidate_args(self) -> tuple:
-        traffic = self.traffic
-        return (
-            self._config.candidates_per_impression or 0,
-            self._config.candidate_own_category_share,
-            traffic.candidates_key,
-            traffic.retrieval,
-        )
-
     def step(
         self,
         multipliers: object,
@@ -466,48 +483,45 @@ class Market:
 
         n_slots = self._config.n_slots
         log_rows = n_impressions if log_impressions else 0
-        log_winners = np.empty((log_rows, n_slots), dtype=np.int64)
-        log_prices = np.empty((log_rows, n_slots))
-        log_exposed = np.empty((log_rows, n_slots), dtype=np.bool_)
-        log_converted = np.empty((log_rows, n_slots), dtype=np.bool_)
-        log_least_winning_cost = np.empty(log_rows)
-        log_top_bid = np.empty(log_rows)
-        log_ranked_bids = np.empty((log_rows, n_slots + 1))
-        log_ranked_bidders = np.empty((log_rows, n_slots + 1), dtype=np.int64)
-        log_slots_seen = np.empty(log_rows, dtype=np.int64)
-        out_advertisers = np.zeros((kernel.N_OUTPUTS, self.n_advertisers))
-        out_market = np.zeros(kernel.N_MARKET)
-
-        kernel.run_tick(
-            first,
-            n_impressions,
-            self._config.mechanism.code,
-            self._slot_exposure,
-            self._config.exposure_model.code,
-            self._config.reserve_price,
-            max(self._config.reserve_price, self._config.min_budget_to_bid),
-            traffic.exposure_key,
-            *self._candidate_args(),
-            *self._kernel_tables,
-            self._tick_params(multipliers),
-            self._config.traffic.sigma_ratio_cap,
-            explicit_pvalues,
-            explicit_sigmas,
-            bid_columns,
-            explicit_bids,
-            self._budget_left,
-            out_advertisers,
-            out_market,
-            log_winners,
-            log_prices,
-            log_exposed,
-            log_converted,
-            log_least_winning_cost,
-            log_top_bid,
-            log_ranked_bids,
-            log_ranked_bidders,
-            log_slots_seen,
+        tick_log = kernel.TickLog(
+            winners=np.empty((log_rows, n_slots), dtype=np.int64),
+            prices=np.empty((log_rows, n_slots)),
+            exposed=np.empty((log_rows, n_slots), dtype=np.bool_),
+            converted=np.empty((log_rows, n_slots), dtype=np.bool_),
+            least_winning_cost=np.empty(log_rows),
+            top_bid=np.empty(log_rows),
+            ranked_bids=np.empty((log_rows, n_slots + 1)),
+            ranked_bidders=np.empty((log_rows, n_slots + 1), dtype=np.int64),
+            slots_seen=np.empty(log_rows, dtype=np.int64),
         )
+        outputs = kernel.Outputs(np.zeros((kernel.N_OUTPUTS, self.n_advertisers)), np.zeros(kernel.N_MARKET))
+        try:
+            self._run_tick(
+                first,
+                n_impressions,
+                self._house,
+                self._plugged,
+                self._retrieval,
+                self._kernel_tables,
+                self._advertisers,
+                self._tick_params(multipliers),
+                kernel.ExplicitInputs(explicit_pvalues, explicit_sigmas, bid_columns, explicit_bids),
+                self._budget_left,
+                outputs,
+                tick_log,
+            )
+        except Exception as error:
+            # Only a plugged-in mechanism can fail mid-tick. Budgets and totals are untouched
+            # (the kernel writes them back at the end of a tick); the working tables are
+            # rebuilt, so the market stays exactly as it was before this step.
+            self._kernel_tables = kernel.new_tables(self._retrieval, self.traffic.keys)
+            if isinstance(error, ValueError) and not isinstance(error, AuctionSimError):
+                head, *values = error.args or ("failed",)
+                detail = f"{head} {', '.join(str(v) for v in values)}" if values else str(head)
+                raise MechanismError(f"mechanism {self._config.mechanism.value!r} {detail}") from None
+            raise
+        out_advertisers, out_market = outputs
+        log_winners, log_ranked_bids, log_ranked_bidders = tick_log.winners, tick_log.ranked_bids, tick_log.ranked_bidders
         self._totals += out_advertisers
 
         log = None
@@ -517,17 +531,17 @@ class Market:
             log = ImpressionLog(
                 impression=np.arange(first, first + n_impressions, dtype=np.int64),
                 winners=winner_ids,
-                prices=log_prices,
-                exposed=log_exposed,
-                converted=log_converted,
-                least_winning_cost=log_least_winning_cost,
+                prices=tick_log.prices,
+                exposed=tick_log.exposed,
+                converted=tick_log.converted,
+                least_winning_cost=tick_log.least_winning_cost,
                 lowest_winning_bid=np.where(
                     log_winners[:, n_slots - 1] >= 0, log_ranked_bids[:, n_slots - 1], self._config.reserve_price
                 ),
-                top_bid=log_top_bid,
+                top_bid=tick_log.top_bid,
                 ranked_bids=log_ranked_bids,
                 ranked_bidders=np.where(log_ranked_bidders >= 0, ids[np.maximum(log_ranked_bidders, 0)], -1),
-                slots_seen=log_slots_seen,
+                slots_seen=tick_log.slots_seen,
             )
         result = self._tick_result(multipliers, out_advertisers, out_market, log)
         if self._record_history:
@@ -606,7 +620,7 @@ class Market:
             first,
             n_impressions,
             positions,
-            *self._candidate_args(),
+            self._retrieval,
             self._tick_params(np.zeros(self.n_advertisers), tick),
             traffic.keys,
             self._config.traffic.sigma_ratio_cap,

@@ -22,9 +22,42 @@ Mechanisms, with ``p_k`` the (marginal) probability that slot ``k`` is seen, ``b
 * VCG: ``price_k = sum_{j=k}^{S-1} (p_j - p_{j+1}) max(r, b_{j+1}) / p_k`` with ``p_S = 0``: the
   expected externality slot ``k`` imposes on the bidders below it, per exposure. With one slot it
   equals GSP; it never exceeds GSP.
+
+Plugging in a mechanism
+-----------------------
+A mechanism is a function of one impression's auction, with this fixed signature::
+
+    def my_mechanism(auction, ranked_index, ranked_bids, prices) -> (n_ranked, n_winners)
+
+* ``auction`` is an :class:`Auction` (a named tuple; fields are documented there): the bids of
+  the impression's contest, each bidder's array position in the population, the impression
+  index, the reserve price, the slots' marginal exposure probabilities and the
+  :class:`Advertisers` (ids, categories, CPA targets, tie-break keys and the mechanism's own
+  per-advertiser data), plus working space.
+* It writes the outcome in place: ``ranked_index[:n_ranked]`` the bidders (indices into
+  ``auction.bids``) in rank order, at most ``S + 1`` of them, the first ``n_winners`` taking
+  slots ``0 .. n_winners - 1`` (``n_winners <= min(n_ranked, S)``) and the next one, if any,
+  setting the impression's least winning cost; ``ranked_bids[:n_ranked]`` their bids
+  (currency); ``prices[:n_winners]`` each slot's price per exposure (finite, ``>= 0``).
+* It returns ``(n_ranked, n_winners)``.
+
+The tick kernel calls it once per impression (again, after removing a winner who cannot pay its
+price, under the hard budget cap), then draws exposure and settles payments, values and
+conversions exactly as for the built-in mechanisms. A winner must take part (its bid
+``> 0``); the kernel raises an error naming the impression when an outcome breaks this
+contract. :func:`gsp`, :func:`fpa` and :func:`vcg` are the built-in mechanisms written this way
+(templates to copy), with :func:`rank_scores` and :func:`slot_prices` as building blocks.
+
+Decorated with ``numba.njit`` it runs inside the compiled tick kernel (the fast path; the
+kernel is compiled once per process for it, not cached, so that edits to it always take
+effect); a plain Python function (NumPy allowed) runs on a slow path, called from the kernel
+once per impression, for prototyping. Register it by name with
+:func:`auctionsim.register_mechanism`; :mod:`auctionsim.testing` checks its properties.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -34,6 +67,9 @@ from auctionsim import _jit  # noqa: F401  (package-wide Numba cache stamps)
 from auctionsim import rng
 
 __all__ = [
+    "Advertisers",
+    "Auction",
+    "BUILTIN_MECHANISMS",
     "MECHANISM_GSP",
     "MECHANISM_FPA",
     "MECHANISM_VCG",
@@ -45,6 +81,10 @@ __all__ = [
     "slot_prices",
     "exposed_slots",
     "exposure_marginals",
+    "rank_scores",
+    "gsp",
+    "fpa",
+    "vcg",
 ]
 
 MECHANISM_GSP = 0
@@ -54,6 +94,54 @@ MECHANISM_VCG = 2
 # Exposure models (codes of :class:`auctionsim.config.ExposureModel`).
 EXPOSURE_CHAINED = 0
 EXPOSURE_NESTED = 1
+
+
+class Advertisers(NamedTuple):
+    """What a plugged-in mechanism may know about the market's advertisers, indexed by array
+    position (``N`` advertisers, the population's order).
+
+    Attributes:
+        ids: ``(N,)`` int64 stable advertiser ids.
+        categories: ``(N,)`` int64 product categories.
+        cpa_targets: ``(N,)`` float64 CPA targets (currency; the value of a conversion).
+        tie_keys: ``(N,)`` uint64 tie-break keys (keyed by id and episode; see :func:`outranks`).
+        data: ``(F, N)`` float64 the mechanism's own per-advertiser data (e.g. quality scores),
+            from its ``advertiser_data`` function; ``(0, N)`` when it has none.
+    """
+
+    ids: np.ndarray
+    categories: np.ndarray
+    cpa_targets: np.ndarray
+    tie_keys: np.ndarray
+    data: np.ndarray
+
+
+class Auction(NamedTuple):
+    """One impression's auction, as a plugged-in mechanism sees it (``n`` bidders, ``S`` slots).
+
+    Attributes:
+        bids: ``(n,)`` float64 the contest's bids (currency). A bid takes part when it is
+            ``> 0``; a negative bid marks a bidder that is out (no budget left, or removed by
+            the budget cap). Honouring the reserve is the mechanism's job (``reserve``).
+        positions: ``(n,)`` int64 each bidder's array position (indexes ``advertisers``).
+        impression: global index of the impression in the episode (the counter of the
+            tie-break draws).
+        reserve: the market's reserve price (currency).
+        seen_probability: ``(S,)`` float64 the marginal probability that each slot is seen,
+            non-increasing.
+        advertisers: the market's :class:`Advertisers`.
+        scratch: ``(n,)`` float64 working space the mechanism may overwrite (e.g. scores).
+        scratch_index: ``(n,)`` int64 working space (:func:`rank_scores` overwrites it).
+    """
+
+    bids: np.ndarray
+    positions: np.ndarray
+    impression: int
+    reserve: float
+    seen_probability: np.ndarray
+    advertisers: Advertisers
+    scratch: np.ndarray
+    scratch_index: np.ndarray
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -228,6 +316,35 @@ def _rank_bids_with_ties(bids, shortlist, n_shortlist, bidder_positions, tie_key
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
+def rank_scores(scores, floor, auction, ranked_index, ranked_scores):
+    """Rank an auction's bidders by score, highest first, for a plugged-in mechanism.
+
+    Args:
+        scores: ``(n,)`` one score per bidder of ``auction`` (e.g. its bid, or bid x quality).
+            A bidder takes part when its score is ``> 0`` and ``>= floor``.
+        floor: the lowest score that takes part (e.g. the reserve price for bids).
+        auction: the :class:`Auction` (its positions, tie-break keys and impression index
+            break ties exactly as the built-in mechanisms do, uniformly at random by id).
+        ranked_index: ``(capacity,)`` output, indices into ``scores`` by rank.
+        ranked_scores: ``(capacity,)`` output, the scores by rank.
+
+    Returns:
+        The number of ranks filled, ``min(capacity, bidders taking part)``.
+
+    Uses ``auction.scratch_index`` as working space. Built on :func:`rank_bids`: the same
+    ranking as the built-in mechanisms, ties included.
+    """
+    n_bidders = scores.shape[0]
+    everyone = auction.scratch_index
+    for index in range(n_bidders):
+        everyone[index] = index
+    return rank_bids(
+        scores, everyone, n_bidders, auction.positions, auction.advertisers.tie_keys, floor, auction.impression,
+        ranked_index.shape[0], ranked_index, ranked_scores,
+    )
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def slot_prices(mechanism, ranked_bids, n_ranked, slot_exposure, reserve, prices):
     """Per-exposure price of each allocated slot.
 
@@ -258,6 +375,32 @@ def slot_prices(mechanism, ranked_bids, n_ranked, slot_exposure, reserve, prices
                 externality += (slot_exposure[below] - exposure_below) * next_bid
             prices[slot] = externality / slot_exposure[slot]
     return n_winners
+
+
+@numba.njit(cache=True, error_model="numpy")
+def gsp(auction, ranked_index, ranked_bids, prices):
+    """The built-in GSP as a plugged-in mechanism (same outcomes as ``mechanism="gsp"``): rank
+    the bids at or above the reserve, slot ``k`` pays ``max(reserve, b_{k+1})``."""
+    n_ranked = rank_scores(auction.bids, auction.reserve, auction, ranked_index, ranked_bids)
+    return n_ranked, slot_prices(MECHANISM_GSP, ranked_bids, n_ranked, auction.seen_probability, auction.reserve, prices)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def fpa(auction, ranked_index, ranked_bids, prices):
+    """The built-in first-price auction as a plugged-in mechanism: every winner pays its bid."""
+    n_ranked = rank_scores(auction.bids, auction.reserve, auction, ranked_index, ranked_bids)
+    return n_ranked, slot_prices(MECHANISM_FPA, ranked_bids, n_ranked, auction.seen_probability, auction.reserve, prices)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def vcg(auction, ranked_index, ranked_bids, prices):
+    """The built-in VCG as a plugged-in mechanism: each slot pays its expected externality."""
+    n_ranked = rank_scores(auction.bids, auction.reserve, auction, ranked_index, ranked_bids)
+    return n_ranked, slot_prices(MECHANISM_VCG, ranked_bids, n_ranked, auction.seen_probability, auction.reserve, prices)
+
+
+#: The built-in mechanisms written with the plug-in signature, by name.
+BUILTIN_MECHANISMS = {"gsp": gsp, "fpa": fpa, "vcg": vcg}
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")

@@ -10,9 +10,16 @@ Scenarios (issue 2):
   c) 1,000 advertisers: every advertiser on every one of 500,000 impressions, and K = 64 of them
      on 1,000,000 impressions (the ``large-1k`` preset)
   d) 100,000 advertisers, K = 64, 5,000,000 impressions (the ``large-100k`` preset)
+  p) plugged-in mechanisms on scenario a (:mod:`auctionsim.mechanisms`): the built-in GSP
+     written as a plugged-in jitted function (``p-gsp``, same outcomes as ``a-gsp``), the
+     quality-score GSP of ``examples/quality_gsp.py`` (``p-quality``), and the plugged-in GSP as
+     plain Python on the slow path (``p-python``, 20,000 impressions). The JIT column includes
+     the kernel's compile for a jitted one (never cached; a Python one runs in the cached kernel).
 
 Everyone bids a fixed multiplier 1.0 (``bid = CPA target x pValue``), the heaviest budget load.
 "bid evaluations" = impressions x bidders per impression (N, or K with candidate retrieval).
+Episode times are wall-clock (best of ``--repeats``) and CPU seconds of the process (best):
+compare CPU seconds when the machine is shared.
 
 Usage: ``python benchmarks/engine.py [--repeats 3] [--only a,b]``
 """
@@ -22,10 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import resource
 import subprocess
 import sys
 import time
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # AuctionNet's own engine on this kind of machine (../shared/reference/auctionnet-facts.md):
 # 31.8 s for an episode of 500,000 impressions x 48 advertisers, 0.75 M bid evaluations/s.
@@ -41,7 +51,19 @@ SCENARIOS = {
     "c-full": dict(preset="large-1k", overrides=dict(impressions_per_episode=500_000, candidates_per_impression=None)),
     "c-k64": dict(preset="large-1k", overrides=dict()),
     "d-k64": dict(preset="large-100k", overrides=dict()),
+    "p-gsp": dict(preset="auctionnet", overrides=dict(mechanism="auctionsim.mechanisms:gsp")),
+    "p-quality": dict(preset="auctionnet", overrides=dict(mechanism="examples.quality_gsp:QUALITY_GSP")),
+    "p-python": dict(
+        preset="auctionnet", overrides=dict(mechanism="__main__:python_gsp", impressions_per_episode=20_000)
+    ),
 }
+
+
+def python_gsp(auction, ranked_index, ranked_bids, prices):
+    """The plugged-in GSP run as plain Python (the slow path): the same function, uncompiled."""
+    from auctionsim import mechanisms
+
+    return mechanisms.gsp.py_func(auction, ranked_index, ranked_bids, prices)
 
 
 def run_scenario(name: str, repeats: int) -> dict:
@@ -54,18 +76,25 @@ def run_scenario(name: str, repeats: int) -> dict:
     jit_seconds = auctionsim.warm_up()
     baseline_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     spec = SCENARIOS[name]
+    sys.path.insert(0, str(PROJECT_ROOT))  # plugged-in scenarios import from examples/
     scenario = presets.get(spec["preset"], **spec["overrides"])
     market = Market(scenario.market, scenario.population, record_history=False)
     multipliers = np.ones(market.n_advertisers)
-    times, reset_times = [], []
+    if not isinstance(scenario.market.mechanism, auctionsim.Mechanism):
+        start = time.perf_counter()  # compile the kernel for the plugged-in mechanism
+        market.reset(seed=0)
+        market.step(multipliers)
+        jit_seconds += time.perf_counter() - start
+    times, cpu_times, reset_times = [], [], []
     for repeat in range(repeats):
         start = time.perf_counter()
         market.reset(seed=repeat)
         reset_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         while not market.done:
             market.step(multipliers)
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     metrics = market.episode_metrics()
     impressions = scenario.market.impressions_per_episode
     bidders = scenario.market.candidates_per_impression or len(scenario.population)
@@ -78,6 +107,7 @@ def run_scenario(name: str, repeats: int) -> dict:
         "impressions": impressions,
         "episode_seconds_best": best,
         "episode_seconds_median": float(np.median(times)),
+        "episode_cpu_seconds_best": min(cpu_times),
         "reset_seconds": float(np.median(reset_times)),
         "impressions_per_second": impressions / best,
         "bid_evaluations_per_second": impressions * bidders / best,
@@ -120,13 +150,13 @@ def main() -> None:
             row["speedup_vs_auctionnet"] = AUCTIONNET_EPISODE_SECONDS / row["episode_seconds_best"]
         print(f"done {name}", file=sys.stderr)
 
-    header = f"{'scenario':<8} {'mech':<4} {'N':>7} {'bidders':>7} {'impressions':>11} {'episode s':>9} {'median s':>8} {'M imp/s':>8} {'M bids/s':>8} {'peak MB':>8} {'JIT s':>6}"
+    header = f"{'scenario':<9} {'mechanism':<11} {'N':>7} {'bidders':>7} {'impressions':>11} {'episode s':>9} {'median s':>8} {'CPU s':>7} {'M imp/s':>8} {'M bids/s':>8} {'peak MB':>8} {'JIT s':>6}"
     print(header)
     print("-" * len(header))
     for row in rows:
         print(
-            f"{row['scenario']:<8} {row['mechanism']:<4} {row['advertisers']:>7} {row['bidders_per_impression']:>7} "
-            f"{row['impressions']:>11,} {row['episode_seconds_best']:>9.3f} {row['episode_seconds_median']:>8.3f} "
+            f"{row['scenario']:<9} {row['mechanism'].split(':')[-1][:11]:<11} {row['advertisers']:>7} {row['bidders_per_impression']:>7} "
+            f"{row['impressions']:>11,} {row['episode_seconds_best']:>9.3f} {row['episode_seconds_median']:>8.3f} {row['episode_cpu_seconds_best']:>7.3f} "
             f"{row['impressions_per_second'] / 1e6:>8.2f} {row['bid_evaluations_per_second'] / 1e6:>8.1f} "
             f"{row['peak_rss_mb']:>8.0f} {row['jit_seconds']:>6.1f}"
         )

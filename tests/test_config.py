@@ -19,7 +19,7 @@ from auctionsim import ConfigError, MarketConfig, Mechanism, Population, Traffic
         (dict(slot_exposure=(1.2,)), r"slot_exposure\[0\] must be <= 1.0, got 1.2"),
         (dict(slot_exposure=(1.0, 0.0)), r"slot_exposure\[1\] must be > 0.0"),
         (dict(exposure_model="cascade"), "exposure_model must be one of chained, nested, got 'cascade'"),
-        (dict(mechanism="second"), "mechanism must be one of gsp, fpa, vcg, got 'second'"),
+        (dict(mechanism="second"), "mechanism must be one of gsp, fpa, vcg(, [^,]+)*, got 'second'"),
         (dict(reserve_price=-0.1), "reserve_price must be >= 0.0, got -0.1"),
         (dict(reserve_price=float("nan")), "reserve_price must be finite, got nan"),
         (dict(min_budget_to_bid=-1.0), "min_budget_to_bid must be >= 0.0"),

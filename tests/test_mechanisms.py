@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from auctionsim import rng
+from auctionsim import mechanisms, rng
 from auctionsim.mechanisms import (
     EXPOSURE_CHAINED,
     EXPOSURE_NESTED,
@@ -20,6 +21,7 @@ from auctionsim.mechanisms import (
     shortlist_bids,
     slot_prices,
 )
+from auctionsim.testing import check_mechanism
 
 bid_values = st.one_of(st.sampled_from([0.0, 0.01, 0.02, 0.05, 0.1, -1.0]), st.floats(0.0, 2.0))
 
@@ -61,6 +63,16 @@ def test_ranking_is_permutation_equivariant(bids, random):
     shuffled_ids = ids[order]
     ranked_shuffled, _ = _rank(shuffled_bids, _keys(shuffled_ids), 0.01, 4)
     assert ids[ranked].tolist() == shuffled_ids[ranked_shuffled].tolist()
+
+
+@pytest.mark.parametrize("mechanism", ["gsp", "vcg", "fpa", mechanisms.gsp])
+def test_our_mechanisms_pass_the_public_checks(mechanism):
+    """auctionsim.testing's mechanism checks: contract, prices at most bids (FPA: equal), reserve,
+    winners hold the top bids, permutation equivariance (bidders and population rows reordered),
+    determinism. The names run the built-ins' plug-in forms, as the kernel ranks and prices."""
+    report = check_mechanism(mechanism, first_price=mechanism == "fpa", max_examples=25)
+    assert report
+    assert report.results[1].name == ("pays_bid" if mechanism == "fpa" else "prices_at_most_bids")
 
 
 def test_ties_are_broken_uniformly_at_random():
