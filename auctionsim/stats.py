@@ -29,6 +29,11 @@ grid cells (same seed indices, same markets, same cases), so their difference is
 * :func:`bootstrap_interval`: percentile bootstrap over seeds (and optionally over sampled
   advertisers) for statistics that are not means (a maximum over advertisers, BPG Eq. 15).
 
+Why not rliable (Agarwal et al. 2021): its stratified bootstrap and interquartile mean treat the
+runs of a task as independent draws, one score per run. Our grids are crossed (every training
+seed is scored on the same evaluation markets) and our comparisons paired cell by cell; the
+two-factor t interval above uses that design, and scipy.stats supplies its distributions.
+
 Every standard deviation uses ``ddof=1``. The JSON form of an estimate is
 ``{"mean", "low", "high", "n_training_seeds", "n_eval_seeds"}`` (:meth:`Estimate.to_dict`);
 tables print ``mean [low, high]`` (:meth:`Estimate.format`).
