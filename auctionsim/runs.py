@@ -542,7 +542,7 @@ class RunFolder:
         return write_manifest(self.path, self.config, self.seeds, self.clock, extra={**self.extra, "status": status, "extended": self.extended})
 
 
-DEFAULT_IGNORED = ("resume", "output_dir", "tensorboard", "quick", "plot_only")
+DEFAULT_IGNORED = ("resume", "output_dir", "tensorboard", "quick", "plot_only", "finished_only")
 
 
 @contextlib.contextmanager

@@ -135,6 +135,18 @@ def test_table1_rows_comparisons_and_gates_on_known_values():
     assert experiment.NEVER_ACTIVE in table and "mean" not in table.splitlines()[0].split(":")[0]
 
 
+def test_resume_of_a_run_from_before_the_display_only_flags_is_accepted():
+    """A run started before --finished-only existed resumes: flags that change no result are
+    ignored by --resume (the reference run was refused once for this)."""
+    from auctionsim import runs
+
+    args = experiment.Args(sizes=(10,), finished_only=False)
+    previous = {k: v for k, v in runs.config_dict(args).items() if k not in ("finished_only", "plot_only")}
+    assert runs.check_resume(previous, args, ignored=runs.DEFAULT_IGNORED) == {}
+    with pytest.raises(runs.RunError, match="lr"):
+        runs.check_resume({**previous, "lr": 0.5}, args, ignored=runs.DEFAULT_IGNORED)
+
+
 def test_finished_only_summarises_what_finished_and_names_the_rest(tmp_path):
     """An interrupted run: stage 1 finished, no BPG trial did. --finished-only writes the rows
     and comparisons it can, lists the missing methods, and marks the summary partial."""
