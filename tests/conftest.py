@@ -8,6 +8,7 @@ from hypothesis import settings
 
 import auctionsim
 from auctionsim import MarketConfig, Population
+from tests.ray_helpers import local_ray
 
 settings.register_profile("default", deadline=None, max_examples=40, derandomize=True)
 settings.load_profile("default")
@@ -42,18 +43,4 @@ def ray_instance():
     """One Ray instance for every RLlib test of the session (starting Ray costs seconds and about
     a gigabyte), with its session files in a temporary folder removed afterwards. The caller's
     instance is used when one is running."""
-    import shutil
-    import tempfile
-
-    import ray
-
-    from agents.bpg import init_ray
-
-    if ray.is_initialized():
-        yield ray
-        return
-    temp_dir = tempfile.mkdtemp(prefix="auctionsim-ray-tests-")
-    init_ray(num_cpus=2, temp_dir=temp_dir)
-    yield ray
-    ray.shutdown()
-    shutil.rmtree(temp_dir, ignore_errors=True)
+    yield from local_ray("auctionsim-ray-tests-")

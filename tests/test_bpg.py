@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import copy
 import math
-import shutil
-import tempfile
 
 import numpy as np
 import pytest
@@ -17,12 +15,13 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
 
-from agents.bpg import BPG, BPGConfig, BPGMarketEnv, dual_update, init_ray, is_constrained, market_spec, primal_weights, resolve_epsilon
+from agents.bpg import BPG, BPGConfig, BPGMarketEnv, dual_update, is_constrained, market_spec, primal_weights, resolve_epsilon
 from agents.bpg.env import NU_BAR, POPULATION, ROLE, X_STAR
 from agents.bpg.learner import group_baselines, returns_to_go, row_gae, sample_rows
 from agents.bpg.module import RowPolicyModule, row_log_probs
 from auctionsim.envs import AuctionParallelEnv
 from auctionsim.errors import ConfigError
+from tests.ray_helpers import local_ray
 
 TINY = dict(impressions_per_episode=2_000, n_ticks=6)
 
@@ -36,15 +35,7 @@ def tiny_config(n_advertisers: int = 3, **bpg) -> BPGConfig:
 @pytest.fixture(scope="module")
 def ray_instance():
     """Ray for this module's RLlib runs, shut down after it (other modules expect no Ray)."""
-    import ray
-
-    temp_dir = tempfile.mkdtemp(prefix="ray-bpg-tests-")
-    started = not ray.is_initialized()
-    init_ray(num_cpus=2, temp_dir=temp_dir)
-    yield ray
-    if started:
-        ray.shutdown()
-    shutil.rmtree(temp_dir, ignore_errors=True)
+    yield from local_ray("ray-bpg-tests-")
 
 
 def module_weights(algo: BPG, module_id: str) -> dict[str, np.ndarray]:

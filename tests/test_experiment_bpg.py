@@ -10,22 +10,21 @@ import math
 import os
 import pathlib
 import pickle
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 import pytest
 import torch
 
-from agents.bpg import BPGConfig, init_ray, market_spec
+from agents.bpg import BPGConfig, market_spec
 from agents.bpg.checkpoints import KEY_ENVIRONMENT_VARIABLE, CheckpointError, CheckpointStore, export_policy, load_policy
 from auctionsim import runs
 from auctionsim.errors import ConfigError
 from experiments import bpg as experiment
+from tests.ray_helpers import local_ray
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY_ARGS = [
@@ -46,16 +45,7 @@ def checkpoint_key(monkeypatch):
 @pytest.fixture(scope="module")
 def ray_instance():
     """Ray started once for the module (or the caller's, when one is running), shut down after."""
-    import ray
-
-    if ray.is_initialized():
-        yield ray
-        return
-    temp_dir = tempfile.mkdtemp(prefix="ray-bpg-experiment-tests-")
-    init_ray(num_cpus=2, temp_dir=temp_dir)
-    yield ray
-    ray.shutdown()
-    shutil.rmtree(temp_dir, ignore_errors=True)
+    yield from local_ray("ray-bpg-experiment-tests-")
 
 
 # ---------------------------------------------------------------------- flags
