@@ -89,7 +89,11 @@ def test_teacher_cot_states_its_rule_and_survives_the_tiny_tokenizer(status):
         assert teacher_direction(status) == -1  # spending ahead of plan
     for direction in (-1, 0, 1):
         relabelled = with_direction(cot, direction)
-        assert parse_direction(relabelled) == direction and relabelled.split("Decision")[0] == cot.split("Decision")[0]
+        # The conclusion (verdict sentence and word) changes; the facts before it do not.
+        facts = cot.split("Decision")[0].rsplit(".", 2)[0]
+        assert parse_direction(relabelled) == direction and relabelled.startswith(facts)
+        rounded_across_band = status.cpa_ratio is not None and abs(status.cpa_ratio - 1.1) < 0.006
+        assert relabelled.count("Decision") == 1 and (direction != teacher_direction(status) or rounded_across_band or relabelled == cot)
 
 
 def test_prompt_carries_the_last_four_ticks():

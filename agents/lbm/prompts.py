@@ -145,19 +145,22 @@ def teacher_cot(status: BiddingStatus) -> str:
     plan = {1: "behind plan", 0: "on plan", -1: "ahead of plan"}[pacing]
     second = f"Budget left {_percent(status.budget_left)}%, time left {_percent(status.time_left)}%: {plan}."
     direction = teacher_direction(status)
-    if ratio is not None and ratio > CPA_HIGH:
-        reason = "CPA above target."
-    elif pacing < 0:
-        reason = "Spending too fast."
-    elif direction > 0:
-        reason = "Budget to spare."
-    else:
-        reason = "On track."
-    return f"{first} {second} {reason} Decision: {_WORDS[direction]}."
+    return f"{first} {second} {_verdict(direction, ratio)} Decision: {_WORDS[direction]}."
+
+
+def _verdict(direction: int, cpa_ratio: float | None) -> str:
+    """The teacher's one-sentence conclusion before its decision word: the reason for
+    ``direction`` (a decrease is blamed on the CPA when ``cpa_ratio`` is above the band, else on
+    the pacing)."""
+    if direction < 0:
+        return "CPA above target." if cpa_ratio is not None and cpa_ratio > CPA_HIGH else "Spending too fast."
+    return "Budget to spare." if direction > 0 else "On track."
 
 
 _DECISION = re.compile(r"decision\s*:\s*(increase|decrease|keep)", re.IGNORECASE)
 _RATIO = re.compile(r"CPA ratio\s*(\d+(?:\s*\.\s*\d+)?)", re.IGNORECASE)
+# A conclusion at the end of the reasoning (decoded text has spaces before punctuation).
+_TRAILING_VERDICT = re.compile(r"\s*(?:CPA above target|Spending too fast|Budget to spare|On track)\s*\.?\s*$", re.IGNORECASE)
 
 
 def parse_direction(cot: str) -> int | None:
@@ -173,19 +176,29 @@ def parse_cpa_ratio(cot: str) -> float | None:
 
 
 def with_direction(cot: str, direction: int) -> str:
-    """``cot`` with its decision set to ``direction`` (the reasoning before it unchanged).
+    """``cot`` with its conclusion set to ``direction``: the decision word and the verdict sentence
+    just before it (the teacher's reason for that direction, :func:`_verdict`, chosen with the CPA
+    ratio the CoT states); the facts before them are unchanged.
 
     One edit serves three uses: relabelling a conflicting CoT (the ``relabel`` ablation of
     language-guided training), the forced-direction gate (:mod:`agents.lbm.gate`) and the
-    instructions of the paper's Table 4. An instruction is the decision word, in the format
-    LBM-Act was trained on: an ``Instruction: raise the bid.`` phrase that no training CoT
-    contained was read far more weakly (tiny backbone, 1,000 steps: forced increase - keep
-    +0.017 log change against +0.052 for the word alone).
+    instructions of the paper's Table 4.
+
+    Why the verdict moves with the word: in every CoT LBM-Think writes, the verdict and the word
+    say the same thing, and under Eq. 5's discard rule so does every CoT LBM-Act trains on, so
+    LBM-Act has no reason to read one rather than the other. Changing the word alone makes a CoT
+    that contradicts itself ("Spending too fast. Decision: increase."), which no model wrote: a
+    train/test shift. Measured (tiny backbone, dense quick logs, 1,500 steps, held-out
+    trajectories): the word alone moved LBM-Act's log multiplier by -0.07 / +0.01 / +0.06
+    (decrease / keep / increase, overlapping intervals), the conclusion by -0.21 / +0.02 / +0.15.
+    An ``Instruction: raise the bid.`` phrase that no training CoT contained was read more weakly
+    still (forced increase - keep +0.017 against +0.052 for the word alone).
     """
     if direction not in _WORDS:
         raise ValueError(f"direction must be -1, 0 or 1, got {direction!r}")
     reasoning = _DECISION.split(cot)[0].rstrip() if _DECISION.search(cot) else cot.rstrip()
-    return f"{reasoning} Decision: {_WORDS[direction]}."
+    reasoning = _TRAILING_VERDICT.sub("", reasoning)
+    return f"{reasoning} {_verdict(direction, parse_cpa_ratio(cot))} Decision: {_WORDS[direction]}.".lstrip()
 
 
 def vocabulary_texts() -> list[str]:
