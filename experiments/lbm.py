@@ -61,6 +61,12 @@ mean log change decrease / keep / increase; measured on a shared, heavily loaded
   increase - keep +0.017 vs +0.052), so instructions and the gate now set the decision word.
 * DT's fixed 1,000-step warm-up outlasted its 600 quick steps; every learner now warms up over
   ``warmup_fraction`` of its steps.
+* The gate forced the decision word alone, leaving the verdict sentence before it ("Spending
+  too fast. Decision: increase."). Under Eq. 5's discard rule the verdict and the word agree in
+  every training CoT, so LBM-Act read both, and a forced word contradicted by its own verdict
+  moved it little: -0.07 / +0.01 / +0.06 (1,500 steps, Think 16 epochs, one seed; overlapping).
+  Forcing the conclusion (verdict and word, :func:`agents.lbm.prompts.with_direction`) on the
+  same model: -0.21 / +0.02 / +0.15, passed.
 """
 
 from __future__ import annotations
@@ -219,6 +225,9 @@ class Args(arguments.ProtocolArgs):
     stops them all, a kill by process id stops only the parent: kill the process group)"""
     plot_only: bool = False
     """redraw tables and plots from saved results"""
+    gate_only: bool = False
+    """train LBM-Think and LBM-Act and check the forced-direction gate only (no IQL, DT, LLM-DT,
+    GQPO or evaluation): the cheap check before a full run, e.g. of a new backbone"""
 
     def __post_init__(self) -> None:
         unknown = set(self.variants) - {"dense", "sparse"}
@@ -350,10 +359,11 @@ def train_unit(args: Args, logs: MarketLogs, variant: str, seed: int, think: LBM
     equal = dict(steps=args.learner_steps, batch_size=batch_size, learning_rate=args.learning_rate)
 
     # 4a. IQL critic and DT on the same logs (agents.offline).
-    offline = OfflineData(logs.dataset, reward=REWARD, device=str(device))
-    critic = OfflineCritic(train_iql(offline, IQLConfig(steps=args.iql_steps, seed=seed), progress=True).critic, offline.action_scale)
-    dt = train_dt(offline, DTConfig(context_length=args.context, warmup_fraction=args.warmup_fraction, seed=seed, target_quantile=args.target_quantile, **equal), progress=True)
-    lap("iql_dt")
+    if not args.gate_only:
+        offline = OfflineData(logs.dataset, reward=REWARD, device=str(device))
+        critic = OfflineCritic(train_iql(offline, IQLConfig(steps=args.iql_steps, seed=seed), progress=True).critic, offline.action_scale)
+        dt = train_dt(offline, DTConfig(context_length=args.context, warmup_fraction=args.warmup_fraction, seed=seed, target_quantile=args.target_quantile, **equal), progress=True)
+        lap("iql_dt")
 
     # 4b. LLM-DT and LBM-Act start from the same Act backbone.
     act_backbone = think.backbone if args.act_backbone == "tiny" else load_backbone(args.act_backbone, layers=args.act_layers, seed=seed, device=device)
@@ -368,8 +378,9 @@ def train_unit(args: Args, logs: MarketLogs, variant: str, seed: int, think: LBM
         )
         return act, losses
 
-    llm_dt, llm_dt_losses = trained_act(None, None, "LLM-DT")
-    lap("llm_dt")
+    if not args.gate_only:
+        llm_dt, llm_dt_losses = trained_act(None, None, "LLM-DT")
+        lap("llm_dt")
 
     # 4c. Language-guided decision training (Eq. 5): LBM-Think's CoT for every logged decision
     # (or for act_cot_decisions of them, the teacher's for the rest), conflicting ones discarded
@@ -411,6 +422,19 @@ def train_unit(args: Args, logs: MarketLogs, variant: str, seed: int, think: LBM
         gate["changes"][rule] = {label: trajectory_means(changes[label], gate_rows, units).tolist() for label in GATE_ORDER}
         print(f"forced-direction gate ({variant}, seed {seed}, {rule}): {direction_gate({k: [v] for k, v in gate['changes'][rule].items()}).format()}")
     lap("gate")
+    probe_rows, probe_ticks = _sample(np.random.default_rng(seed + 99), all_rows, all_ticks, args.probe_decisions, first_tick=1)
+    record = {
+        "variant": variant,
+        "training_seed": seed,
+        "backbone": act_backbone_name(args),
+        "gate": gate,
+        "losses": {"lbm_act": lbm_act_losses},
+        "language_guided": {"rule": args.conflicting_cots, "anchor_counts": np.bincount(anchors + 1, minlength=3).tolist(), "rules": language},
+        "think": {"pretrained": think_diagnostics(think, data, probe_rows, probe_ticks)},
+        "timings_s": timings,
+    }
+    if args.gate_only:
+        return record
 
     # 4d. GQPO on a copy of LBM-Think.
     think_gqpo = LBMThink(copy.deepcopy(think.backbone), think.max_new_tokens)
@@ -443,27 +467,17 @@ def train_unit(args: Args, logs: MarketLogs, variant: str, seed: int, think: LBM
         evaluations[f"LBM(GQPO)+{label}"] = evaluate_focal(policy, logs.market, population, others, base_cases, REWARD, description=f"{label} {variant}").records()
     lap("evaluation")
 
-    probe_rows, probe_ticks = _sample(np.random.default_rng(seed + 99), all_rows, all_ticks, args.probe_decisions, first_tick=1)
-    return {
-        "variant": variant,
-        "training_seed": seed,
-        "backbone": act_backbone_name(args),
+    record["losses"].update(llm_dt=llm_dt_losses, gqpo=result.losses)
+    record["think"]["gqpo"] = think_diagnostics(think_gqpo, data, probe_rows, probe_ticks)
+    return record | {
         "evaluations": evaluations,
-        "gate": gate,
-        "losses": {"llm_dt": llm_dt_losses, "lbm_act": lbm_act_losses, "gqpo": result.losses},
-        "language_guided": {"rule": args.conflicting_cots, "anchor_counts": np.bincount(anchors + 1, minlength=3).tolist(), "rules": language},
         "gqpo": {
             "decisions": int(len(gqpo_rows)),
             "kept_share": result.kept_share,
             "relative_q_mean": float(result.relative_q.mean()),
             "best_relative_q_mean": float(result.relative_q.max(axis=1).mean()),
         },
-        "think": {
-            "pretrained": think_diagnostics(think, data, probe_rows, probe_ticks),
-            "gqpo": think_diagnostics(think_gqpo, data, probe_rows, probe_ticks),
-        },
         "target_return": target,
-        "timings_s": timings,
     }
 
 
@@ -603,8 +617,9 @@ def summarise(output_dir: str) -> dict:
     headline = units[0]["language_guided"]["rule"]
     gates = {rule: gate_summary(units, rule) for rule in rules}
     ranked = gates[headline]["passed"]
-    methods = [m for m in units[0]["evaluations"] if "+" not in m]
-    lbm_methods = {m for m in methods if m.startswith("LBM")} | {m for m in units[0]["evaluations"] if "+" in m}
+    evaluated = units[0].get("evaluations", {})  # none in a --gate-only run
+    methods = [m for m in evaluated if "+" not in m]
+    lbm_methods = {m for m in methods if m.startswith("LBM")} | {m for m in evaluated if "+" in m}
     pairs = [("LLM-DT", "DT"), ("LBM(P)", "LLM-DT"), ("LBM(GQPO)", "LBM(P)"), ("LBM(P)", "DT"), ("LBM(GQPO)", "DT")]
     pairs += [(m, "LBM(P)") for m in methods if m.startswith("LBM(P) ")]
     summary: dict = {
@@ -618,9 +633,15 @@ def summarise(output_dir: str) -> dict:
     for rule, gate in gates.items():
         words = ", ".join(f"{label} {_cells(gate[label], 3)}" for label in GATE_ORDER)
         lines.append(f"- LBM-Act, conflicting CoTs {rule}{' (headline)' if rule == headline else ''}: {'passed' if gate['passed'] else 'FAILED'}: {words}")
-    if not ranked:
+        for model, result in gate["models"].items():
+            lines.append(f"  - {model}: {'passed' if result['passed'] else 'failed'}: " + ", ".join(f"{label} {_cells(result[label], 3)}" for label in GATE_ORDER))
+    if "evaluations" not in units[0]:  # --gate-only
+        summary = {key: summary[key] for key in ("forced_direction_gate", "forced_direction_gate_rules", "conflicting_cots")}
+        summary["think"] = {variant: [u["think"] for u in units if u["variant"] == variant] for variant in sorted({u["variant"] for u in units})}
+        summary["language_guided"] = {f"{u['variant']}_seed{u['training_seed']}": u["language_guided"] for u in units}
+    elif not ranked:
         lines += ["", f"**{NOT_RANKED}: the LBM rows below are reported, not ranked.**"]
-    for variant in sorted({u["variant"] for u in units}):
+    for variant in sorted({u["variant"] for u in units if "evaluations" in u}):
         chosen = [u for u in units if u["variant"] == variant]
         first = chosen[0]["evaluations"]
         n_training, n_eval = len(chosen), len({r["seed"] for r in first["DT"]})
@@ -719,9 +740,12 @@ def _save(figure, path: pathlib.Path) -> pathlib.Path:
 
 
 def plot(output_dir: str) -> list[pathlib.Path]:
-    """Draw Tables 2 and 5, Fig. 2 and the training losses from the saved units."""
+    """Draw Tables 2 and 5, Fig. 2 and the training losses from the saved units (a ``--gate-only``
+    run: the gate and the losses)."""
     output = pathlib.Path(output_dir)
     units, summary = load_units(output), json.loads((output / "summary.json").read_text())
+    if "evaluations" not in units[0]:
+        return [plot_gate(units, summary, output)]
     variants = sorted({u["variant"] for u in units})
     methods = [m for m in units[0]["evaluations"] if "+" not in m]
     paths = []
@@ -757,7 +781,12 @@ def plot(output_dir: str) -> list[pathlib.Path]:
             axis.axhline(0.0, color="grey", lw=0.8)
             axis.set(title=f"{method} ({variant}): {principled_share(points):.2f}", xlabel="CPA ratio", ylabel="change of multiplier", xlim=(0, 2.5))
     paths.append(_save(figure, output / "fig2.png"))
+    paths.append(plot_gate(units, summary, output))
+    return paths
 
+
+def plot_gate(units: list[dict], summary: dict, output: pathlib.Path) -> pathlib.Path:
+    """The gate's mean log changes per rule and the LBM-Act (and LLM-DT) training losses."""
     figure, axes = plt.subplots(1, 2, figsize=(12, 4), squeeze=False)
     gate = summary["forced_direction_gate_rules"]
     for index, (rule, values) in enumerate(gate.items()):
@@ -768,13 +797,14 @@ def plot(output_dir: str) -> list[pathlib.Path]:
     axes[0, 0].legend()
     for unit in units:
         for name in ("llm_dt", "lbm_act"):
+            if name not in unit["losses"]:
+                continue
             losses = np.array(unit["losses"][name])
             smooth = np.convolve(losses, np.ones(20) / 20, mode="valid") if len(losses) >= 20 else losses
             axes[0, 1].plot(smooth, label=f"{name} ({unit['variant']}, seed {unit['training_seed']})")
     axes[0, 1].set(title="Fig. 3: training loss", xlabel="step", ylabel="squared error", yscale="log")
     axes[0, 1].legend(fontsize=7)
-    paths.append(_save(figure, output / "gate_and_losses.png"))
-    return paths
+    return _save(figure, output / "gate_and_losses.png")
 
 
 def main(argv: list[str] | None = None) -> None:

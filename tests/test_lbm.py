@@ -271,6 +271,29 @@ def _unit(variant, seed, shift, gate_changes):
     }
 
 
+def test_gate_only_run_trains_think_and_act_and_reports_the_gate_per_model(tmp_path):
+    """``--gate-only`` end to end at a tiny size: no baselines or evaluation, the gate per model
+    and pooled in summary.json and tables.md, its figure, and --plot-only redraws it."""
+    import json
+
+    from experiments.lbm import main
+
+    flags = ["--quick", "--gate-only", "--variants", "dense", "--training-seeds", "2", "--impressions-per-episode", "4000", "--train-episodes", "1",
+             "--heldout-episodes", "1", "--think-samples", "64", "--think-epochs", "1", "--learner-steps", "4", "--gate-decisions", "60",
+             "--probe-decisions", "20", "--cot-samples", "1", "--ablations", "relabel", "--output-dir", str(tmp_path)]
+    main(flags)
+    units = [json.loads(path.read_text()) for path in sorted((tmp_path / "units").glob("*.json"))]
+    assert [u["training_seed"] for u in units] == [0, 1] and not any("evaluations" in u or "llm_dt" in u["losses"] for u in units)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert "table2" not in summary and set(summary["forced_direction_gate_rules"]) == {"discard", "relabel"}
+    gate = summary["forced_direction_gate"]["tiny"]
+    assert set(gate["models"]) == {"dense/seed0", "dense/seed1"} and gate["passed"] == all(m["passed"] for m in gate["models"].values())
+    assert "dense/seed1" in (tmp_path / "tables.md").read_text() and (tmp_path / "gate_and_losses.png").exists()
+    (tmp_path / "gate_and_losses.png").unlink()
+    main([*flags, "--plot-only"])
+    assert (tmp_path / "gate_and_losses.png").exists()
+
+
 @pytest.mark.parametrize("reads_the_cot", [True, False])
 def test_tables_report_intervals_and_rank_lbm_only_when_the_gate_passes(tmp_path, reads_the_cot):
     import json

@@ -6,9 +6,9 @@ Before any LBM ordering is reported, this gate checks it on **held-out logged st
 (episodes no learner trained on):
 
 1. LBM-Think writes its CoT for each held-out decision ``(s_t, history)``;
-2. the CoT's decision is set to ``decrease``, ``keep`` and ``increase`` in turn
-   (:func:`agents.lbm.prompts.with_direction`: the reasoning is kept, only the word changes, in
-   the format LBM-Act was trained on);
+2. the CoT's conclusion is set to ``decrease``, ``keep`` and ``increase`` in turn
+   (:func:`agents.lbm.prompts.with_direction`: the facts it states are kept; the verdict sentence
+   and the decision word change together, as they go together in every CoT LBM-Act trained on);
 3. LBM-Act acts on each, and the **log-multiplier change** ``log(a~_t / a_{t-1})`` against the
    logged previous multiplier is recorded (:func:`forced_log_changes`).
 

@@ -13,9 +13,9 @@ policy's intended move). :func:`guided_cots` applies one of two rules to a CoT t
   quick logs, mostly words LBM-Think says on states the numbers already identify, and LBM-Act
   learnt to ignore the word (forced increase - keep +0.004 log change after 1,000 steps); with 4
   samples 65% are kept.
-* ``"relabel"`` (our ablation): the CoT's decision is replaced by the anchor direction
-  (:func:`agents.lbm.prompts.with_direction`), so every decision carries a CoT whose word
-  agrees with its action while the reasoning before the word may not.
+* ``"relabel"`` (our ablation): the CoT's conclusion (verdict and decision word) is replaced by
+  the anchor direction's (:func:`agents.lbm.prompts.with_direction`), so every decision carries
+  a CoT whose conclusion agrees with its action while the facts it states may not.
 
 :func:`direction_weights` draws decisions of each anchor direction equally often: most logged
 decisions keep the bid, and only the others show what the decision words mean.
