@@ -118,9 +118,9 @@ EQUAL_TRAINING = ("learner_steps", "batch_size", "learning_rate", "warmup_fracti
 NOT_RANKED = "not ranked: LBM-Act failed the forced-direction gate"
 
 QUICK = dict(
-    output_dir="results/lbm-quick", impressions_per_episode=50_000, train_episodes=6, heldout_episodes=2,
-    training_seeds=1, eval_seeds=2, context=5, think_samples=2400, think_epochs=4.0, learner_steps=1000,
-    gqpo_decisions=300, gqpo_epochs=2.0, iql_steps=2000, eval_advertisers=4, gate_decisions=1000, torch_threads=1,
+    output_dir="results/lbm-quick", impressions_per_episode=50_000, train_episodes=6, heldout_episodes=4,
+    training_seeds=1, eval_seeds=2, context=5, think_samples=2400, think_epochs=16.0, learner_steps=1500,
+    gqpo_decisions=300, gqpo_epochs=2.0, iql_steps=2000, eval_advertisers=4, gate_decisions=0, torch_threads=1,
 )
 """The sizes ``--quick`` gives the fields not set on the command line."""
 
@@ -168,6 +168,12 @@ class Args(arguments.ProtocolArgs):
     """teacher (prompt, CoT) pairs for LBM-Think pre-training / warm-up"""
     think_epochs: float = 3.0
     """epochs over them"""
+    think_balance_directions: bool = True
+    """LBM-Think's teacher CoTs drawn equally often per decision word. The teacher says "decrease"
+    on ~61% of logged dense states and "increase" on ~12%; a Think imitating that said "increase"
+    on 3-13% of states, Eq. 5 kept an "increase" CoT for 5% of decisions, LBM-Act read that word
+    weakly (the gate failed on it), and the LBM(P) of the training seed whose Think said
+    "decrease" on 52% bid down to 0.17 budget utilisation"""
     think_learning_rate: float = 2e-3
     """LBM-Think pre-training step size (tiny from scratch; use ~5e-5 for pretrained backbones)"""
     learner_steps: int = 3000
@@ -326,7 +332,8 @@ def think_diagnostics(think: LBMThink, trajectories: Trajectories, rows, ticks) 
 
 
 def pretrain_think(args: Args, logs: dict[str, MarketLogs], seed: int, device: torch.device, logger: ScalarLogger) -> tuple[LBMThink, list[float]]:
-    """LBM-Think "pretrained" on the teacher's CoTs of every market's training logs."""
+    """LBM-Think "pretrained" on the teacher's CoTs of every market's training logs (each decision word
+    equally often with ``think_balance_directions``)."""
     rng = np.random.default_rng(seed)
     think = LBMThink(load_backbone(args.think_backbone, layers=args.think_layers, seed=seed, device=device))
     statuses = []
@@ -334,6 +341,9 @@ def pretrain_think(args: Args, logs: dict[str, MarketLogs], seed: int, device: t
         data = logs[variant].data
         rows, ticks = _sample(rng, *data.decisions(), args.think_samples // len(args.variants))
         statuses += [data.status(int(r), int(t)) for r, t in zip(rows, ticks)]
+    if args.think_balance_directions:
+        weights = direction_weights(np.array([teacher_direction(s) for s in statuses]))
+        statuses = [statuses[k] for k in rng.choice(len(statuses), len(statuses), p=weights / weights.sum())]
     losses = think.fine_tune(
         think.prompt_ids(statuses), [teacher_cot(s) for s in statuses], epochs=args.think_epochs, learning_rate=args.think_learning_rate,
         seed=seed, description="LBM-Think pre-training", logger=logger,
