@@ -188,8 +188,10 @@ class Args(arguments.ProtocolArgs):
     """Eq. 5 for a CoT whose decision conflicts with the data's direction: discard (the paper) or relabel"""
     ablations: tuple[str, ...] = ()
     """extra LBM-Act variants trained, gated and evaluated beside the headline: relabel and/or discard (the other rule)"""
-    cot_samples: int = 4
-    """CoTs LBM-Think samples for a decision whose first CoT conflicts (discard rule; the first agreeing one is kept)"""
+    cot_samples: int = 12
+    """CoTs LBM-Think samples for a decision whose first CoT conflicts (discard rule; the first
+    agreeing one is kept). 12 rather than 4 kept a CoT for 76-79% of decisions instead of 64-65% and
+    turned one training seed's gate from failed to passed (dense quick logs, tiny backbone)"""
     cot_temperature: float = 1.0
     """LBM-Think's sampling temperature for them"""
     act_cot_decisions: int = 0
