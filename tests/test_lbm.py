@@ -280,7 +280,7 @@ def test_gate_only_run_trains_think_and_act_and_reports_the_gate_per_model(tmp_p
 
     flags = ["--quick", "--gate-only", "--variants", "dense", "--training-seeds", "2", "--impressions-per-episode", "4000", "--train-episodes", "1",
              "--heldout-episodes", "1", "--think-samples", "64", "--think-epochs", "1", "--learner-steps", "4", "--gate-decisions", "60",
-             "--probe-decisions", "20", "--cot-samples", "1", "--ablations", "relabel", "--output-dir", str(tmp_path)]
+             "--probe-decisions", "20", "--cot-samples", "1", "--act-cot-decisions", "40", "--ablations", "relabel", "--output-dir", str(tmp_path)]
     main(flags)
     units = [json.loads(path.read_text()) for path in sorted((tmp_path / "units").glob("*.json"))]
     assert [u["training_seed"] for u in units] == [0, 1] and not any("evaluations" in u or "llm_dt" in u["losses"] for u in units)
