@@ -34,7 +34,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "auctionsim.testing needs hypothesis; install it with: pip install \"auctionsim[testing]\""
     ) from error
 
-from auctionsim.testing import checks, strategies
+from auctionsim.testing import strategies
 from auctionsim.testing.checks import (
     MARKET_PROPERTIES,
     MECHANISM_PROPERTIES,
@@ -46,4 +46,14 @@ from auctionsim.testing.checks import (
     check_policy,
 )
 
-__all__ = [*checks.__all__, "strategies"]
+__all__ = [  # checks.__all__ and the strategies module
+    "MARKET_PROPERTIES",
+    "MECHANISM_PROPERTIES",
+    "POLICY_PROPERTIES",
+    "CheckReport",
+    "PropertyResult",
+    "check_market",
+    "check_mechanism",
+    "check_policy",
+    "strategies",
+]
