@@ -141,6 +141,11 @@ class Args(arguments.ProtocolArgs):
     """penalty weight of gradient (11) in mean-advertiser units (0: N)"""
     kappa_mix: float = 0.2
     """uniform share of the deviator sampling (0: the paper's kappa)"""
+    dual_step: float = 0.0
+    """0: Eq. 13's closed-form dual (the paper); > 0: projected gradient ascent on lambda with
+    this step, a dual with memory (our option; see agents.bpg.duals.dual_update)"""
+    lambda_max: float = 0.0
+    """cap on each lambda_i in mean-advertiser units (0: no cap)"""
     log_std_init: float = -0.7
     """initial log standard deviation of the policies' exploration (log multiplier units)"""
     episodes_per_kind: int = 8
@@ -206,7 +211,7 @@ class Args(arguments.ProtocolArgs):
             raise ConfigError("epsilons must not be empty")
         if not math.isfinite(self.log_std_init):
             raise ConfigError(f"log_std_init must be a finite number, got {self.log_std_init!r}")
-        for name in ("table3_epsilon", "lr", "xstar_lr", "xi", "kappa_mix"):
+        for name in ("table3_epsilon", "lr", "xstar_lr", "xi", "kappa_mix", "dual_step", "lambda_max"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -285,6 +290,8 @@ def trial_config(args: Args, output: pathlib.Path, objective: str, n_advertisers
             "xstar_pretrain_updates": args.xstar_pretrain_updates, "dual_deviators": args.dual_deviators,
             "dual_episodes": args.dual_episodes, "log_std_init": args.log_std_init,
         }  # fmt: skip
+        # The dual options enter the key only when set, so trials run before they existed stay reusable.
+        training.update({name: value for name in ("dual_step", "lambda_max") if (value := getattr(args, name))})
     evaluation = {
         "n_advertisers": n_advertisers, "impressions_per_advertiser": args.impressions_per_advertiser, "n_ticks": args.n_ticks,
         "eval_seeds": evaluation_seeds(args), "validation_seeds": validation_seeds(args), "max_advertisers": args.max_advertisers,
@@ -333,7 +340,8 @@ def algorithm_config(training: dict, resources: dict | None = None):
         BPGConfig()
         .bpg(
             market=spec, objective=training["objective"], epsilon=training["epsilon_share"], seed=training["seed"],
-            xi=training["xi"], kappa_uniform_mix=training["kappa_mix"], episodes_per_kind=training["episodes_per_kind"],
+            xi=training["xi"], kappa_uniform_mix=training["kappa_mix"],
+            dual_step=training.get("dual_step"), lambda_max=training.get("lambda_max"), episodes_per_kind=training["episodes_per_kind"],
             group_size=training["group_size"], xstar_episodes=training["xstar_episodes"], xstar_updates=training["xstar_updates"],
             xstar_pretrain_updates=training["xstar_pretrain_updates"], xstar_lr=training["xstar_lr"],
             dual_deviators=training["dual_deviators"], dual_episodes=training["dual_episodes"],

@@ -69,6 +69,32 @@ def test_dual_update_is_eq13_in_mean_advertiser_units(returns, data, epsilon, mi
     np.testing.assert_allclose(duals.sampling, (1 - mix) * duals.kappa + mix / len(returns))
 
 
+@given(
+    st.lists(st.floats(1.0, 100.0), min_size=2, max_size=12),
+    st.data(),
+    st.floats(0.0, 0.3),
+    st.floats(0.01, 2.0),
+    st.one_of(st.none(), st.floats(0.1, 5.0)),
+)
+def test_ascent_dual_accumulates_the_violation_and_respects_the_cap(returns, data, epsilon, step, cap):
+    returns = np.array(returns)
+    n = len(returns)
+    gains = np.array(data.draw(st.lists(st.floats(-50.0, 50.0), min_size=n, max_size=n)))
+    previous = np.array(data.draw(st.lists(st.floats(0.0, 10.0), min_size=n, max_size=n)))
+    duals = dual_update(returns, gains, epsilon, previous_lambdas=previous, dual_step=step, lambda_max=cap)
+    violation = (gains - epsilon * returns.sum()) / (returns.sum() / n)
+    expected = np.maximum(previous + step * violation, 0.0)
+    np.testing.assert_allclose(duals.lambdas, expected if cap is None else np.minimum(expected, cap))
+    # Memory: a violated constraint raises lambda above its last value (up to the cap); a slack
+    # one lowers it, never below 0 -- unlike Eq. 13, which forgets the last value.
+    raised = violation > 0
+    assert np.all(duals.lambdas[raised] >= np.minimum(previous[raised], cap if cap is not None else np.inf) - 1e-12)
+    assert np.all(duals.lambdas[~raised] <= previous[~raised] + 1e-12) and np.all(duals.lambdas >= 0)
+    # The cap alone applies to Eq. 13 too.
+    closed = dual_update(returns, gains, epsilon, lambda_max=cap)
+    np.testing.assert_allclose(closed.lambdas, np.maximum(violation, 0.0) if cap is None else np.minimum(np.maximum(violation, 0.0), cap))
+
+
 def test_primal_weights_follow_gradient_11_and_c21():
     returns, n = np.full(4, 10.0), 4
     slack = dual_update(returns, np.array([1.0, -2.0, 0.0, 3.0]), epsilon=0.1)  # every gain <= 4 = eps x SW
@@ -104,6 +130,12 @@ def test_primal_weights_follow_gradient_11_and_c21():
         lambda: dual_update([1.0, np.nan], [0.0, 0.0], 0.1),
         lambda: dual_update([1.0, 2.0], [0.0, 0.0], -0.1),
         lambda: dual_update([1.0, 2.0], [0.0, 0.0], 0.1, kappa_uniform_mix=1.5),
+        lambda: dual_update([1.0, 2.0], [0.0, 0.0], 0.1, dual_step=0.5),  # ascent needs the last lambdas
+        lambda: dual_update([1.0, 2.0], [0.0, 0.0], 0.1, previous_lambdas=[0.0, -1.0], dual_step=0.5),
+        lambda: dual_update([1.0, 2.0], [0.0, 0.0], 0.1, previous_lambdas=[0.0, 0.0], dual_step=0.0),
+        lambda: dual_update([1.0, 2.0], [0.0, 0.0], 0.1, lambda_max=-1.0),
+        lambda: BPGConfig().bpg(dual_step=float("inf")).validate(),
+        lambda: BPGConfig().bpg(lambda_max=0.0).validate(),
         lambda: primal_weights(dual_update([1.0, 2.0], [0.0, 0.0], 0.1), "altruistic", 1.0),
         lambda: primal_weights(dual_update([1.0, 2.0], [0.0, 0.0], 0.1), "bpg", float("inf")),
         lambda: BPGConfig().bpg(objective="nash").validate(),
@@ -430,8 +462,10 @@ def test_resolve_epsilon_and_is_constrained():
         is_constrained("nash")
 
 
-def test_checkpoint_resume_reproduces_the_next_iteration(ray_instance, tmp_path):
-    config = tiny_config(epsilon=0.0, kappa_uniform_mix=0.5)
+@pytest.mark.parametrize("dual", [{}, {"dual_step": 0.5, "lambda_max": 3.0}], ids=["eq13", "ascent"])
+def test_checkpoint_resume_reproduces_the_next_iteration(ray_instance, tmp_path, dual):
+    """The ascent dual's memory (the last lambdas) travels in the checkpoint too."""
+    config = tiny_config(epsilon=0.0, kappa_uniform_mix=0.5, **dual)
     algo = config.build_algo()
     try:
         algo.train()

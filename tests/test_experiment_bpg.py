@@ -59,10 +59,21 @@ def test_explicit_flags_win_over_quick():
     assert (full.lr, full.xi, full.kappa_mix, full.episodes_per_kind, full.epsilon_mode) == (3e-3, 5.0, 0.0, 6, "welfare")
 
 
+def test_dual_options_reach_the_algorithm_and_leave_older_trial_keys_alone(tmp_path):
+    default = experiment.trial_config(experiment.parse_args([]), tmp_path, "bpg", 10, seed=0, epsilon=0.5, epsilon_share=0.01)
+    assert "dual_step" not in default["training"] and "lambda_max" not in default["training"]  # earlier trials stay reusable
+    ascent = experiment.trial_config(experiment.parse_args(["--dual-step", "0.5", "--lambda-max", "4"]), tmp_path, "bpg", 10, seed=0, epsilon=0.5, epsilon_share=0.01)
+    assert (ascent["training"]["dual_step"], ascent["training"]["lambda_max"]) == (0.5, 4.0)
+    config = experiment.algorithm_config(ascent["training"])
+    assert (config.dual_step, config.lambda_max) == (0.5, 4.0)
+    assert experiment.algorithm_config(default["training"]).dual_step is None
+
+
 @pytest.mark.parametrize(
     "field, value",
     [("iterations", 0), ("sizes", (1,)), ("epsilons", (0.1, float("nan"))), ("zero_epsilons", (-0.1,)), ("epsilon_mode", "share"),
-     ("heuristics", ("pid",)), ("scheduler", "slurm"), ("table3_epsilon", 0.3), ("kappa_mix", 1.5), ("training_seeds", 0)],
+     ("heuristics", ("pid",)), ("scheduler", "slurm"), ("table3_epsilon", 0.3), ("kappa_mix", 1.5), ("training_seeds", 0),
+     ("dual_step", -1.0), ("lambda_max", float("inf"))],
 )  # fmt: skip
 def test_bad_arguments_raise_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=field):

@@ -161,6 +161,8 @@ class BPGConfig(PPOConfig):
         self.epsilon = 0.08
         self.xi: float | None = None
         self.kappa_uniform_mix = 0.2
+        self.dual_step: float | None = None
+        self.lambda_max: float | None = None
         self.episodes_per_kind = 4
         self.xstar_episodes = 4
         self.xstar_updates = 2
@@ -201,6 +203,8 @@ class BPGConfig(PPOConfig):
         epsilon: float = NotProvided,
         xi: float | None = NotProvided,
         kappa_uniform_mix: float = NotProvided,
+        dual_step: float | None = NotProvided,
+        lambda_max: float | None = NotProvided,
         episodes_per_kind: int = NotProvided,
         xstar_episodes: int = NotProvided,
         xstar_updates: int = NotProvided,
@@ -231,6 +235,10 @@ class BPGConfig(PPOConfig):
             xi: penalty weight of gradient (11), in mean-advertiser units; ``None`` uses N.
                 Theorem 5.2 wants it large; nu-bar ascends only while ``xi > lambda_bar``.
             kappa_uniform_mix: uniform share of the deviator sampling (0 is the paper's kappa).
+            dual_step: ``None`` (default): Eq. 13's closed-form dual; a number: projected
+                gradient ascent on lambda with this step (our option, see
+                :func:`agents.bpg.duals.dual_update`).
+            lambda_max: cap on each ``lambda_i`` in mean-advertiser units (``None``: no cap).
             episodes_per_kind: primal episodes of each kind per iteration.
             xstar_episodes, xstar_updates: weighted-POMDP episodes per x* update, and updates
                 per iteration (Algorithm 1, line 2).
@@ -257,7 +265,7 @@ class BPGConfig(PPOConfig):
         """
         settings = {
             "objective": objective, "epsilon": epsilon, "xi": xi, "kappa_uniform_mix": kappa_uniform_mix,
-            "episodes_per_kind": episodes_per_kind, "xstar_episodes": xstar_episodes, "xstar_updates": xstar_updates,
+            "dual_step": dual_step, "lambda_max": lambda_max, "episodes_per_kind": episodes_per_kind, "xstar_episodes": xstar_episodes, "xstar_updates": xstar_updates,
             "xstar_pretrain_updates": xstar_pretrain_updates, "xstar_lr": xstar_lr,
             "dual_episodes": dual_episodes, "dual_deviators": dual_deviators, "dual_workers": dual_workers,
             "track_exploitability": track_exploitability, "log_multiplier_low": log_multiplier_low,
@@ -309,6 +317,9 @@ class BPGConfig(PPOConfig):
             raise ConfigError(f"epsilon must be a finite number >= 0, got {describe(self.epsilon)}")
         if self.xi is not None and not (np.isfinite(self.xi) and self.xi > 0):
             raise ConfigError(f"xi must be a finite number > 0 or None, got {describe(self.xi)}")
+        for name in ("dual_step", "lambda_max"):
+            if getattr(self, name) is not None and not (np.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ConfigError(f"{name} must be a finite number > 0 or None, got {describe(getattr(self, name))}")
         if self.xstar_lr is not None and not (np.isfinite(self.xstar_lr) and self.xstar_lr > 0):
             raise ConfigError(f"xstar_lr must be a finite number > 0 or None, got {describe(self.xstar_lr)}")
         if not 0.0 <= self.kappa_uniform_mix <= 1.0:
@@ -340,6 +351,8 @@ class BPGState:
         gains: ``(N,)`` last measured ``G_i(x*; theta) - G_i(theta)`` (currency).
         measured: ``(N,)`` whether each advertiser's gain has been measured at least once.
         sampling: ``(N,)`` deviator sampling distribution ``q`` for the next x* phase.
+        lambdas: ``(N,)`` the last multipliers (the ascent dual's memory; ``None`` in
+            checkpoints written before it existed, read as zeros).
         reward_scale: currency per signal unit (a mean advertiser's return at iteration 0).
         dual_cursor: position in the round robin of the dual step's deviators.
         history: one dict per iteration (see :meth:`BPG.training_step`).
@@ -352,6 +365,7 @@ class BPGState:
     reward_scale: float | None = None
     dual_cursor: int = 0
     history: list = field(default_factory=list)
+    lambdas: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -362,6 +376,7 @@ class BPGState:
             "reward_scale": self.reward_scale,
             "dual_cursor": self.dual_cursor,
             "history": copy.deepcopy(self.history),
+            "lambdas": None if self.lambdas is None else self.lambdas.copy(),
         }
 
     @classmethod
@@ -405,7 +420,7 @@ class BPG(PPO):
             )
             for module_id in (POPULATION, X_STAR)
         }
-        self.bpg_state = BPGState(gains=np.zeros(n), measured=np.zeros(n, dtype=bool), sampling=np.full(n, 1.0 / n))
+        self.bpg_state = BPGState(gains=np.zeros(n), measured=np.zeros(n, dtype=bool), sampling=np.full(n, 1.0 / n), lambdas=np.zeros(n))
         self.duals: DualState | None = None
         self._last_revenue = float("nan")
         self._round_robin = np.random.default_rng(derive_seed(config.seed_bpg, SeedPhase.DUAL_ROUND_ROBIN)).permutation(n)
@@ -614,11 +629,17 @@ class BPG(PPO):
             state.gains[rows] = returns.mean(axis=1) - base[rows]
             state.measured[rows] = True
         constrained = is_constrained(config.objective)
-        duals = dual_update(base, state.gains, config.epsilon if constrained else 0.0, config.kappa_uniform_mix)
+        if state.lambdas is None:
+            state.lambdas = np.zeros(self.n_advertisers)
+        duals = dual_update(
+            base, state.gains, config.epsilon if constrained else 0.0, config.kappa_uniform_mix,
+            previous_lambdas=state.lambdas, dual_step=config.dual_step, lambda_max=config.lambda_max,
+        )
         if not constrained:
             # Baselines only measure: report their epsilon-free gains, train without lambda.
             n = self.n_advertisers
             duals = DualState(duals.gains, duals.welfare, duals.epsilon, np.zeros(n), np.full(n, 1.0 / n), duals.sampling)
+        state.lambdas = duals.lambdas.copy()
         return duals
 
     def _deviation_returns(self, population, deviation, ids: np.ndarray, seeds: list[int]) -> np.ndarray:

@@ -105,7 +105,8 @@ class DualState:
         gains: ``G_i(x*; theta) - G_i(theta)``, currency (the unified solution's unilateral gain).
         welfare: social welfare ``sum_i G_i(theta)``, currency.
         epsilon: the constraint level, normalised by social welfare.
-        lambdas: ``[gains - epsilon x SW]_+ / (SW / N)`` (Eq. 13 in mean-advertiser units).
+        lambdas: ``[gains - epsilon x SW]_+ / (SW / N)`` (Eq. 13 in mean-advertiser units), or
+            the ascent rule's multipliers (:func:`dual_update`).
         kappa: ``lambda_i / lambda_bar``, uniform when ``lambda_bar = 0``.
         sampling: the distribution deviators are drawn from, ``(1 - mix) kappa + mix / N``.
     """
@@ -155,14 +156,34 @@ def _check_array(name: str, values: object, length: int | None = None) -> np.nda
     return array
 
 
-def dual_update(population_returns: object, gains: object, epsilon: float, kappa_uniform_mix: float = 0.0) -> DualState:
-    """Eq. 13: ``lambda_i <- [G_i(x*; theta) - G_i(theta) - epsilon]_+`` for every advertiser.
+def dual_update(
+    population_returns: object,
+    gains: object,
+    epsilon: float,
+    kappa_uniform_mix: float = 0.0,
+    *,
+    previous_lambdas: object | None = None,
+    dual_step: float | None = None,
+    lambda_max: float | None = None,
+) -> DualState:
+    """The dual update: Eq. 13 by default, ``lambda_i <- [G_i(x*; theta) - G_i(theta) - epsilon]_+``
+    for every advertiser (mean-advertiser units).
+
+    Eq. 13 sets lambda to the current violation: it has no memory, so lambda falls to 0 as soon
+    as the measured gain dips under epsilon and the primal step stops pushing (on our market it
+    oscillates with the lag of the primal response; ``experiments/reference/bpg``). With
+    ``dual_step`` it is projected gradient ascent on the Lagrangian instead (our option, not the
+    paper's): ``lambda_i <- [lambda_i^prev + dual_step x violation_i]_+``, which keeps pushing
+    while the constraint is violated and relaxes only as fast as the violation is negative.
 
     Args:
         population_returns: ``(N,)`` returns ``G_i(theta)`` with everyone on the population policy.
         gains: ``(N,)`` unilateral gains of the unified solution, ``G_i(x*; theta) - G_i(theta)``.
         epsilon: constraint level normalised by social welfare (>= 0).
         kappa_uniform_mix: share of the uniform distribution in the deviator sampling, in [0, 1].
+        previous_lambdas: ``(N,)`` the last multipliers (needed with ``dual_step``).
+        dual_step: ascent step size (``None``: Eq. 13's closed form).
+        lambda_max: cap on each ``lambda_i`` (``None``: no cap).
     """
     returns = _check_array("population_returns", population_returns)
     gains = _check_array("gains", gains, returns.shape[0])
@@ -170,10 +191,22 @@ def dual_update(population_returns: object, gains: object, epsilon: float, kappa
         raise ConfigError(f"epsilon must be a finite number >= 0, got {describe(epsilon)}")
     if not 0.0 <= kappa_uniform_mix <= 1.0:
         raise ConfigError(f"kappa_uniform_mix must be in [0, 1], got {describe(kappa_uniform_mix)}")
+    if dual_step is not None:
+        check_number("dual_step", dual_step, low=0.0, low_open=True)
+        if previous_lambdas is None:
+            raise ConfigError("dual_step (gradient ascent on lambda) needs previous_lambdas, got None")
+        previous = _check_array("previous_lambdas", previous_lambdas, returns.shape[0])
+        if (previous < 0).any():
+            raise ConfigError(f"previous_lambdas must be >= 0, got {describe(previous_lambdas)}")
+    if lambda_max is not None:
+        check_number("lambda_max", lambda_max, low=0.0, low_open=True)
     n = returns.shape[0]
     welfare = float(returns.sum())
     unit = welfare / n if welfare > 0 else 1.0
-    lambdas = np.maximum(gains - epsilon * max(welfare, 0.0), 0.0) / unit
+    violation = (gains - epsilon * max(welfare, 0.0)) / unit
+    lambdas = np.maximum(violation if dual_step is None else previous + dual_step * violation, 0.0)
+    if lambda_max is not None:
+        lambdas = np.minimum(lambdas, lambda_max)
     total = lambdas.sum()
     kappa = lambdas / total if total > 0 else np.full(n, 1.0 / n)
     sampling = (1.0 - kappa_uniform_mix) * kappa + kappa_uniform_mix / n
