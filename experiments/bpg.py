@@ -290,8 +290,12 @@ def trial_config(args: Args, output: pathlib.Path, objective: str, n_advertisers
             "xstar_pretrain_updates": args.xstar_pretrain_updates, "dual_deviators": args.dual_deviators,
             "dual_episodes": args.dual_episodes, "log_std_init": args.log_std_init,
         }  # fmt: skip
-        # The dual options enter the key only when set, so trials run before they existed stay reusable.
-        training.update({name: value for name in ("dual_step", "lambda_max") if (value := getattr(args, name))})
+        # The dual options enter the key only when set and only where a dual acts (BPG,
+        # BPG_zero), so trials run before they existed, and the baselines, stay reusable.
+        from agents.bpg.duals import is_constrained
+
+        if is_constrained(objective):
+            training.update({name: value for name in ("dual_step", "lambda_max") if (value := getattr(args, name))})
     evaluation = {
         "n_advertisers": n_advertisers, "impressions_per_advertiser": args.impressions_per_advertiser, "n_ticks": args.n_ticks,
         "eval_seeds": evaluation_seeds(args), "validation_seeds": validation_seeds(args), "max_advertisers": args.max_advertisers,
@@ -660,6 +664,7 @@ def methods(args: Args) -> list[tuple[str, float | None]]:
 def summarise(args: Args, results: dict, scales: dict[int, float]) -> dict:
     """Table 1 per size (with paired comparisons and gates) and Table 3, in the schema of
     ``summary.json`` (headline: the largest size; every size under ``by_size``)."""
+    from agents.bpg.duals import is_constrained
     from auctionsim import stats
 
     seeds = training_seeds(args)
@@ -690,7 +695,7 @@ def summarise(args: Args, results: dict, scales: dict[int, float]) -> dict:
                 trials = [results[run_name(objective, epsilon, seed, n)] for seed in seeds]
                 row["x_star_gain"] = stats.grid_mean(np.array([t["max_exploitability_x_star"] for t in trials])).to_dict()
                 row["final_train_x_star_gain"] = float(np.mean([t["history"][-1]["max_gain_normalised"] for t in trials]))
-                if objective in ("bpg", "bpg_zero"):
+                if is_constrained(objective):
                     share = trials[0]["config"]["training"]["epsilon_share"]
                     row["epsilon_share_of_welfare"] = share
                     row["compliance_rate"] = float(np.mean([t["max_exploitability_lower_overall"] <= share for t in trials]))

@@ -67,6 +67,9 @@ def test_dual_options_reach_the_algorithm_and_leave_older_trial_keys_alone(tmp_p
     config = experiment.algorithm_config(ascent["training"])
     assert (config.dual_step, config.lambda_max) == (0.5, 4.0)
     assert experiment.algorithm_config(default["training"]).dual_step is None
+    # The baselines have no dual: their trials (and keys) are the same under any dual option.
+    cooperative = experiment.trial_config(experiment.parse_args(["--dual-step", "0.5"]), tmp_path, "cooperative", 10, seed=0)
+    assert cooperative["training"] == experiment.trial_config(experiment.parse_args([]), tmp_path, "cooperative", 10, seed=0)["training"]
 
 
 @pytest.mark.parametrize(
