@@ -476,6 +476,19 @@ def check_output_dir(path: str | os.PathLike, role: str = "--output-dir") -> pat
     return path
 
 
+def _field_defaults(config: Any) -> dict[str, Any]:
+    """``{field: default}`` (JSON-ready) of a dataclass config's fields that have a default."""
+    if not (dataclasses.is_dataclass(config) and not isinstance(config, type)):
+        return {}
+    defaults = {}
+    for field in dataclasses.fields(config):
+        if field.default is not dataclasses.MISSING:
+            defaults[field.name] = config_dict(field.default)
+        elif field.default_factory is not dataclasses.MISSING:
+            defaults[field.name] = config_dict(field.default_factory())
+    return defaults
+
+
 def check_resume(previous: Mapping[str, Any] | None, config: Any, extendable: Iterable[str] = (), ignored: Iterable[str] = ()) -> dict[str, tuple[Any, Any]]:
     """Compare a resumed run's ``config`` with the ``previous`` run's (as recorded in its manifest).
 
@@ -483,9 +496,12 @@ def check_resume(previous: Mapping[str, Any] | None, config: Any, extendable: It
         previous: the previous run's config (``read_manifest(...)["config"]``); None means
             there is nothing to resume (an empty dict is returned).
         config: the new run's resolved config.
-        extendable: numeric fields that may grow (more iterations, more seeds): the resumed run
-            extends the previous one.
+        extendable: numeric fields that may grow (more iterations, more seeds) and list fields
+            that may gain items (a larger grid of trials): the resumed run extends the previous one.
         ignored: fields that do not change results (output folder, logging, ``resume`` itself).
+
+    A field the previous run's manifest lacks (added to the config since) is accepted when the
+    new config leaves it at its dataclass default: new options default to the old behaviour.
 
     Returns:
         ``{field: (old, new)}`` for each extended field.
@@ -497,14 +513,17 @@ def check_resume(previous: Mapping[str, Any] | None, config: Any, extendable: It
         return {}
     new, old = config_dict(config), config_dict(previous)
     skip, grow = set(ignored), set(extendable)
+    defaults = _field_defaults(config)
     changed, extended = [], {}
     for name in sorted(set(new) | set(old)):
         if name in skip:
             continue
         before, after = old.get(name, "<absent>"), new.get(name, "<absent>")
-        if before == after:
+        if before == after or (name not in old and name in defaults and after == defaults[name]):
             continue
-        if name in grow and isinstance(before, (int, float)) and isinstance(after, (int, float)) and after > before:
+        numeric_growth = isinstance(before, (int, float)) and isinstance(after, (int, float)) and after > before
+        list_growth = isinstance(before, list) and isinstance(after, list) and all(item in after for item in before)
+        if name in grow and (numeric_growth or list_growth):
             extended[name] = (before, after)
         else:
             changed.append(f"{name}: {before!r} -> {after!r}")

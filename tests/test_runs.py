@@ -168,6 +168,25 @@ def test_check_resume_extends_growing_fields_and_refuses_other_changes():
         runs.check_resume(previous, dict(previous, iterations=5), extendable={"iterations"}, ignored={"resume", "output_dir"})
 
 
+def test_check_resume_grows_list_grids_and_accepts_new_fields_left_at_their_default():
+    @dataclass
+    class Config:
+        epsilons: tuple = (0.5, 0.0)
+        lr: float = 0.1
+        dual_step: float = 0.0  # added after the previous run
+
+    previous = {"epsilons": [0.5, 0.0], "lr": 0.1}
+    assert runs.check_resume(previous, Config()) == {}  # dual_step absent before, default now
+    with pytest.raises(RunError, match="dual_step"):
+        runs.check_resume(previous, Config(dual_step=0.25))  # a new field set to a new value changes results
+    grown = Config(epsilons=(0.75, 0.5, 0.25, 0.0))
+    assert runs.check_resume(previous, grown, extendable={"epsilons"}) == {"epsilons": ([0.5, 0.0], [0.75, 0.5, 0.25, 0.0])}
+    with pytest.raises(RunError, match="epsilons"):
+        runs.check_resume(previous, Config(epsilons=(0.75, 0.5)), extendable={"epsilons"})  # 0.0 dropped: not an extension
+    with pytest.raises(RunError, match="epsilons"):
+        runs.check_resume(previous, grown)  # not extendable
+
+
 def test_clean_stale_ray_sessions_removes_only_dead_ones(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
     stale = tmp_path / f"session_2026-01-01_00-00-00_000000_{dead}"
