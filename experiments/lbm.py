@@ -69,8 +69,10 @@ mean log change decrease / keep / increase; measured on a shared, heavily loaded
   same model: -0.21 / +0.02 / +0.15, passed.
 * 3,000 steps each for DT, LLM-DT and LBM-Act (the full run's size), not 1,500: at 1,500 the
   discard gate passed for 2 of 3 training seeds (seed 2: decrease -0.085 [-0.111, -0.059], keep
-  -0.055 [-0.074, -0.037]); at 3,000 for 3 of 3 (``--gate-only``, seeds 0/1/2: keep - decrease
-  +0.07 / +0.07 / +0.10). The logged moves are large on average (log change of the played
+  -0.055 [-0.074, -0.037]); at 3,000 for 3 of 3 with ``--gate-only`` (keep - decrease +0.07 /
+  +0.07 / +0.10) but 1 of 3 in the full run, whose models differ (the baselines train first and
+  take other random draws): the outcome depends on the seed (6 of 9 discard models passed with
+  this recipe; ``experiments/reference/lbm``). The logged moves are large on average (log change of the played
   multiplier -0.38 / 0.00 / +0.18 by anchor direction) but scatter widely (10-90% range -0.54 to
   +0.54 where the anchor is "keep"), so the word explains little of the squared error and
   LBM-Act needs the longer training to pick it up.
