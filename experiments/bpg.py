@@ -114,6 +114,10 @@ class Args(arguments.ProtocolArgs):
     """where results, checkpoints, TensorBoard logs and figures go"""
     plot_only: bool = False
     """only redraw the figures from the results already saved in output-dir"""
+    compare_with: str = ""
+    """train nothing: pair every finished trial of output-dir with the same-named trial of this
+    other run folder (same training seeds, same evaluation markets; e.g. two dual rules) and write
+    the paired differences of welfare and Max Exploitability to output-dir/comparison.json"""
     finished_only: bool = False
     """train nothing: summarise the trials already finished in output-dir (a method with a
     missing trial is listed under 'not_run' instead of its row), e.g. for an interrupted run"""
@@ -956,6 +960,48 @@ def summarise_finished(args: Args, output: pathlib.Path) -> dict:
     return summary
 
 
+def compare_runs(output: pathlib.Path, other: pathlib.Path) -> dict:
+    """Paired differences ``output - other`` of every trained population both folders hold and
+    trained differently (matched by name: objective, epsilon, N; rows are training seeds, columns
+    evaluation markets, which must be the same in both), Holm-adjusted per metric. Written atomically to
+    ``output/comparison.json`` with a manifest."""
+    from auctionsim import runs, stats
+
+    def populations(folder: pathlib.Path) -> dict[str, dict[int, dict]]:
+        found: dict[str, dict[int, dict]] = {}
+        for path in sorted((folder / "runs").glob("*/result.json")):
+            result = _read_result(path)
+            training = result and result["config"]["training"]
+            if training is not None:
+                found.setdefault(path.parent.name.rsplit("-seed", 1)[0], {})[training["seed"]] = result
+        return found
+
+    mine, theirs = populations(output), populations(other)
+    scores: dict[str, dict[str, np.ndarray]] = {"welfare": {}, "max_exploitability": {}}
+    pairs = []
+    for name in sorted(set(mine) & set(theirs)):
+        seeds = sorted(set(mine[name]) & set(theirs[name]))
+        if not seeds or all(mine[name][s]["config"]["training"] == theirs[name][s]["config"]["training"] for s in seeds):
+            continue  # none, or the same trained populations (e.g. shared baselines): nothing to compare
+        for seed in seeds:
+            if mine[name][seed]["config"]["evaluation"] != theirs[name][seed]["config"]["evaluation"]:
+                raise ConfigError(f"{name} seed {seed}: the two runs were evaluated differently; a paired comparison needs the same evaluation config")
+        for metric, key in (("welfare", "welfare"), ("max_exploitability", "max_exploitability_lower")):
+            for label, runs_of in ((f"{name} ({output.name})", mine[name]), (f"{name} ({other.name})", theirs[name])):
+                scores[metric][label] = np.array([runs_of[seed][key] for seed in seeds], dtype=float)
+        pairs.append((f"{name} ({output.name})", f"{name} ({other.name})"))
+    if not pairs:
+        raise ConfigError(f"{output} and {other} share no finished trained population to compare")
+    comparison = {metric: [c.to_dict() for c in stats.compare(scores[metric], pairs)] for metric in scores}
+    runs.atomic_write_json(output / "comparison.json", {"output": str(output), "other": str(other), "comparisons": comparison})
+    runs.write_manifest(output / "comparison.json", config={"output_dir": str(output), "compare_with": str(other)})
+    for metric, rows in comparison.items():
+        for row in rows:
+            d = row["difference"]
+            print(f"{metric}: {row['a']} - {row['b']} = {d['mean']:.4g} [{d['low']:.4g}, {d['high']:.4g}]: {row['verdict']}")
+    return comparison
+
+
 # ---------------------------------------------------------------------- the experiment
 def main(argv: list[str] | None = None) -> dict | None:
     from auctionsim.cluster import ray_session
@@ -965,6 +1011,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.plot_only:
         plot_all(pathlib.Path(args.output_dir))
         return None
+    if args.compare_with:
+        return compare_runs(pathlib.Path(args.output_dir), pathlib.Path(args.compare_with))
     if args.finished_only:
         return summarise_finished(args, pathlib.Path(args.output_dir))
     output = runs.check_output_dir(args.output_dir).resolve()  # RLlib checkpoints need absolute paths

@@ -173,6 +173,36 @@ def test_finished_only_summarises_what_finished_and_names_the_rest(tmp_path):
     assert (tmp_path / "summary.json.manifest.json").is_file()
 
 
+def test_compare_with_pairs_same_named_trials_of_two_runs(tmp_path):
+    args = experiment.Args(sizes=(10,), training_seeds=3, eval_seeds=5, epsilons=(0.5,), zero_epsilons=(0.0,), table3_epsilon=0.5, heuristics=("value",))
+    exploitability = {("cooperative", None): 0.01, ("value", None): 0.01, ("bpg", 0.5): 0.01}
+    ours = _fake_results(args, {("cooperative", None): 110.0, ("value", None): 100.0, ("bpg", 0.5): 105.0}, exploitability, {})
+    theirs = _fake_results(args, {("cooperative", None): 110.0, ("value", None): 100.0, ("bpg", 0.5): 101.0}, exploitability, {})
+    for result in ours.values():
+        result["config"]["evaluation"] = {"eval_seeds": [1000, 1001]}
+        if result["config"]["training"] and result["config"]["name"].startswith("bpg"):
+            result["config"]["training"]["dual_step"] = 0.25  # a different dual rule, same trial names
+    for result in theirs.values():
+        result["config"]["evaluation"] = {"eval_seeds": [1000, 1001]}
+    for folder, results in (("ours", ours), ("theirs", theirs)):
+        for name, result in results.items():
+            runs.atomic_write_json(tmp_path / folder / "runs" / name / "result.json", result)
+            runs.write_manifest(tmp_path / folder / "runs" / name / "result.json", config=result["config"])
+    comparison = experiment.main(["--output-dir", str(tmp_path / "ours"), "--compare-with", str(tmp_path / "theirs")])
+    # Only the BPG population differs (the cooperative trials are the same population in both).
+    (row,) = comparison["welfare"]
+    assert (row["a"], row["b"]) == ("bpg-eps0.5-N10 (ours)", "bpg-eps0.5-N10 (theirs)")
+    assert math.isclose(row["difference"]["mean"], 4.0) and row["difference"]["n_training_seeds"] == 3
+    assert json.loads((tmp_path / "ours" / "comparison.json").read_text())["comparisons"] == comparison
+    assert (tmp_path / "ours" / "comparison.json.manifest.json").is_file()
+    theirs_result = tmp_path / "theirs" / "runs" / "bpg-eps0.5-N10-seed0" / "result.json"
+    changed = dict(theirs["bpg-eps0.5-N10-seed0"], config={**theirs["bpg-eps0.5-N10-seed0"]["config"], "evaluation": {"eval_seeds": [7]}})
+    runs.atomic_write_json(theirs_result, changed)
+    runs.write_manifest(theirs_result, config=changed["config"])
+    with pytest.raises(ConfigError, match="evaluated differently"):
+        experiment.compare_runs(tmp_path / "ours", tmp_path / "theirs")
+
+
 # ---------------------------------------------------------------------- checkpoints
 def _tiny_algo(**settings):
     config = BPGConfig().bpg(market=market_spec(2, impressions_per_episode=300, n_ticks=4), seed=1, episodes_per_kind=2,
