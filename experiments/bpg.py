@@ -963,7 +963,8 @@ def summarise_finished(args: Args, output: pathlib.Path) -> dict:
 def compare_runs(output: pathlib.Path, other: pathlib.Path) -> dict:
     """Paired differences ``output - other`` of every trained population both folders hold and
     trained differently (matched by name: objective, epsilon, N; rows are training seeds, columns
-    evaluation markets, which must be the same in both), Holm-adjusted per metric. Written atomically to
+    evaluation markets, which must be the same in both), Holm-adjusted per metric; each
+    population is labelled with its folder's name. Written atomically to
     ``output/comparison.json`` with a manifest."""
     from auctionsim import runs, stats
 
@@ -977,6 +978,7 @@ def compare_runs(output: pathlib.Path, other: pathlib.Path) -> dict:
         return found
 
     mine, theirs = populations(output), populations(other)
+    tags = (output.name, other.name) if output.name != other.name else (str(output), str(other))
     scores: dict[str, dict[str, np.ndarray]] = {"welfare": {}, "max_exploitability": {}}
     pairs = []
     for name in sorted(set(mine) & set(theirs)):
@@ -987,9 +989,9 @@ def compare_runs(output: pathlib.Path, other: pathlib.Path) -> dict:
             if mine[name][seed]["config"]["evaluation"] != theirs[name][seed]["config"]["evaluation"]:
                 raise ConfigError(f"{name} seed {seed}: the two runs were evaluated differently; a paired comparison needs the same evaluation config")
         for metric, key in (("welfare", "welfare"), ("max_exploitability", "max_exploitability_lower")):
-            for label, runs_of in ((f"{name} ({output.name})", mine[name]), (f"{name} ({other.name})", theirs[name])):
+            for label, runs_of in ((f"{name} ({tags[0]})", mine[name]), (f"{name} ({tags[1]})", theirs[name])):
                 scores[metric][label] = np.array([runs_of[seed][key] for seed in seeds], dtype=float)
-        pairs.append((f"{name} ({output.name})", f"{name} ({other.name})"))
+        pairs.append((f"{name} ({tags[0]})", f"{name} ({tags[1]})"))
     if not pairs:
         raise ConfigError(f"{output} and {other} share no finished trained population to compare")
     comparison = {metric: [c.to_dict() for c in stats.compare(scores[metric], pairs)] for metric in scores}
