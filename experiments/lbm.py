@@ -71,8 +71,9 @@ mean log change decrease / keep / increase; measured on a shared, heavily loaded
   discard gate passed for 2 of 3 training seeds (seed 2: decrease -0.085 [-0.111, -0.059], keep
   -0.055 [-0.074, -0.037]); at 3,000 for 3 of 3 with ``--gate-only`` (keep - decrease +0.07 /
   +0.07 / +0.10) but 1 of 3 in the full run, whose models differ (the baselines train first and
-  take other random draws): the outcome depends on the seed (6 of 9 discard models passed with
-  this recipe; ``experiments/reference/lbm``). The logged moves are large on average (log change of the played
+  take other random draws), and 0 of 3 for seeds 3-5 with ``--gate-only``: the outcome depends
+  on the seed (6 of 12 discard models passed with this recipe, every paired difference above 0;
+  ``experiments/reference/lbm``). The logged moves are large on average (log change of the played
   multiplier -0.38 / 0.00 / +0.18 by anchor direction) but scatter widely (10-90% range -0.54 to
   +0.54 where the anchor is "keep"), so the word explains little of the squared error and
   LBM-Act needs the longer training to pick it up.
