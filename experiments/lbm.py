@@ -106,7 +106,7 @@ from agents.lbm.backbones import resolve_device  # noqa: E402
 from agents.lbm.gate import GATE_ORDER, direction_gate, forced_log_changes, trajectory_means  # noqa: E402
 from agents.lbm.gqpo import OfflineCritic  # noqa: E402
 from agents.lbm.guidance import CONFLICT_RULES, direction_weights, guided_cots  # noqa: E402
-from agents.lbm.prompts import parse_cpa_ratio, parse_direction, teacher_cot, teacher_direction  # noqa: E402
+from agents.lbm.prompts import parse_cpa_ratio, parse_direction, soft_teacher_cots, teacher_cot, teacher_direction  # noqa: E402
 from agents.offline.data import OfflineData  # noqa: E402
 from agents.offline.dt import DTConfig, train_dt  # noqa: E402
 from agents.offline.iql import IQLConfig, train_iql  # noqa: E402
@@ -184,6 +184,11 @@ class Args(arguments.ProtocolArgs):
     on 3-13% of states, Eq. 5 kept an "increase" CoT for 5% of decisions, LBM-Act read that word
     weakly (the gate failed on it), and the LBM(P) of the training seed whose Think said
     "decrease" on 52% bid down to 0.17 budget utilisation"""
+    think_conclusion_switch: float = 0.2
+    """share of LBM-Think's teacher CoTs whose conclusion (verdict and word) is switched to another
+    direction, facts kept (:func:`agents.lbm.prompts.soft_teacher_cots`). With a deterministic
+    teacher, Eq. 5's kept CoTs stated facts implying their conclusion, LBM-Act read the facts, and
+    the forced-direction gate failed on half the training seeds"""
     think_learning_rate: float = 2e-3
     """LBM-Think pre-training step size (tiny from scratch; use ~5e-5 for pretrained backbones)"""
     learner_steps: int = 3000
@@ -262,6 +267,8 @@ class Args(arguments.ProtocolArgs):
         for name in ("batch_size", "act_cot_decisions", "cot_samples", "gate_decisions", "torch_threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.think_conclusion_switch <= 1.0:
+            raise ConfigError(f"think_conclusion_switch must be in [0, 1], got {self.think_conclusion_switch}")
         if not 0.0 <= self.warmup_fraction <= 1.0:
             raise ConfigError(f"warmup_fraction must be in [0, 1], got {self.warmup_fraction}")
         if min(self.budget_ratios) <= 0 or 1.0 not in self.budget_ratios:
@@ -345,7 +352,8 @@ def think_diagnostics(think: LBMThink, trajectories: Trajectories, rows, ticks) 
 
 def pretrain_think(args: Args, logs: dict[str, MarketLogs], seed: int, device: torch.device, logger: ScalarLogger) -> tuple[LBMThink, list[float]]:
     """LBM-Think "pretrained" on the teacher's CoTs of every market's training logs (each decision word
-    equally often with ``think_balance_directions``)."""
+    equally often with ``think_balance_directions``; a ``think_conclusion_switch`` share of the
+    conclusions switched)."""
     rng = np.random.default_rng(seed)
     think = LBMThink(load_backbone(args.think_backbone, layers=args.think_layers, seed=seed, device=device))
     statuses = []
@@ -357,7 +365,7 @@ def pretrain_think(args: Args, logs: dict[str, MarketLogs], seed: int, device: t
         weights = direction_weights(np.array([teacher_direction(s) for s in statuses]))
         statuses = [statuses[k] for k in rng.choice(len(statuses), len(statuses), p=weights / weights.sum())]
     losses = think.fine_tune(
-        think.prompt_ids(statuses), [teacher_cot(s) for s in statuses], epochs=args.think_epochs, learning_rate=args.think_learning_rate,
+        think.prompt_ids(statuses), soft_teacher_cots(statuses, args.think_conclusion_switch, rng), epochs=args.think_epochs, learning_rate=args.think_learning_rate,
         seed=seed, description="LBM-Think pre-training", logger=logger,
     )
     return think, losses

@@ -23,6 +23,7 @@ from agents.lbm.prompts import (
     build_prompt,
     parse_cpa_ratio,
     parse_direction,
+    soft_teacher_cots,
     teacher_cot,
     teacher_direction,
     vocabulary_texts,
@@ -94,6 +95,19 @@ def test_teacher_cot_states_its_rule_and_survives_the_tiny_tokenizer(status):
         assert parse_direction(relabelled) == direction and relabelled.startswith(facts)
         rounded_across_band = status.cpa_ratio is not None and abs(status.cpa_ratio - 1.1) < 0.006
         assert relabelled.count("Decision") == 1 and (direction != teacher_direction(status) or rounded_across_band or relabelled == cot)
+
+
+def test_soft_teacher_switches_a_share_of_conclusions_and_keeps_the_facts():
+    statuses = [BiddingStatus(5 + k % 40, 48, 100.0, 10.0, 2.0 * (k % 45), 0.1 * (k % 7), ()) for k in range(600)]
+    assert soft_teacher_cots(statuses, 0.0, np.random.default_rng(0)) == [teacher_cot(s) for s in statuses]
+    cots = soft_teacher_cots(statuses, 0.2, np.random.default_rng(0))
+    switched = np.array([parse_direction(c) != teacher_direction(s) for c, s in zip(cots, statuses)])
+    assert 0.15 < switched.mean() < 0.25  # binomial(600, 0.2): the band is > 4 standard deviations
+    for cot, status in zip(cots, statuses):  # the facts are the teacher's either way
+        assert cot.rsplit(".", 3)[0] == teacher_cot(status).rsplit(".", 3)[0]
+    assert all(parse_direction(c) != teacher_direction(s) for c, s in zip(soft_teacher_cots(statuses, 1.0, np.random.default_rng(1)), statuses))
+    with pytest.raises(ValueError, match="switch_share"):
+        soft_teacher_cots(statuses, 1.5, np.random.default_rng(0))
 
 
 def test_prompt_carries_the_last_four_ticks():
