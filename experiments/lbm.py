@@ -77,6 +77,18 @@ mean log change decrease / keep / increase; measured on a shared, heavily loaded
   multiplier -0.38 / 0.00 / +0.18 by anchor direction) but scatter widely (10-90% range -0.54 to
   +0.54 where the anchor is "keep"), so the word explains little of the squared error and
   LBM-Act needs the longer training to pick it up.
+* Why half the seeds failed: a Think imitating the deterministic teacher reasons consistently.
+  When Eq. 5 samples more CoTs for a conflicting decision, the one that agrees has changed its
+  stated *facts* along with its word. So 94-96% of the kept CoTs stated facts that imply their
+  own conclusion (true facts in 10-17%), against 38-46% under relabelling. LBM-Act could read the
+  direction from the facts, and the gate, which keeps the facts and forces the conclusion, moved
+  it little. Training LBM-Act also on each kept CoT's conclusion alone (facts dropped, half or
+  80% of the draws) did not fix it (seed 3: keep - decrease +0.045 / +0.036, failed; seed 4
+  passed). The fix (``think_conclusion_switch``): LBM-Think pre-trains on a soft teacher that
+  switches 20% of its conclusions to another direction, facts kept
+  (:func:`agents.lbm.prompts.soft_teacher_cots`). Its samples then vary the conclusion without
+  the facts: 89-94% of decisions keep a CoT, 59-73% of them self-consistent. Seeds 3 and 5 (failed
+  before, keep - decrease +0.03 / +0.02) passed with keep - decrease +0.13 / +0.14.
 """
 
 from __future__ import annotations

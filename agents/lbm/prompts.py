@@ -12,8 +12,10 @@ rule-based :func:`teacher_cot` writes templated CoTs from the same status; they 
 tiny backbone (which knows no English) and warm up pretrained ones. Its rule is deliberately
 simple (the budget-pacing + CPA-cap heuristic an expert would state): lower the bid when the
 CPA is above target or the budget is spent faster than time passes, raise it when the CPA is
-within target and budget is left over, else keep it. GQPO then moves LBM-Think away from the
-teacher where the critic says another direction is better.
+within target and budget is left over, else keep it. Pre-training uses the soft teacher
+(:func:`soft_teacher_cots`), which switches a share of its conclusions and keeps the facts, so
+that LBM-Think's sampled CoTs vary their conclusion, not their facts. GQPO then moves LBM-Think
+away from the teacher where the critic says another direction is better.
 
 Where we differ from the paper: its LBM-Think is a pretrained Qwen2.5-3B-Instruct used zero-shot
 (LBM(P)); on our CPU budget the Think model is a small one, so "pretrained" means trained on the
