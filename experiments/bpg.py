@@ -16,7 +16,8 @@ What runs, per population size N (``--sizes``):
    stand in for the paper's MAAB, DCMAB and ES baselines: **they are not those algorithms**.
 2. The relative epsilon scale: the cooperative population's Max Exploitability at that N as
    the constraint measures it (the unified solution x*'s largest unilateral gain / social
-   welfare, mean of the last ``scale_window`` iterations over training seeds). With
+   welfare, mean of the last ``scale_window`` iterations over the first ``scale_seeds`` training
+   seeds, so that more training seeds extend a run without moving its epsilons). With
    ``--epsilon-mode relative`` (the default) every epsilon is a fraction of it; ``welfare`` uses
    the paper's scale (a share of welfare) directly. Why: at N = 100 one advertiser's best gain
    is a small share of the welfare of all 100 (0.3-0.5% here), so the paper's 0.08-0.16 never
@@ -168,6 +169,8 @@ class Args(arguments.ProtocolArgs):
     """market episodes of each dual measurement"""
     scale_window: int = 5
     """last iterations of the cooperative runs averaged for the relative epsilon scale"""
+    scale_seeds: int = 3
+    """cooperative runs (the first training seeds) whose mean sets the relative epsilon scale: fixed, so that adding training seeds extends a run instead of moving every epsilon"""
     validation_seeds: int = 2
     """validation markets on which best responses are chosen (disjoint from evaluation)"""
     max_advertisers: int = 10
@@ -195,7 +198,7 @@ class Args(arguments.ProtocolArgs):
 
     def __post_init__(self) -> None:
         positive = ("impressions_per_advertiser", "n_ticks", "iterations", "episodes_per_kind", "group_size", "xstar_episodes",
-                    "dual_deviators", "dual_episodes", "scale_window", "validation_seeds", "max_advertisers", "grid_periods",
+                    "dual_deviators", "dual_episodes", "scale_window", "scale_seeds", "validation_seeds", "max_advertisers", "grid_periods",
                     "checkpoint_every", "num_cpus", "training_seeds", "eval_seeds")  # fmt: skip
         for name in positive:
             check_int(name, getattr(self, name), low=1)
@@ -615,8 +618,9 @@ def trial_resources(config: dict):
 
 def epsilon_scale(args: Args, results: list[dict]) -> float:
     """The cooperative population's Max Exploitability at this N as the constraint measures it:
-    x*'s largest gain / welfare, mean of the last ``scale_window`` iterations, mean over seeds."""
-    values = [np.mean([record["max_gain_normalised"] for record in result["history"][-args.scale_window :]]) for result in results]
+    x*'s largest gain / welfare, mean of the last ``scale_window`` iterations, mean over the first
+    ``scale_seeds`` training seeds (``results`` in training-seed order)."""
+    values = [np.mean([record["max_gain_normalised"] for record in result["history"][-args.scale_window :]]) for result in results[: args.scale_seeds]]
     return float(np.mean(values))
 
 
@@ -947,7 +951,7 @@ def summarise_finished(args: Args, output: pathlib.Path) -> dict:
         raise ConfigError(f"--finished-only: no finished trials under {output / 'runs'}")
     scales = {}
     for n in args.sizes:
-        cooperative = [results.get(run_name("cooperative", None, seed, n)) for seed in training_seeds(args)]
+        cooperative = [results.get(run_name("cooperative", None, seed, n)) for seed in training_seeds(args)[: args.scale_seeds]]
         if all(cooperative):
             scales[n] = epsilon_scale(args, cooperative)
     summary = summarise(args, results, scales)
