@@ -19,6 +19,15 @@ def compiled_kernels() -> None:
     auctionsim.warm_up()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sb3_log_folder(tmp_path_factory):
+    """SB3's ``learn`` makes an ``SB3-<time>`` folder under the system temp dir unless
+    ``SB3_LOGDIR`` is set: keep them in pytest's temp tree (subprocesses inherit it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3-logs")))
+        yield
+
+
 def small_population(n: int = 6, n_categories: int = 2, budget: float = 50.0, seed: int = 0) -> Population:
     """A small population with varied budgets and CPA targets."""
     generator = np.random.default_rng(seed)
