@@ -13,7 +13,10 @@ What runs, per population size N (``--sizes``):
    cooperative population (social welfare, ``L1`` with lambda = 0) and SAB (parameter-shared PPO,
    each advertiser its own return), one trial per training seed, trained by BPG's own loop; the
    heuristic populations (value bidding = multiplier 1, PID pacing, CPA pacing, online LP), which
-   stand in for the paper's MAAB, DCMAB and ES baselines: **they are not those algorithms**.
+   stand in for the paper's MAAB, DCMAB and ES baselines: **they are not those algorithms**; and
+   ``uniform``, everyone on the one multiplier with the highest welfare on the validation markets
+   (:func:`agents.equilibrium.best_uniform_multiplier`): how much shading together gives without
+   a learned policy, the yardstick of the cooperative gate.
 2. The relative epsilon scale: the cooperative population's Max Exploitability at that N as
    the constraint measures it (the unified solution x*'s largest unilateral gain / social
    welfare, mean of the last ``scale_window`` iterations over the first ``scale_seeds`` training
@@ -100,8 +103,9 @@ from auctionsim.errors import ConfigError
 from auctionsim.validation import check_int, check_number
 from experiments import args as arguments
 
-HEURISTICS = ("value", "pid", "cpa", "online_lp")
+HEURISTICS = ("value", "pid", "cpa", "online_lp", "uniform")
 STAND_IN_NOTE = "heuristic stand-in (not the paper's MAAB/DCMAB/ES)"
+UNIFORM_NOTE = "everyone bids one multiplier, the welfare-best on the validation markets ({multiplier:g}): what shading together gives without a learned policy"
 TRAINED = ("cooperative", "selfish", "bpg", "bpg_zero")
 NEVER_ACTIVE = "constraint never active (= cooperative)"
 RESULT_SCHEMA = "auctionsim.bpg_trial/v1"
@@ -180,7 +184,7 @@ class Args(arguments.ProtocolArgs):
     ppo_best_response: bool = True
     """Table 3: also search each advertiser's best response with PPO"""
     heuristics: tuple[str, ...] = HEURISTICS
-    """heuristic populations (stand-ins for the paper's MAAB/DCMAB/ES)"""
+    """heuristic populations (pid, cpa, online_lp: stand-ins for the paper's MAAB/DCMAB/ES; uniform: the welfare-best multiplier for everyone); more may be added on --resume"""
     checkpoint_every: int = 5
     """iterations between signed checkpoints (and at the end)"""
     scheduler: str = "tune"
@@ -333,11 +337,19 @@ def market(n_advertisers: int, impressions_per_advertiser: int, n_ticks: int):
     return market_spec(n_advertisers, impressions_per_episode=impressions_per_advertiser * n_advertisers, n_ticks=n_ticks)
 
 
-def heuristic_population(name: str):
+def heuristic_population(name: str, evaluation: dict) -> tuple[object, dict]:
+    """A heuristic population and what it chose: ``uniform`` searches the grid multiplier with
+    the highest welfare on the validation markets (``{"uniform_multiplier", "uniform_validation_welfare"}``)."""
     from agents.base import FixedMultipliers
     from agents.baselines import CPAPacing, OnlineLP, PIDPacing
+    from agents.equilibrium import best_uniform_multiplier
 
-    return {"value": lambda: FixedMultipliers(1.0), "pid": PIDPacing, "cpa": CPAPacing, "online_lp": OnlineLP}[name]()
+    if name == "uniform":
+        spec = market(evaluation["n_advertisers"], evaluation["impressions_per_advertiser"], evaluation["n_ticks"])
+        search = best_uniform_multiplier(spec, evaluation["validation_seeds"])
+        details = {"uniform_multiplier": search.multiplier, "uniform_validation_welfare": {f"{m:g}": w for m, w in search.welfare.items()}}
+        return FixedMultipliers(search.multiplier), details
+    return {"value": lambda: FixedMultipliers(1.0), "pid": PIDPacing, "cpa": CPAPacing, "online_lp": OnlineLP}[name](), {}
 
 
 # ---------------------------------------------------------------------- one trial
@@ -446,7 +458,8 @@ def run_trial(config: dict, report: Callable[[dict], None] | None = None) -> dic
             finally:
                 algo.stop()
         else:
-            evaluation = evaluate_trial(config, heuristic_population(config["objective"]), None)
+            population, chosen = heuristic_population(config["objective"], config["evaluation"])
+            evaluation = {**evaluate_trial(config, population, None), **chosen}
         result = {"schema": RESULT_SCHEMA, "config": config, "history": history, **evaluation}
         final = _final_metrics(result)
         tensorboard.log(len(history), {f"eval/{key}": value for key, value in final.items() if isinstance(value, (int, float))})
@@ -694,11 +707,14 @@ def summarise(args: Args, results: dict, scales: dict[int, float]) -> dict:
                 "method": objective,
                 "label": label,
                 "epsilon": epsilon,
-                "stand_in": STAND_IN_NOTE if objective in HEURISTICS and objective != "value" else None,
+                "stand_in": STAND_IN_NOTE if objective in HEURISTICS and objective not in ("value", "uniform") else None,
                 **{metric: stats.grid_mean(grid).to_dict() for metric, grid in grids.items()},
                 "max_exploitability_upper": stats.grid_mean(upper).to_dict(),
                 "compliance_rate": None, "compliance_rate_upper": None, "lambda_active_fraction": None, "constraint_active": None,
             }  # fmt: skip
+            if objective == "uniform":
+                row["multiplier"] = results[names[0]]["uniform_multiplier"]
+                row["note"] = UNIFORM_NOTE.format(multiplier=row["multiplier"])
             if objective in TRAINED:
                 trials = [results[run_name(objective, epsilon, seed, n)] for seed in seeds]
                 row["x_star_gain"] = stats.grid_mean(np.array([t["max_exploitability_x_star"] for t in trials])).to_dict()
@@ -748,7 +764,7 @@ def table1_comparisons(args: Args, scores: dict, rows: list[dict]) -> dict:
     from auctionsim import stats
 
     bpg = [row["label"] for row in rows if row["method"] == "bpg"]
-    pairs = [("cooperative", "value"), ("selfish", "value"), ("cooperative", "selfish")]
+    pairs = [("cooperative", "value"), ("selfish", "value"), ("cooperative", "selfish"), ("uniform", "value"), ("cooperative", "uniform")]
     pairs += [(label, "selfish") for label in bpg] + list(zip(bpg, bpg[1:]))
     pairs += [(f"bpg eps={eps:g}", f"bpg_zero eps={eps:g}") for eps in args.zero_epsilons if eps in args.epsilons]
     pairs = [(a, b) for a, b in pairs if a in scores["welfare"] and b in scores["welfare"]]  # rows not run are left out
@@ -1026,7 +1042,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         raise runs.RunError(f"{output} holds results of an earlier run; add --resume to continue or extend it, or choose another --output-dir")
     started = time.perf_counter()
     placement = ("num_cpus", "scheduler", "num_env_runners", "num_learners", "num_gpus_per_learner", "dual_workers")  # where work runs, not what it computes
-    with runs.run_folder(output, args, resume=args.resume, extendable={"iterations", "training_seeds", "eval_seeds", "epsilons", "zero_epsilons"}, ignored=(*runs.DEFAULT_IGNORED, *placement), seeds={"training": training_seeds(args), "eval": evaluation_seeds(args), "validation": validation_seeds(args)}) as run:
+    with runs.run_folder(output, args, resume=args.resume, extendable={"iterations", "training_seeds", "eval_seeds", "epsilons", "zero_epsilons", "heuristics"}, ignored=(*runs.DEFAULT_IGNORED, *placement), seeds={"training": training_seeds(args), "eval": evaluation_seeds(args), "validation": validation_seeds(args)}) as run:
         with ray_session(args.num_cpus):  # local by default, RAY_ADDRESS for a cluster; shut down after
             summary = run_experiment(args, output)
         summary["wall_seconds"] = time.perf_counter() - started

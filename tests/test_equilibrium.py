@@ -25,6 +25,7 @@ from agents.equilibrium import (
     PPOBestResponse,
     ScheduleDeviation,
     TrainingHistory,
+    best_uniform_multiplier,
     compliance_rate,
     evaluate_exploitability,
     grid_best_response_dynamics,
@@ -154,6 +155,24 @@ def test_iterated_grid_best_responses_reach_a_fixed_point_with_zero_grid_exploit
     gain = displaced.advertiser_gains("grid-constant")[0][0]
     assert gain > 0
     assert displaced.max_exploitability("grid-constant").estimate > 0
+
+
+def test_best_uniform_multiplier_equals_brute_force_and_ties_go_to_value_bidding():
+    grid = (0.25, 0.5, 0.7, 1.0, 1.3)
+    search = best_uniform_multiplier(tiny_spec(budgets=(4.0, 6.0, 8.0)), SEEDS, grid)
+    market = tiny_market(budgets=(4.0, 6.0, 8.0))
+    ids = [int(i) for i in market.population.ids]
+    for m in grid:
+        reference = np.mean([sum(reference_schedule_return(market, {i: m for i in ids}, focal, (m,), seed, "value") for focal in ids) for seed in SEEDS])
+        assert math.isclose(search.welfare[m], reference, rel_tol=1e-12), (m, search.welfare[m], reference)
+    assert search.welfare[search.multiplier] == max(search.welfare.values())
+    assert search.multiplier < 1.0, "tight budgets: shading together should win more value (else the test is vacuous)"
+    # Unlimited budgets in a second-price auction: every uniform multiplier keeps the ranking and
+    # wins the same value, so the tie goes to value bidding.
+    flat = best_uniform_multiplier(MarketSpec(preset=None, factory=lambda: uniform_values_market(3, "gsp", n_impressions=600)), SEEDS, grid)
+    assert len(set(flat.welfare.values())) == 1 and flat.multiplier == 1.0
+    with pytest.raises(ConfigError, match="grid"):
+        best_uniform_multiplier(tiny_spec(), SEEDS, (0.5, -1.0))
 
 
 # ---------------------------------------------------------------------------------------- permutations

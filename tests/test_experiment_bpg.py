@@ -331,6 +331,16 @@ def test_tiny_experiment_end_to_end_resume_extend_and_refuse(ray_instance, tmp_p
     assert history[:2] == first["bpg-eps0-N2-seed0"]["history"]
     assert extended["value-N2"] == first["value-N2"]  # nothing to extend
 
+    summary = experiment.main(argv + ["--resume", "--iterations", "3", "--heuristics", "value", "uniform"])  # a heuristic row extends the run
+    with_uniform = _results(output)
+    assert {name: with_uniform[name] for name in extended} == extended
+    uniform = with_uniform["uniform-N2"]
+    welfare = {float(m): w for m, w in uniform["uniform_validation_welfare"].items()}
+    assert uniform["uniform_multiplier"] == max(welfare, key=welfare.get)
+    row = next(row for row in summary["by_size"]["2"]["rows"] if row["method"] == "uniform")
+    assert row["multiplier"] == uniform["uniform_multiplier"] and row["stand_in"] is None and "validation markets" in row["note"]
+    assert {("uniform", "value"), ("cooperative", "uniform")} <= {(c["a"], c["b"]) for c in summary["by_size"]["2"]["comparisons"]["welfare"]}
+
 
 KILLER = """
 import sys, time

@@ -14,7 +14,8 @@ Nash equilibrium, the way the BPG paper (Nash-equilibrium constrained bidding) j
   exploitability (OpenSpiel), with per-advertiser breakdowns and confidence intervals;
 * :class:`TrainingHistory`: the JSON schema of a training run's exploitability curve, read by
   ``experiments.plots``;
-* :func:`grid_best_response_dynamics`: iterated best responses over constant multipliers.
+* :func:`grid_best_response_dynamics`: iterated best responses over constant multipliers;
+  :func:`best_uniform_multiplier`: the welfare-best multiplier for everyone.
 """
 
 from agents.equilibrium.deviation import (
@@ -29,7 +30,7 @@ from agents.equilibrium.deviation import (
 )
 from agents.equilibrium.estimator import LOWER, UPPER, AdvertiserBestResponse, BestResponseEstimator
 from agents.equilibrium.evaluate import ExploitabilityConfig, advertiser_best_responses, evaluate_exploitability, ray_session
-from agents.equilibrium.grid import DEFAULT_GRID, BestResponseDynamics, GridBestResponse, grid_best_response_dynamics
+from agents.equilibrium.grid import DEFAULT_GRID, BestResponseDynamics, GridBestResponse, UniformSearch, best_uniform_multiplier, grid_best_response_dynamics
 from agents.equilibrium.history import HISTORY_SCHEMA, TrainingHistory
 from agents.equilibrium.ppo import PPOBestResponse
 from agents.equilibrium.report import EstimatorValues, ExploitabilityReport, compliance_rate
@@ -56,8 +57,10 @@ __all__ = [
     "ScheduleDeviation",
     "TrainingHistory",
     "UPPER",
+    "UniformSearch",
     "advertiser_best_responses",
     "as_market_spec",
+    "best_uniform_multiplier",
     "compliance_rate",
     "evaluate_exploitability",
     "grid_best_response_dynamics",

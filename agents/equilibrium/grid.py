@@ -14,7 +14,9 @@ changes nothing or ``rounds`` sweeps are done). Every schedule's returns are cac
 schedule with equal entries is the constant one (the same episodes).
 
 Also here: :func:`grid_best_response_dynamics`, iterated (Gauss-Seidel) best responses over
-constant multipliers, whose fixed points are pure Nash equilibria of the grid game.
+constant multipliers, whose fixed points are pure Nash equilibria of the grid game; and
+:func:`best_uniform_multiplier`, the one multiplier for everyone with the highest social welfare
+(how much a cooperative population could gain by shading together).
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from agents.equilibrium.deviation import DeviationEvaluator, MarketSpec, ScheduleDeviation, as_market_spec, check_seeds
+from agents.equilibrium.deviation import DeviationEvaluator, MarketSpec, ScheduleDeviation, as_market_spec, check_seeds, play_population
 from agents.equilibrium.estimator import AdvertiserBestResponse
 from auctionsim.envs import FixedMultipliers
 from auctionsim.errors import ConfigError, describe
 from auctionsim.validation import check_int
 
-__all__ = ["DEFAULT_GRID", "GridBestResponse", "GridSearchResult", "BestResponseDynamics", "grid_best_response_dynamics"]
+__all__ = ["DEFAULT_GRID", "GridBestResponse", "GridSearchResult", "BestResponseDynamics", "UniformSearch", "best_uniform_multiplier", "grid_best_response_dynamics"]
 
 # Multipliers searched by default: shading (< 1), truthful value bidding (1) and overbidding,
 # which pays off for a value maximiser whose budget would otherwise go unspent.
@@ -217,3 +219,33 @@ def grid_best_response_dynamics(
         if not switched:
             return BestResponseDynamics(current, True, round_index, tuple(changes))
     return BestResponseDynamics(current, False, max_rounds, tuple(changes))
+
+
+@dataclass(frozen=True)
+class UniformSearch:
+    """Outcome of :func:`best_uniform_multiplier`.
+
+    Attributes:
+        multiplier: the grid multiplier with the highest mean social welfare on the seeds.
+        welfare: grid multiplier -> mean social welfare (currency) on the seeds, in grid order.
+    """
+
+    multiplier: float
+    welfare: dict[float, float]
+
+
+def best_uniform_multiplier(market: MarketSpec | str, seeds: Sequence[int], grid: Sequence[float] = DEFAULT_GRID) -> UniformSearch:
+    """The multiplier which, bid by every advertiser, gives the highest mean social welfare
+    (value won, the BPG paper's welfare) on ``seeds``; ties go to the multiplier nearest 1
+    (value bidding). Every advertiser shading together keeps the ranking and lowers second
+    prices, so budgets last longer: the gain over multiplier 1 measures how much a cooperative
+    population could win without any state-dependent policy. Choose on validation seeds and
+    report on others."""
+    spec = as_market_spec(market)
+    seeds = check_seeds("seeds", seeds)
+    values = [float(m) for m in grid]
+    if not values or not all(np.isfinite(m) and m > 0 for m in values):
+        raise ConfigError(f"grid must hold finite multipliers > 0, got {describe(grid)}")
+    welfare = {m: float(play_population(spec, FixedMultipliers(m), seeds).social_welfare.mean()) for m in values}
+    best = max(values, key=lambda m: (welfare[m], -abs(np.log(m))))
+    return UniformSearch(best, welfare)
