@@ -72,7 +72,7 @@ Crash safety: each trial writes signed checkpoints (:mod:`agents.bpg.checkpoints
 ``checkpoint_every`` iterations and its results atomically with a manifest beside them;
 ``--resume`` reruns the sweep and each trial continues from its newest verified checkpoint (or
 reuses its finished result), so the result equals an uninterrupted run's. A changed config is
-refused; more iterations or seeds, and added epsilons, extend the run. We do not use ``Tuner.restore``: it unpickles
+refused; more iterations or seeds, added epsilons or heuristics, and PPO best responses turned on, extend the run. We do not use ``Tuner.restore``: it unpickles
 Tune's own experiment state from the output folder, which this program could not verify.
 
 TensorBoard: ``tensorboard --logdir <output-dir>/tensorboard`` (per trial: welfare, x*'s gains,
@@ -182,7 +182,7 @@ class Args(arguments.ProtocolArgs):
     grid_periods: int = 1
     """periods of the grid best response (1: constant multipliers)"""
     ppo_best_response: bool = True
-    """Table 3: also search each advertiser's best response with PPO"""
+    """Table 3: also search each advertiser's best response with PPO (may be turned on with --resume: only the Table 3 trial is evaluated again)"""
     heuristics: tuple[str, ...] = HEURISTICS
     """heuristic populations (pid, cpa, online_lp: stand-ins for the paper's MAAB/DCMAB/ES; uniform: the welfare-best multiplier for everyone); more may be added on --resume"""
     checkpoint_every: int = 5
@@ -1042,7 +1042,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         raise runs.RunError(f"{output} holds results of an earlier run; add --resume to continue or extend it, or choose another --output-dir")
     started = time.perf_counter()
     placement = ("num_cpus", "scheduler", "num_env_runners", "num_learners", "num_gpus_per_learner", "dual_workers")  # where work runs, not what it computes
-    with runs.run_folder(output, args, resume=args.resume, extendable={"iterations", "training_seeds", "eval_seeds", "epsilons", "zero_epsilons", "heuristics"}, ignored=(*runs.DEFAULT_IGNORED, *placement), seeds={"training": training_seeds(args), "eval": evaluation_seeds(args), "validation": validation_seeds(args)}) as run:
+    with runs.run_folder(output, args, resume=args.resume, extendable={"iterations", "training_seeds", "eval_seeds", "epsilons", "zero_epsilons", "heuristics", "ppo_best_response"}, ignored=(*runs.DEFAULT_IGNORED, *placement), seeds={"training": training_seeds(args), "eval": evaluation_seeds(args), "validation": validation_seeds(args)}) as run:
         with ray_session(args.num_cpus):  # local by default, RAY_ADDRESS for a cluster; shut down after
             summary = run_experiment(args, output)
         summary["wall_seconds"] = time.perf_counter() - started

@@ -341,6 +341,14 @@ def test_tiny_experiment_end_to_end_resume_extend_and_refuse(ray_instance, tmp_p
     assert row["multiplier"] == uniform["uniform_multiplier"] and row["stand_in"] is None and "validation markets" in row["note"]
     assert {("uniform", "value"), ("cooperative", "uniform")} <= {(c["a"], c["b"]) for c in summary["by_size"]["2"]["comparisons"]["welfare"]}
 
+    # Turning PPO best responses on re-evaluates only the Table 3 trial, from its final checkpoint.
+    with_ppo = [arg for arg in argv if arg != "--no-ppo-best-response"] + ["--resume", "--iterations", "3", "--heuristics", "value", "uniform"]
+    summary = experiment.main(with_ppo)
+    assert summary["table3"] and all("ppo_return" in row for row in summary["table3"])
+    rerun = _results(output)
+    assert {name: rerun[name] for name in rerun if name != "bpg-eps0-N2-seed0"} == {name: with_uniform[name] for name in with_uniform if name != "bpg-eps0-N2-seed0"}
+    assert rerun["bpg-eps0-N2-seed0"]["history"] == with_uniform["bpg-eps0-N2-seed0"]["history"]
+
 
 KILLER = """
 import sys, time
