@@ -66,7 +66,10 @@ advantages did not (-908 at iteration 16), hence the group baselines. At N = 10 
 variants (lr, episodes, groups, epochs, network, exploration noise, estimator) gave a reliable
 gain: the multipliers spread across advertisers and follow each one's recent wins (|corr| 0.79
 with win_rate_last3), which helps the noisy training policy more than the deterministic one
-that is evaluated. The reference run reports what the defaults give on the calibrated market.
+that is evaluated. On the calibrated market (``experiments/reference/bpg/dual-ascent-N10/``)
+there is little to find at N = 10: the ``uniform`` row (everyone at 0.5) beats value bidding by
++2.5% (+44.5 [15.2, 73.8]), and the cooperative population ends 1.9% below value bidding
+(-34 [-54, -14], 6 x 10 seeds). The reference runs report what the defaults give.
 
 Crash safety: each trial writes signed checkpoints (:mod:`agents.bpg.checkpoints`) every
 ``checkpoint_every`` iterations and its results atomically with a manifest beside them;
