@@ -718,6 +718,9 @@ def summarise(args: Args, results: dict, scales: dict[int, float]) -> dict:
             if objective == "uniform":
                 row["multiplier"] = results[names[0]]["uniform_multiplier"]
                 row["note"] = UNIFORM_NOTE.format(multiplier=row["multiplier"])
+                searched = [float(m) for m in results[names[0]]["uniform_validation_welfare"]]
+                if row["multiplier"] in (min(searched), max(searched)):
+                    row["note"] += "; at the edge of the grid, so shading further may gain more"
             if objective in TRAINED:
                 trials = [results[run_name(objective, epsilon, seed, n)] for seed in seeds]
                 row["x_star_gain"] = stats.grid_mean(np.array([t["max_exploitability_x_star"] for t in trials])).to_dict()

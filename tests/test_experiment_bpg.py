@@ -339,6 +339,7 @@ def test_tiny_experiment_end_to_end_resume_extend_and_refuse(ray_instance, tmp_p
     assert uniform["uniform_multiplier"] == max(welfare, key=welfare.get)
     row = next(row for row in summary["by_size"]["2"]["rows"] if row["method"] == "uniform")
     assert row["multiplier"] == uniform["uniform_multiplier"] and row["stand_in"] is None and "validation markets" in row["note"]
+    assert ("edge of the grid" in row["note"]) == (row["multiplier"] in (min(welfare), max(welfare)))
     assert {("uniform", "value"), ("cooperative", "uniform")} <= {(c["a"], c["b"]) for c in summary["by_size"]["2"]["comparisons"]["welfare"]}
 
     # Turning PPO best responses on re-evaluates only the Table 3 trial, from its final checkpoint.
