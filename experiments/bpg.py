@@ -69,7 +69,11 @@ with win_rate_last3), which helps the noisy training policy more than the determ
 that is evaluated. On the calibrated market (``experiments/reference/bpg/dual-ascent-N10/``)
 there is little to find at N = 10: the ``uniform`` row (everyone at 0.5) beats value bidding by
 +2.5% (+44.5 [15.2, 73.8]), and the cooperative population ends 1.9% below value bidding
-(-34 [-54, -14], 6 x 10 seeds). The reference runs report what the defaults give.
+(-34 [-54, -14], 6 x 10 seeds). A probe (3 training seeds x 10 held-out markets) found no
+setting that gains: with less exploration noise (log-std -1.6 or -2.3) the loss vanishes
+(-4.8 [-11.0, 1.3], -4.2 [-11.0, 2.7]) and so does the signal, while a 3x smaller lr or 4x more
+episodes still loses (-49.3 [-67.9, -30.7], -20.1 [-32.4, -7.9]): the learned direction is set
+by the exploration noise, not by gradient noise. The reference runs report what the defaults give.
 
 Crash safety: each trial writes signed checkpoints (:mod:`agents.bpg.checkpoints`) every
 ``checkpoint_every`` iterations and its results atomically with a manifest beside them;
