@@ -76,7 +76,7 @@ def test_dual_options_reach_the_algorithm_and_leave_older_trial_keys_alone(tmp_p
     "field, value",
     [("iterations", 0), ("sizes", (1,)), ("epsilons", (0.1, float("nan"))), ("zero_epsilons", (-0.1,)), ("epsilon_mode", "share"),
      ("heuristics", ("pid",)), ("scheduler", "slurm"), ("table3_epsilon", 0.3), ("kappa_mix", 1.5), ("training_seeds", 0),
-     ("dual_step", -1.0), ("lambda_max", float("inf"))],
+     ("dual_step", -1.0), ("lambda_max", float("inf")), ("scale_seeds", 0), ("heuristics", ("value", "shade"))],
 )  # fmt: skip
 def test_bad_arguments_raise_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=field):
@@ -137,6 +137,16 @@ def test_table1_rows_comparisons_and_gates_on_known_values():
     assert gates["largest_active_bpg_vs_selfish_welfare"]["verdict"] == "bpg eps=0.25 > selfish"
     table = experiment.table1_markdown(block)
     assert experiment.NEVER_ACTIVE in table and "mean" not in table.splitlines()[0].split(":")[0]
+
+
+def test_more_training_seeds_do_not_move_the_relative_epsilon_scale():
+    """The scale is the mean over the first ``scale_seeds`` cooperative runs (last
+    ``scale_window`` iterations each), so extending a run with seeds keeps every BPG trial's key."""
+    cooperative = [{"history": [{"max_gain_normalised": gain} for gain in (9.0, level, level)]} for level in (0.02, 0.04, 0.5, 0.9)]
+    three = experiment.Args(training_seeds=3, scale_window=2, scale_seeds=2)
+    six = experiment.Args(training_seeds=6, scale_window=2, scale_seeds=2)
+    assert experiment.epsilon_scale(three, cooperative[:3]) == experiment.epsilon_scale(six, cooperative) == pytest.approx(0.03)
+    assert experiment.epsilon_scale(experiment.Args(scale_window=2, scale_seeds=4), cooperative) == pytest.approx((0.02 + 0.04 + 0.5 + 0.9) / 4)
 
 
 def test_resume_of_a_run_from_before_the_display_only_flags_is_accepted():
