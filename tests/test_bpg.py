@@ -269,6 +269,41 @@ def test_tiny_bpg_run_end_to_end(ray_instance):
         algo.stop()
 
 
+def test_training_plays_the_actions_the_module_sampled_and_evaluation_plays_its_mean(ray_instance, monkeypatch):
+    # Regression: with RLlib's default normalize_actions=True the env runners mapped the
+    # module's actions from [-1, 1] onto [low, high] (a = 0 bid 0.5, not 1), while evaluation
+    # and the dual step play exp(mean): training and evaluation were different policies.
+    applied = []
+    step = BPGMarketEnv.step
+
+    def recording_step(self, action_dict):
+        applied.append({agent: np.asarray(action, dtype=np.float64).copy() for agent, action in action_dict.items()})
+        return step(self, action_dict)
+
+    monkeypatch.setattr(BPGMarketEnv, "step", recording_step)
+    algo = tiny_config(epsilon=0.0).build_algo()
+    try:
+        algo.bpg_state.reward_scale = 1.0
+        for kind in ("cooperative", "weighted"):
+            applied.clear()
+            (episode,) = algo._sample(kind, 1, 11)
+            for agent, single in episode.agent_episodes.items():
+                sampled = np.asarray(single.get_actions(), dtype=np.float64)
+                played = np.array([step_actions[agent] for step_actions in applied if agent in step_actions])
+                np.testing.assert_allclose(played, sampled, rtol=1e-6, atol=1e-6)
+        # Without noise the population's training episode bids exactly what evaluation bids.
+        module = algo.env_runner.module[POPULATION]
+        with torch.no_grad():
+            module.log_std.fill_(-30.0)
+        applied.clear()
+        (episode,) = algo._sample("cooperative", 1, 12)
+        observations = np.asarray(episode.agent_episodes[POPULATION].get_observations(), dtype=np.float32)[:-1, :, : algo.market_env.n_features]
+        expected = np.stack([algo.population_policy().act(rows) for rows in observations])
+        np.testing.assert_allclose(np.exp([step_actions[POPULATION] for step_actions in applied]), expected, rtol=1e-5)
+    finally:
+        algo.stop()
+
+
 def _learner_loss_gradients(learner, episodes, coefficients):
     """Gradients of the learner's population loss and of the L1 reference on one batch."""
     learner.set_primal_weights(coefficients)

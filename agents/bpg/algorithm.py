@@ -189,6 +189,12 @@ class BPGConfig(PPOConfig):
         self.use_kl_loss = False
         self.vf_clip_param = 1e6
         self.batch_mode = "complete_episodes"
+        # The module's action is the log multiplier the env plays, in training as in evaluation
+        # (the deterministic RowActor). RLlib's default, normalize_actions=True, maps actions
+        # from [-1, 1] onto [low, high] in its env runners only: training then bid
+        # exp(-0.69 + 2.3 a) while evaluation bid exp(a), and the noise was 2.3x wider.
+        self.normalize_actions = False
+        self.clip_actions = False  # the env clips to its bounds itself
         self.num_env_runners = 0
         self.multi_agent(policies=MODULES, policy_mapping_fn=map_agent_to_module, count_steps_by="agent_steps")
         self._model_settings: dict[str, Any] = {"hidden": [64, 64], "critic_hidden": [64, 64]}
