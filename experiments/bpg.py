@@ -57,23 +57,19 @@ sweep; ``experiments/reference/bpg/`` states the measured time. Tune or not: a t
 needs ~30 s to start here (6 tiny trials: 207 s with Tune, 17 s serially, identical results),
 which is why ``--quick`` runs its short trials serially and the full run uses Tune.
 
-Learning (one-seed probes on the pre-calibration market, 5 evaluation days, lr 1e-3, 8 episodes
-per kind in groups of 4). Everyone shading together keeps the ranking and lowers prices, so
-budgets last longer: constant multiplier 0.1 gives +54% welfare over value bidding at N = 100,
-0.3 gives +8% at N = 10. At N = 100 cooperative training found it: +3567 [2493, 4641] welfare
-over value bidding after 20 iterations (+12.9%; multipliers 0.69-0.75); the critic-only (GAE)
-advantages did not (-908 at iteration 16), hence the group baselines. At N = 10 none of 12
-variants (lr, episodes, groups, epochs, network, exploration noise, estimator) gave a reliable
-gain: the multipliers spread across advertisers and follow each one's recent wins (|corr| 0.79
-with win_rate_last3), which helps the noisy training policy more than the deterministic one
-that is evaluated. On the calibrated market (``experiments/reference/bpg/dual-ascent-N10/``)
-there is little to find at N = 10: the ``uniform`` row (everyone at 0.5) beats value bidding by
-+2.5% (+44.5 [15.2, 73.8]), and the cooperative population ends 1.9% below value bidding
-(-34 [-54, -14], 6 x 10 seeds). A probe (3 training seeds x 10 held-out markets) found no
-setting that gains: with less exploration noise (log-std -1.6 or -2.3) the loss vanishes
-(-4.8 [-11.0, 1.3], -4.2 [-11.0, 2.7]) and so does the signal, while a 3x smaller lr or 4x more
-episodes still loses (-49.3 [-67.9, -30.7], -20.1 [-32.4, -7.9]): the learned direction is set
-by the exploration noise, not by gradient noise. The reference runs report what the defaults give.
+Learning. Everyone shading together keeps the ranking and lowers prices, so budgets last
+longer: on the calibrated market the best uniform multiplier (the ``uniform`` row) gains +35%
+welfare over value bidding at N = 100 and +2.5% at N = 10. Until 2026-12-07 BPG trained with
+RLlib's default action normalisation, which mapped the module's actions from [-1, 1] onto
+[log 0.05, log 5] in the env runners only: training bid exp(-0.69 + 2.3 a) while evaluation bid
+exp(a), so the population that was scored was not the one that was trained (fixed in
+:class:`agents.bpg.BPGConfig`; a regression test checks that training plays the sampled actions
+and evaluation their mean). Every learning probe and reference result before that date was
+affected: at N = 10 the cooperative population then ended below value bidding (-34 [-54, -14]),
+which earlier versions of this docstring blamed on the exploration noise. With the fix and the
+same defaults (``experiments/reference/bpg/``): cooperative - value bidding = +16.4 [0.5, 32.2] at
+N = 10 (6 x 10 seeds) and +4,895 [3,427, 6,363] at N = 100 (3 x 5 seeds, about 54% of the
+uniform row's gain).
 
 Crash safety: each trial writes signed checkpoints (:mod:`agents.bpg.checkpoints`) every
 ``checkpoint_every`` iterations and its results atomically with a manifest beside them;

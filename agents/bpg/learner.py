@@ -26,8 +26,9 @@ per-row rewards from it and computes per-row advantages. Two estimators (``advan
   this episode's actions, so the estimate stays unbiased, and the day-to-day noise of the market
   (traffic, conversions), which dominates the return and which no critic can predict from an
   advertiser's observation, cancels. Measured on the 10- and 100-advertiser markets: with the
-  critic alone the cooperative policy did not beat value bidding in 16 iterations (see
-  ``experiments/bpg.py``). Steps whose group has no other member at that tick fall back to GAE.
+  critic alone the cooperative policy did not beat value bidding in 16 iterations (a probe made
+  before the action-normalisation fix of :class:`~agents.bpg.BPGConfig`, not repeated since).
+  Steps whose group has no other member at that tick fall back to GAE.
 * ``"gae"``: per-row GAE with the module's per-row critic (PPO's usual estimator, per row).
 
 The critic is trained on GAE value targets in both cases.
