@@ -50,10 +50,10 @@ share of training seeds whose Max Exploitability (lower bound, mean gains over m
 iteration of every seed is labelled "constraint never active (= cooperative)".
 
 Wall time. ``--quick`` (N = 10, 1 training x 3 evaluation seeds, 12 iterations, serial) took
-6 min 2 s on the shared 2-core development machine at a load average of ~20 (the process got 34%
-of a CPU: 121 s of CPU time); lambda > 0 at both of its epsilons. The full run (N = 100 and 10,
-3 x 5 seeds, 4 + 4 epsilons, 40 iterations) is estimated at 2-3 hours on 2 idle cores as a Tune
-sweep; ``experiments/reference/bpg/`` states the measured time. Tune or not: a trial's worker
+1 min 50 s (106 s of CPU time) on one core of the 2-core development machine, the other one
+idle; lambda > 0 at both of its epsilons. The reference runs (``experiments/reference/bpg/``)
+took 87 min at N = 100 (3 x 5 seeds, 4 + 4 epsilons, 40 iterations, a Tune sweep two trials at
+a time) and 69 min at N = 10 (6 x 10 seeds, serial, one core), side by side. Tune or not: a trial's worker
 needs ~30 s to start here (6 tiny trials: 207 s with Tune, 17 s serially, identical results),
 which is why ``--quick`` runs its short trials serially and the full run uses Tune.
 

@@ -171,7 +171,8 @@ def dual_update(
 
     Eq. 13 sets lambda to the current violation: it has no memory, so lambda falls to 0 as soon
     as the measured gain dips under epsilon and the primal step stops pushing (on our market it
-    oscillates with the lag of the primal response; ``experiments/reference/bpg``). With
+    oscillated with the lag of the primal response in the Eq. 13 reference run, which was made
+    before the action-normalisation fix and is in the git history at b656a24). With
     ``dual_step`` it is projected gradient ascent on the Lagrangian instead (our option, not the
     paper's): ``lambda_i <- [lambda_i^prev + dual_step x violation_i]_+``, which keeps pushing
     while the constraint is violated and relaxes only as fast as the violation is negative.
