@@ -53,7 +53,7 @@ Wall time. ``--quick`` (N = 10, 1 training x 3 evaluation seeds, 12 iterations, 
 1 min 50 s (106 s of CPU time) on one core of the 2-core development machine, the other one
 idle; lambda > 0 at both of its epsilons. The reference runs (``experiments/reference/bpg/``)
 took 87 min at N = 100 (3 x 5 seeds, 4 + 4 epsilons, 40 iterations, a Tune sweep two trials at
-a time) and 69 min at N = 10 (6 x 10 seeds, serial, one core), side by side. Tune or not: a trial's worker
+a time) and 115 min at N = 10 (10 x 10 seeds, serial, one core), side by side. Tune or not: a trial's worker
 needs ~30 s to start here (6 tiny trials: 207 s with Tune, 17 s serially, identical results),
 which is why ``--quick`` runs its short trials serially and the full run uses Tune.
 
@@ -67,8 +67,8 @@ exp(a), so the population that was scored was not the one that was trained (fixe
 and evaluation their mean). Every learning probe and reference result before that date was
 affected: at N = 10 the cooperative population then ended below value bidding (-34 [-54, -14]),
 which earlier versions of this docstring blamed on the exploration noise. With the fix and the
-same defaults (``experiments/reference/bpg/``): cooperative - value bidding = +16.4 [0.5, 32.2] at
-N = 10 (6 x 10 seeds) and +4,895 [3,427, 6,363] at N = 100 (3 x 5 seeds, about 54% of the
+same defaults (``experiments/reference/bpg/``): cooperative - value bidding = +15.2 [0.6, 29.8] at
+N = 10 (10 x 10 seeds) and +4,895 [3,427, 6,363] at N = 100 (3 x 5 seeds, about 54% of the
 uniform row's gain).
 
 Crash safety: each trial writes signed checkpoints (:mod:`agents.bpg.checkpoints`) every
