@@ -52,8 +52,8 @@ iteration of every seed is labelled "constraint never active (= cooperative)".
 Wall time. ``--quick`` (N = 10, 1 training x 3 evaluation seeds, 12 iterations, serial) took
 1 min 50 s (106 s of CPU time) on one core of the 2-core development machine, the other one
 idle; lambda > 0 at both of its epsilons. The reference runs (``experiments/reference/bpg/``)
-took 87 min at N = 100 (3 x 5 seeds, 4 + 4 epsilons, 40 iterations, a Tune sweep two trials at
-a time) and 115 min at N = 10 (10 x 10 seeds, serial, one core), side by side. Tune or not: a trial's worker
+took 153 min at N = 100 (6 x 5 seeds, 4 + 4 epsilons, 40 iterations, a Tune sweep two trials
+at a time; two invocations) and 115 min at N = 10 (10 x 10 seeds, serial, one core). Tune or not: a trial's worker
 needs ~30 s to start here (6 tiny trials: 207 s with Tune, 17 s serially, identical results),
 which is why ``--quick`` runs its short trials serially and the full run uses Tune.
 
@@ -68,7 +68,7 @@ and evaluation their mean). Every learning probe and reference result before tha
 affected: at N = 10 the cooperative population then ended below value bidding (-34 [-54, -14]),
 which earlier versions of this docstring blamed on the exploration noise. With the fix and the
 same defaults (``experiments/reference/bpg/``): cooperative - value bidding = +15.2 [0.6, 29.8] at
-N = 10 (10 x 10 seeds) and +4,895 [3,427, 6,363] at N = 100 (3 x 5 seeds, about 54% of the
+N = 10 (10 x 10 seeds) and +4,933 [3,813, 6,053] at N = 100 (6 x 5 seeds, about 54% of the
 uniform row's gain).
 
 Crash safety: each trial writes signed checkpoints (:mod:`agents.bpg.checkpoints`) every
@@ -157,7 +157,7 @@ class Args(arguments.ProtocolArgs):
     """0: Eq. 13's closed-form dual (the paper); > 0: projected gradient ascent on lambda with
     this step, a dual with memory (our option; see agents.bpg.duals.dual_update)"""
     lambda_max: float = 0.0
-    """cap on each lambda_i in mean-advertiser units (0: no cap)"""
+    """cap on each lambda_i in mean-advertiser units (0: no cap); at epsilon 0 every violator's lambda ends at the cap, so the cap sets how hard that end pushes"""
     log_std_init: float = -0.7
     """initial log standard deviation of the policies' exploration (log multiplier units)"""
     episodes_per_kind: int = 8

@@ -184,7 +184,10 @@ def dual_update(
         kappa_uniform_mix: share of the uniform distribution in the deviator sampling, in [0, 1].
         previous_lambdas: ``(N,)`` the last multipliers (needed with ``dual_step``).
         dual_step: ascent step size (``None``: Eq. 13's closed form).
-        lambda_max: cap on each ``lambda_i`` (``None``: no cap).
+        lambda_max: cap on each ``lambda_i`` (``None``: no cap). The cap, not epsilon, sets how
+            hard the penalty pushes once an advertiser's lambda reaches it. At ``epsilon = 0`` the
+            constraint asks for an exact equilibrium, which a trained population does not reach,
+            so ascent always ends there at the cap (see ``experiments/reference/bpg/``).
     """
     returns = _check_array("population_returns", population_returns)
     gains = _check_array("gains", gains, returns.shape[0])
