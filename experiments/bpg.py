@@ -53,7 +53,7 @@ Wall time. ``--quick`` (N = 10, 1 training x 3 evaluation seeds, 12 iterations, 
 1 min 50 s (106 s of CPU time) on one core of the 2-core development machine, the other one
 idle; lambda > 0 at both of its epsilons. The reference runs (``experiments/reference/bpg/``)
 took 153 min at N = 100 (6 x 5 seeds, 4 + 4 epsilons, 40 iterations, a Tune sweep two trials
-at a time; two invocations) and 115 min at N = 10 (10 x 10 seeds, serial, one core). Tune or not: a trial's worker
+at a time; two invocations) and about 2 h at N = 10 (10 x 10 seeds, serial, one core). Tune or not: a trial's worker
 needs ~30 s to start here (6 tiny trials: 207 s with Tune, 17 s serially, identical results),
 which is why ``--quick`` runs its short trials serially and the full run uses Tune.
 
