@@ -304,15 +304,21 @@ def test_training_plays_the_actions_the_module_sampled_and_evaluation_plays_its_
         algo.stop()
 
 
-def _learner_loss_gradients(learner, episodes, coefficients):
-    """Gradients of the learner's population loss and of the L1 reference on one batch."""
-    learner.set_primal_weights(coefficients)
+def _population_loss(learner, episodes):
+    """The learner's population loss on one batch (its current primal weights), with the batch."""
     batch = learner._learner_connector(rl_module=learner.module, batch={}, episodes=copy.deepcopy(episodes), shared_data={}, metrics=learner.metrics)
     data = batch[POPULATION]
     module = learner.module[POPULATION].unwrapped()
-    parameters = list(module.actor.parameters())
     output = module.forward_train(data)
-    loss = learner.compute_loss_for_module(module_id=POPULATION, config=learner.config.get_config_for_module(POPULATION), batch=data, fwd_out=output)
+    return learner.compute_loss_for_module(module_id=POPULATION, config=learner.config.get_config_for_module(POPULATION), batch=data, fwd_out=output), data
+
+
+def _learner_loss_gradients(learner, episodes, coefficients):
+    """Gradients of the learner's population loss and of the L1 reference on one batch."""
+    learner.set_primal_weights(coefficients)
+    module = learner.module[POPULATION].unwrapped()
+    parameters = list(module.actor.parameters())
+    loss, data = _population_loss(learner, episodes)
     gradients = torch.autograd.grad(loss, parameters)
     # Reference: the cooperative policy gradient, sum over acting rows of A x log pi, on the
     # cooperative timesteps only (at the sampling parameters PPO's surrogate has this gradient).
@@ -346,6 +352,43 @@ def test_lambda_zero_primal_gradient_is_the_cooperative_gradient(ray_instance):
         assert any(np.abs(g).max() > 0 for g in reference_gradients)
         for got, expected in zip(loss_gradients, reference_gradients):
             np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
+    finally:
+        algo.stop()
+
+
+def test_primal_loss_is_gradient_11_divided_by_its_largest_coefficient(ray_instance):
+    # A step size per update (see BPGTorchLearner.set_primal_weights): the direction of gradient
+    # (11) is kept, its scale no longer jumps ~xi-fold when lambda turns positive (which left
+    # Adam stepping ~N times too short after lambda returned to 0).
+    algo = tiny_config(epsilon=0.0).build_algo()
+    try:
+        algo.train()
+        n = algo.n_advertisers
+        tight = dual_update(np.ones(n), np.full(n, 0.5), epsilon=0.0)
+        weights = primal_weights(tight, "bpg", algo.xi)
+        assert weights.episode_kinds == ("cooperative", "deviation", "weighted")
+        episodes = []
+        for kind in weights.episode_kinds:
+            episodes += algo._sample(kind, 2, seed=5, team_weights=weights.team_weights, sampling=tight.sampling)
+        coefficients = {"deviation": weights.deviation, "weighted": weights.weighted, "nu_bar": weights.nu_bar}
+        scale = max(np.abs(weights.deviation).max(), np.abs(weights.weighted).max())
+        assert scale > 1.5
+
+        def gradients(learner):
+            parameters = list(learner.module[POPULATION].unwrapped().actor.parameters())
+            learner.set_primal_weights(coefficients)
+            scaled = torch.autograd.grad(_population_loss(learner, episodes)[0], parameters)
+            # Gradient (11) as written: the raw coefficients, the all-theta term's 1.
+            learner._coefficients = {name: torch.as_tensor(array, dtype=torch.float32) for name, array in coefficients.items()}
+            learner._population_scale = 1.0
+            raw = torch.autograd.grad(_population_loss(learner, episodes)[0], parameters)
+            return [g.numpy() for g in scaled], [g.numpy() for g in raw]
+
+        (call,) = algo.learner_group.foreach_learner(gradients)
+        scaled, raw = call.result_or_error.get()
+        assert any(np.abs(g).max() > 0 for g in raw)
+        for got, expected in zip(scaled, raw):
+            np.testing.assert_allclose(got * scale, expected, rtol=1e-4, atol=1e-7)
     finally:
         algo.stop()
 

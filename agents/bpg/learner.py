@@ -239,10 +239,32 @@ class BPGTorchLearner(PPOTorchLearner):
             )
         self._modules_to_update: set[str] | None = None
         self._coefficients: dict[str, torch.Tensor] = {}
+        self._population_scale = 1.0
 
     def set_primal_weights(self, weights: dict[str, np.ndarray]) -> None:
-        """``{"deviation", "weighted", "nu_bar"}`` -> ``(N,)`` coefficients per deviator row."""
-        self._coefficients = {name: torch.as_tensor(np.asarray(array), dtype=torch.float32, device=self._device) for name, array in weights.items()}
+        """``{"deviation", "weighted", "nu_bar"}`` -> ``(N,)`` coefficients per deviator row.
+
+        Each module's coefficients are divided by its largest one (at least 1), a step size
+        per update that leaves the direction of gradient (11) unchanged. Why: Adam divides every
+        step by a running RMS of past gradients (beta2 = 0.999, a memory of ~1,000 minibatch
+        steps). When lambda turns positive, the ``xi`` terms (``xi = N`` by default) make the loss
+        ~N times larger; when lambda returned to 0, theta then moved ~N times too slowly for the
+        rest of the run. Measured at N = 100 (relative epsilon 0.75, seed 1, before this rule):
+        lambda was positive (lambda_sum at most 0.055) in iterations 11-14 only; the policy loss
+        was 8-32 there and at most 0.25 in every other iteration; then log-std stayed at
+        -0.852/-0.853 and welfare within 27,349-27,452 for the last 24 iterations, while the
+        cooperative run on the same seed rose from 28,702 to 31,965. With this rule the same
+        trial ends at 30,194 (seed 4: 28,882 instead of 25,219). With every lambda 0 the divisor
+        is exactly 1, so the cooperative and selfish updates are unchanged bit for bit."""
+        arrays = {name: np.asarray(array, dtype=np.float64) for name, array in weights.items()}
+        scales = {
+            POPULATION: max(1.0, *(float(np.abs(arrays[name]).max(initial=0.0)) for name in ("deviation", "weighted"))),
+            NU_BAR: max(1.0, float(np.abs(arrays["nu_bar"]).max(initial=0.0))),
+        }
+        self._coefficients = {
+            name: torch.as_tensor(array / scales[NU_BAR if name == "nu_bar" else POPULATION], dtype=torch.float32, device=self._device) for name, array in arrays.items()
+        }
+        self._population_scale = scales[POPULATION]
 
     def set_modules_to_update(self, module_ids: list[str] | None) -> None:
         self._modules_to_update = None if module_ids is None else set(module_ids)
@@ -267,6 +289,7 @@ class BPGTorchLearner(PPOTorchLearner):
         is_deviation = (roles == ROLE_NU_BAR).any(dim=-1)
         is_weighted = (roles == ROLE_X_STAR).any(dim=-1)
         kind = torch.where(is_deviation, _KIND_DEVIATION, torch.where(is_weighted, _KIND_WEIGHTED, kind))
+        coefficient = coefficient / self._population_scale  # the all-theta term's 1, scaled likewise
         coefficient = torch.where(
             is_deviation,
             self._coefficients["deviation"][deviator_row],
