@@ -24,7 +24,9 @@ One training iteration (``Algorithm.train()``) is one iteration ``k`` of Algorit
    same deviator and the same exploration noise for theta's rows, so the difference of their
    terms in gradient (11), ``(xi - lambda_bar) grad G_i(nu) - xi grad G_i(x*)``, is estimated
    from paired episodes. With ``lambda_bar = 0`` only cooperative episodes are sampled and
-   ``nu-bar`` is not updated (Appendix C.2.1).
+   ``nu-bar`` is not updated (Appendix C.2.1). Each update divides its coefficients by the
+   largest one (at least 1), a step size that keeps Adam's steps the same size whether lambda
+   is 0 or not (:meth:`~agents.bpg.learner.BPGTorchLearner.set_primal_weights`).
 4. *Sampling ratios* (line 5): ``kappa = lambda / lambda_bar`` (mixed with a little uniform,
    ``kappa_uniform_mix``) becomes ``q^{k+1}``.
 
