@@ -325,13 +325,18 @@ def test_batched_evaluation_equals_one_episode_at_a_time(logs):
     }
     seeds = [11, 12]
     for name, bidder in bidders.items():
+        # A float32 network's output for a batch of rows and for one row can differ in the last
+        # bits (the CPU's matmul kernels block by shape; seen on an AMD EPYC: spend off by 2e-8
+        # relative), and the bids inherit it. An auction won or lost moves spend by a whole price,
+        # far more than 1e-6 of these short episodes' spend.
+        rel = 1e-9 if name == "pid" else 1e-6
         batched = pemorl.play_cases(args, bidder, market, seeds)
         for row, seed in enumerate(seeds):
             for column, focal in enumerate((3, 15)):
                 env = SingleBidderEnv(market, population=pemorl.logging_population(args, market), focal=focal, reward="score")
                 alone = play_focal_episode(env, bidder, seed=seed)
-                assert batched["score"][row, column] == pytest.approx(alone.score, rel=1e-9, abs=1e-12), name
-                assert batched["spend"][row, column] == pytest.approx(alone.spend, rel=1e-9, abs=1e-12), name
+                assert batched["score"][row, column] == pytest.approx(alone.score, rel=rel, abs=1e-12), name
+                assert batched["spend"][row, column] == pytest.approx(alone.spend, rel=rel, abs=1e-12), name
                 assert batched["mean_multiplier"][row, column] == pytest.approx(alone.mean_multiplier, rel=1e-6), name
 
 
